@@ -1,0 +1,129 @@
+//! [`Context`]: the backend and thread pool that every operation runs on.
+
+use crate::backend::cpu::CpuBackend;
+use crate::backend::{Backend, BackendKind};
+use crate::error::{Error, Result};
+use crate::gradnorm::{self, GradNormOptions, GradNormOut, GradNormScores};
+use crate::matrix::MatrixRef;
+
+/// How a [`Context`] is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextOptions {
+    /// Which backend to use.
+    pub backend: BackendKind,
+    /// CPU worker threads; 0 uses rayon's global pool (one thread per core).
+    pub n_threads: usize,
+    /// CUDA device ordinal.
+    pub device: usize,
+}
+
+impl Default for ContextOptions {
+    fn default() -> Self {
+        ContextOptions {
+            backend: BackendKind::Auto,
+            n_threads: 0,
+            device: 0,
+        }
+    }
+}
+
+/// A backend plus a CPU thread pool. Immutable once made: one context may be shared by many
+/// threads, and every method may be called concurrently.
+pub struct Context {
+    backend: Box<dyn Backend>,
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("backend", &self.backend.name())
+            .finish()
+    }
+}
+
+impl Context {
+    /// A context on `backend` with the default thread pool.
+    pub fn new(backend: BackendKind) -> Result<Self> {
+        Self::with_options(&ContextOptions {
+            backend,
+            ..Default::default()
+        })
+    }
+
+    /// A CPU context (never fails).
+    pub fn cpu() -> Self {
+        Context {
+            backend: Box::new(CpuBackend),
+            pool: None,
+        }
+    }
+
+    /// A context as `opts` describe. Errors with [`Error::NoDevice`] when CUDA is asked for
+    /// and unusable.
+    pub fn with_options(opts: &ContextOptions) -> Result<Self> {
+        let backend: Box<dyn Backend> = match opts.backend {
+            BackendKind::Cpu | BackendKind::Auto => Box::new(CpuBackend),
+            BackendKind::Cuda => {
+                return Err(Error::NoDevice(
+                    "this build of laic has no CUDA backend".into(),
+                ));
+            }
+        };
+        let pool = match opts.n_threads {
+            0 => None,
+            n => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .map_err(|e| Error::Internal(format!("cannot start {n} threads: {e}")))?,
+            ),
+        };
+        Ok(Context { backend, pool })
+    }
+
+    /// The backend's short name ("cpu", "cuda").
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// Runs `f` inside this context's thread pool.
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
+    }
+
+    /// GradNorm scores of `nouns` (M×D) against `centres` (K×D) into caller buffers of at
+    /// least M elements each. Validates everything before writing anything.
+    pub fn gradnorm_scores_into(
+        &self,
+        nouns: &MatrixRef<'_>,
+        centres: &MatrixRef<'_>,
+        opts: &GradNormOptions,
+        out: GradNormOut<'_>,
+    ) -> Result<()> {
+        self.install(|| {
+            gradnorm::validate_inputs(nouns, centres, opts, &out)?;
+            self.backend.gradnorm_scores(nouns, centres, opts, out)
+        })
+    }
+
+    /// GradNorm scores of `nouns` (M×D) against `centres` (K×D).
+    pub fn gradnorm_scores(
+        &self,
+        nouns: &MatrixRef<'_>,
+        centres: &MatrixRef<'_>,
+        opts: &GradNormOptions,
+    ) -> Result<GradNormScores> {
+        let mut out = GradNormScores::zeros(nouns.rows());
+        self.gradnorm_scores_into(nouns, centres, opts, out.as_out())?;
+        Ok(out)
+    }
+}
