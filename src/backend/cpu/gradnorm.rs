@@ -1,7 +1,7 @@
 //! The fused GradNorm kernel on the CPU.
 //!
 //! Nouns are cut into blocks (one rayon task each). A block is converted to f32 (and
-//! normalised) once, then streamed against tiles of centres: `matrixmultiply::sgemm` fills a
+//! normalised) once, then streamed against tiles of centres: `gemm` fills a
 //! small logit tile, and the epilogue folds it into the per-noun online statistics — running
 //! max `m`, its index `ĉ`, and the sums of the *non-max* terms `R = Σ_{k≠ĉ} e^{z_k−m}`,
 //! `R_q = Σ_{k≠ĉ} e^{q(z_k−m)}` (DESIGN.md §1.3: keeping them apart from the max term keeps tiny
@@ -14,7 +14,7 @@ use crate::matrix::MatrixRef;
 use rayon::prelude::*;
 
 /// Nouns per rayon task.
-const NOUN_BLOCK: usize = 128;
+const NOUN_BLOCK: usize = 512;
 /// Centres per logit tile.
 const CENTRE_TILE: usize = 320;
 /// Below this temperature the logit tiles are computed in f64 (about half the speed): an f32
@@ -120,68 +120,42 @@ fn q_norm(row: &[f32], power: Power, q: f32) -> f64 {
     }
 }
 
-/// Fills `logits` (`rows × cols`, row-major) with `alpha · A · Bᵀ`, where `A` is `rows × d`
-/// and `B` is `cols × d`, both contiguous row-major.
-pub(crate) fn gemm_abt(
-    alpha: f32,
-    a: &[f32],
-    b: &[f32],
+/// Fills `out` (`rows × cols`, row-major) with `alpha · A · Bᵀ`, where `A` is `rows × d` and
+/// `B` is `cols × d`, both contiguous row-major; single-threaded (callers parallelise).
+pub(crate) fn gemm_abt<T: 'static + Copy>(
+    alpha: T,
+    a: &[T],
+    b: &[T],
     rows: usize,
     cols: usize,
     d: usize,
-    out: &mut [f32],
+    out: &mut [T],
 ) {
     assert!(a.len() >= rows * d && b.len() >= cols * d && out.len() >= rows * cols);
-    // SAFETY: a is rows×d with strides (d, 1); b read as d×cols with strides (1, d); out is
-    // rows×cols with strides (cols, 1); the lengths are checked above and do not alias.
+    // SAFETY: out is rows×cols (column stride 1, row stride cols); a is rows×d (1, d); b is
+    // read as d×cols with element (i, j) at b[j·d + i] (column stride d, row stride 1). The
+    // lengths are asserted above, and `out` does not alias the inputs (it is `&mut`).
     unsafe {
-        matrixmultiply::sgemm(
+        gemm::gemm(
             rows,
-            d,
             cols,
-            alpha,
-            a.as_ptr(),
-            d as isize,
-            1,
-            b.as_ptr(),
-            1,
-            d as isize,
-            0.0,
-            out.as_mut_ptr(),
-            cols as isize,
-            1,
-        );
-    }
-}
-
-/// The f64 twin of [`gemm_abt`].
-fn gemm_abt_f64(
-    alpha: f64,
-    a: &[f64],
-    b: &[f64],
-    rows: usize,
-    cols: usize,
-    d: usize,
-    out: &mut [f64],
-) {
-    assert!(a.len() >= rows * d && b.len() >= cols * d && out.len() >= rows * cols);
-    // SAFETY: as in gemm_abt; the lengths are asserted above.
-    unsafe {
-        matrixmultiply::dgemm(
-            rows,
             d,
-            cols,
-            alpha,
-            a.as_ptr(),
-            d as isize,
-            1,
-            b.as_ptr(),
-            1,
-            d as isize,
-            0.0,
             out.as_mut_ptr(),
-            cols as isize,
             1,
+            cols as isize,
+            false,
+            a.as_ptr(),
+            1,
+            d as isize,
+            b.as_ptr(),
+            d as isize,
+            1,
+            alpha, // scales the old `out`: unused, since read_dst is false
+            alpha, // scales A·Bᵀ
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
         );
     }
 }
@@ -216,37 +190,39 @@ simd_dispatch! {
                 return;
             }
         }
-        let (mut s1, mut sq) = ([0f32; 8], [0f32; 8]);
-        let mut chunks = z.chunks_exact(8);
-        for c in &mut chunks {
-            for l in 0..8 {
-                let x = (c[l] - reference) * alpha;
-                let e = exp_nonpos(x);
-                s1[l] += e;
-                sq[l] += match power {
-                    Power::One | Power::Inf => 0.0,
-                    Power::Two => e * e,
-                    Power::General(q) => exp_nonpos(q * x),
-                };
+        // z becomes x = α(z − r) ≤ 0, then the sums of e^x and e^{qx}: simple loops that
+        // vectorise (a `match` inside the loop would not).
+        for v in z.iter_mut() {
+            *v = (*v - reference) * alpha;
+        }
+        let (s1, sq) = match power {
+            Power::One | Power::Inf => {
+                let s1 = sum_by(z, exp_nonpos);
+                (s1, s1)
             }
-        }
-        for &v in chunks.remainder() {
-            let x = (v - reference) * alpha;
-            let e = exp_nonpos(x);
-            s1[0] += e;
-            sq[0] += match power {
-                Power::One | Power::Inf => 0.0,
-                Power::Two => e * e,
-                Power::General(q) => exp_nonpos(q * x),
-            };
-        }
-        let offset = (reference as f64 - st.max) * alpha as f64;
-        st.rest += s1.iter().sum::<f32>() as f64 * offset.exp();
-        st.rest_q += match power {
-            Power::One | Power::Inf => s1.iter().sum::<f32>() as f64 * offset.exp(),
-            _ => sq.iter().sum::<f32>() as f64 * (q_of(power) * offset).exp(),
+            Power::Two => {
+                z.iter_mut().for_each(|v| *v = exp_nonpos(*v));
+                (sum_by(z, |e| e), sum_by(z, |e| e * e))
+            }
+            Power::General(q) => (sum_by(z, exp_nonpos), sum_by(z, |x| exp_nonpos(q * x))),
         };
+        let offset = (reference as f64 - st.max) * alpha as f64;
+        st.rest += s1 as f64 * offset.exp();
+        st.rest_q += sq as f64 * (q_of(power) * offset).exp();
     }
+}
+
+/// `Σ f(v)` over a slice with 8 partial sums (vectorises, and loses less than a serial sum).
+#[inline(always)]
+fn sum_by(z: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut s = [0f32; 8];
+    let mut chunks = z.chunks_exact(8);
+    for c in &mut chunks {
+        for l in 0..8 {
+            s[l] += f(c[l]);
+        }
+    }
+    s.iter().sum::<f32>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f32>()
 }
 
 /// Adds `Σ_k |p_k − 1/K|^q` (or the max, for q = ∞) of one tile to `acc`, where
@@ -368,7 +344,7 @@ pub(crate) fn gradnorm_scores(
                     for k0 in (0..k).step_by(CENTRE_TILE) {
                         let kt = CENTRE_TILE.min(k - k0);
                         let logits = &mut scr.logits64[..rows * kt];
-                        gemm_abt_f64(1.0, t64, &w64[k0 * d..(k0 + kt) * d], rows, kt, d, logits);
+                        gemm_abt(1.0, t64, &w64[k0 * d..(k0 + kt) * d], rows, kt, d, logits);
                         for (z, st) in logits.chunks_exact(kt).zip(stats.iter_mut()) {
                             fold_tile_f64(z, k0, alpha64, power, st);
                         }
@@ -402,7 +378,7 @@ pub(crate) fn gradnorm_scores(
                         let kt = CENTRE_TILE.min(k - k0);
                         if precise {
                             let logits = &mut scr.logits64[..rows * kt];
-                            gemm_abt_f64(
+                            gemm_abt(
                                 1.0,
                                 t64,
                                 &w64[k0 * d..(k0 + kt) * d],

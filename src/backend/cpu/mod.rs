@@ -1,4 +1,4 @@
-//! The CPU backend: blocked, fused, multi-threaded kernels over `matrixmultiply`.
+//! The CPU backend: blocked, fused, multi-threaded kernels over the `gemm` crate.
 
 mod gradnorm;
 pub(crate) mod vecmath;
