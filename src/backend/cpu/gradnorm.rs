@@ -378,15 +378,7 @@ pub(crate) fn gradnorm_scores(
                         let kt = CENTRE_TILE.min(k - k0);
                         if precise {
                             let logits = &mut scr.logits64[..rows * kt];
-                            gemm_abt(
-                                1.0,
-                                t64,
-                                &w64[k0 * d..(k0 + kt) * d],
-                                rows,
-                                kt,
-                                d,
-                                logits,
-                            );
+                            gemm_abt(1.0, t64, &w64[k0 * d..(k0 + kt) * d], rows, kt, d, logits);
                             for (r, z) in logits.chunks_exact(kt).enumerate() {
                                 fold_uniform_tile(
                                     z,
