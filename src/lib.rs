@@ -28,7 +28,9 @@
 
 pub mod backend;
 mod context;
+pub mod data;
 mod error;
+pub mod eval;
 pub mod ffi;
 pub mod gradnorm;
 pub mod kmeans;

@@ -23,6 +23,32 @@ pub enum Filter {
     None,
 }
 
+impl Filter {
+    /// The filter's name: "gradnorm", "tac" or "none".
+    pub fn name(self) -> &'static str {
+        match self {
+            Filter::GradNorm => "gradnorm",
+            Filter::Tac => "tac",
+            Filter::None => "none",
+        }
+    }
+}
+
+impl std::str::FromStr for Filter {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "gradnorm" => Ok(Filter::GradNorm),
+            "tac" => Ok(Filter::Tac),
+            "none" => Ok(Filter::None),
+            _ => Err(Error::invalid(format!(
+                "unknown filter {s:?}: expected gradnorm, tac or none"
+            ))),
+        }
+    }
+}
+
 /// Noun candidates kept per image for naming the clusters.
 const NAME_CANDIDATES: usize = 8;
 
