@@ -133,8 +133,12 @@ fn labels(st: &SafeTensors<'_>, name: &str, path: &Path) -> Result<Vec<i64>> {
 /// Loads a labelled feature set (`test_features`, `test_labels`, `val_features`,
 /// `val_labels`), checking that the shapes agree.
 pub fn load_feature_set(path: &Path) -> Result<FeatureSet> {
-    let bytes = read(path)?;
-    let st = parse(&bytes, path)?;
+    parse_feature_set(&read(path)?, path)
+}
+
+/// [`load_feature_set`] on the bytes of a file (`path` names it in errors).
+pub fn parse_feature_set(bytes: &[u8], path: &Path) -> Result<FeatureSet> {
+    let st = parse(bytes, path)?;
     let set = FeatureSet {
         test: matrix(&st, "test_features", path)?,
         test_labels: labels(&st, "test_labels", path)?,
@@ -155,14 +159,22 @@ pub fn load_feature_set(path: &Path) -> Result<FeatureSet> {
 
 /// Loads one 2-D float tensor `name` from a safetensors file.
 pub fn load_matrix(path: &Path, name: &str) -> Result<Embeddings> {
-    let bytes = read(path)?;
-    matrix(&parse(&bytes, path)?, name, path)
+    parse_matrix(&read(path)?, name, path)
+}
+
+/// [`load_matrix`] on the bytes of a file (`path` names it in errors).
+pub fn parse_matrix(bytes: &[u8], name: &str, path: &Path) -> Result<Embeddings> {
+    matrix(&parse(bytes, path)?, name, path)
 }
 
 /// Loads a JSON list of strings.
 pub fn load_strings(path: &Path) -> Result<Vec<String>> {
-    let bytes = read(path)?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    parse_strings(&read(path)?, path)
+}
+
+/// [`load_strings`] on the bytes of a file (`path` names it in errors).
+pub fn parse_strings(bytes: &[u8], path: &Path) -> Result<Vec<String>> {
+    serde_json::from_slice(bytes).map_err(|e| {
         Error::Format(format!(
             "{}: expected a JSON list of strings: {e}",
             path.display()
