@@ -6,10 +6,12 @@
 //! panic becomes `LAIC_STATUS_INTERNAL` and never unwinds into C; outputs are caller-allocated
 //! and written only on success.
 
+mod clip;
 mod context;
 mod gradnorm;
 mod types;
 
+pub use clip::*;
 pub use context::*;
 pub use gradnorm::*;
 pub use types::*;
