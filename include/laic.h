@@ -14,6 +14,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// The end-of-text token of CLIP's BPE vocabulary.
+#define EOT_TOKEN 49407
+
+// The start-of-text token of CLIP's BPE vocabulary.
+#define SOT_TOKEN 49406
+
 // `n_centres` value asking for the default max(2·n_clusters, N_c/10).
 #define LAIC_N_CENTRES_AUTO -1
 
@@ -42,6 +48,12 @@ typedef enum {
   LAIC_STATUS_INTERNAL = 9,
 } LaicStatus;
 
+// An opaque CLIP model (weights, tokenizer, towers). Load with `laic_clip_load()`, free with
+// `laic_clip_free()`. Thread safety: a model is immutable once loaded; any number of threads
+// may call the `laic_clip_encode_*` functions on one model at the same time (each call uses
+// the threads of the context it is given).
+typedef struct LaicClipModel LaicClipModel;
+
 // An opaque compute context: a backend (CPU or CUDA) and a CPU thread pool. Create with
 // `laic_context_create()`, free with `laic_context_free()`. Thread safety: a context is
 // immutable; any number of threads may use one context at the same time.
@@ -52,6 +64,26 @@ typedef struct LaicContext LaicContext;
 // the accessors return stay valid until the handle is freed. Thread safety: immutable; any
 // number of threads may read one result at the same time.
 typedef struct LaicPipelineResult LaicPipelineResult;
+
+// Stage reported to a progress callback: one of the `LAIC_STAGE_*` values.
+typedef uint32_t LaicStage;
+
+// A progress callback: `user` is the pointer given with it, `stage` one of `LAIC_STAGE_*`,
+// `fraction` in [0, 1]. Return 0 to go on, anything else to cancel (the call then returns
+// `LAIC_STATUS_CANCELLED`). Called from one thread at a time, not necessarily the caller's.
+typedef int32_t (*LaicProgressFn)(void *user, LaicStage stage, double fraction);
+
+// A borrowed 8-bit RGB image: pixel (x, y) is the 3 bytes at `data + y * row_stride + 3 * x`.
+typedef struct {
+  // First byte of the first row.
+  const uint8_t *data;
+  // Width in pixels (> 0).
+  size_t width;
+  // Height in pixels (> 0).
+  size_t height;
+  // Bytes between the starts of consecutive rows (>= 3 * width).
+  size_t row_stride;
+} LaicImageRgb8;
 
 // Distance of a k-means: one of the `LAIC_METRIC_*` values.
 typedef uint32_t LaicMetric;
@@ -91,14 +123,6 @@ typedef struct {
   // One of `LAIC_DTYPE_*`.
   LaicDtype dtype;
 } LaicMatrix;
-
-// Stage reported to a progress callback: one of the `LAIC_STAGE_*` values.
-typedef uint32_t LaicStage;
-
-// A progress callback: `user` is the pointer given with it, `stage` one of `LAIC_STAGE_*`,
-// `fraction` in [0, 1]. Return 0 to go on, anything else to cancel (the call then returns
-// `LAIC_STATUS_CANCELLED`). Called from one thread at a time, not necessarily the caller's.
-typedef int32_t (*LaicProgressFn)(void *user, LaicStage stage, double fraction);
 
 // Options of `laic_retrieve()`. Fill with `laic_retrieve_options_default()`.
 typedef struct {
@@ -193,6 +217,12 @@ typedef struct {
   uint64_t seed;
 } LaicPipelineOptions;
 
+// CLIP's per-channel mean (RGB).
+#define CLIP_MEAN { 0.48145466, 0.4578275, 0.40821073, }
+
+// CLIP's per-channel standard deviation (RGB).
+#define CLIP_STD { 0.26862954, 0.26130258, 0.27577711, }
+
 // IEEE 754 binary32 (`float`).
 #define LAIC_DTYPE_F32 0
 
@@ -253,6 +283,12 @@ typedef struct {
 // Cluster names and metrics.
 #define LAIC_STAGE_NAMING 4
 
+// CLIP text encoding (`laic_clip_encode_texts()`).
+#define LAIC_STAGE_TEXT_ENCODING 5
+
+// CLIP image encoding (`laic_clip_encode_image_files()`, `laic_clip_encode_images_rgb8()`).
+#define LAIC_STAGE_IMAGE_ENCODING 6
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -263,6 +299,84 @@ const char *laic_last_error(void);
 
 // The library version as a static NUL-terminated string ("MAJOR.MINOR.PATCH"); never free it.
 const char *laic_version(void);
+
+// Loads a CLIP model. `path` is a folder holding `model.safetensors` (or a single
+// `*.safetensors` file), or the `.safetensors` file itself; `config.json` beside it is used
+// when present (else the config is inferred from the tensor shapes) and so is
+// `tokenizer.json` (else the built-in CLIP tokenizer). Both the Hugging Face layout
+// (`openai/clip-vit-base-patch32` and the like) and the OpenAI layout load; weights may be
+// f32, f16 or bf16. On success `*out` is a new handle to free with `laic_clip_free()`; on
+// failure it is unchanged (`LAIC_STATUS_IO` for an unreadable file, `LAIC_STATUS_FORMAT` for
+// a malformed one: the message names the tensor).
+//
+// # Safety
+// `ctx` is a live context; `path` is a NUL-terminated string; `out` is valid for one write.
+LaicStatus laic_clip_load(const LaicContext *ctx, const char *path, LaicClipModel **out);
+
+// Frees a model made by `laic_clip_load()`. NULL is allowed and does nothing.
+//
+// # Safety
+// `model` is NULL or a live handle, not used by any thread afterwards.
+void laic_clip_free(LaicClipModel *model);
+
+// Writes the embedding width of `model` (512 for ViT-B/32) into `*out`.
+//
+// # Safety
+// `model` is a live handle; `out` is valid for one write.
+LaicStatus laic_clip_embed_dim(const LaicClipModel *model, size_t *out);
+
+// Embeds `n` NUL-terminated UTF-8 strings `texts[0..n]` into `out` (`n * embed_dim` floats,
+// row i = text i, L2-normalised). Prompts are tokenised with CLIP's tokenizer and cut at 77
+// tokens (the end-of-text token kept); an empty string is a valid prompt. `progress` (may be
+// NULL) is called after each batch with `LAIC_STAGE_TEXT_ENCODING` and the fraction done. Errors (nothing written): NULL arguments, `n == 0`, a string that is not valid UTF-8
+// (the message gives its index), `out_len < n * embed_dim` (`LAIC_STATUS_BUFFER_TOO_SMALL`).
+//
+// # Safety
+// `texts` holds `n` valid NUL-terminated strings; `out` is valid for `out_len` floats.
+LaicStatus laic_clip_encode_texts(const LaicContext *ctx,
+                                  const LaicClipModel *model,
+                                  const char *const *texts,
+                                  size_t n,
+                                  LaicProgressFn progress,
+                                  void *user,
+                                  float *out,
+                                  size_t out_len);
+
+// Embeds `n` image files (JPEG, PNG or WebP; paths as NUL-terminated strings) into `out`
+// (`n * embed_dim` floats, L2-normalised). Each image is converted to RGB, resized so its
+// shortest side is 224 (bicubic, as PIL), centre-cropped and normalised as CLIP's
+// preprocessing; files are decoded in parallel. `progress` (may be NULL) is called after
+// each batch with `LAIC_STAGE_IMAGE_ENCODING` and the fraction done. Errors (nothing
+// written): as `laic_clip_encode_texts()`, plus `LAIC_STATUS_IO` for a file that cannot be
+// read and `LAIC_STATUS_FORMAT` for one that cannot be decoded (the message names the file).
+//
+// # Safety
+// `paths` holds `n` valid NUL-terminated strings; `out` is valid for `out_len` floats.
+LaicStatus laic_clip_encode_image_files(const LaicContext *ctx,
+                                        const LaicClipModel *model,
+                                        const char *const *paths,
+                                        size_t n,
+                                        LaicProgressFn progress,
+                                        void *user,
+                                        float *out,
+                                        size_t out_len);
+
+// Embeds `n` decoded RGB images into `out` (`n * embed_dim` floats, L2-normalised), with
+// the same resize, crop and normalisation as `laic_clip_encode_image_files()`. Errors
+// (nothing written): as `laic_clip_encode_texts()`, plus an image with a zero side, a row
+// stride below `3 * width`, or a NULL `data` (the message gives its index).
+//
+// # Safety
+// `images` holds `n` descriptors, each `data` valid for `(height - 1) * row_stride + 3 *
+// width` bytes; `out` is valid for `out_len` floats.
+LaicStatus laic_clip_encode_images_rgb8(const LaicContext *ctx,
+                                        const LaicClipModel *model,
+                                        const LaicImageRgb8 *images,
+                                        size_t n,
+                                        LaicProgressFn progress,
+                                        void *user,
+                                        float *out,
+                                        size_t out_len);
 
 // Fills `options` with the defaults (8 clusters, Euclidean, 300 iterations, 10 restarts,
 // tol 1e-4, seed 0). Pass `sizeof(LaicKMeansOptions)` as `struct_size`.

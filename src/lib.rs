@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod clip;
 mod context;
 pub mod data;
 mod error;

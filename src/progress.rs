@@ -15,6 +15,10 @@ pub enum Stage {
     Clustering = 3,
     /// Cluster names and metrics.
     Naming = 4,
+    /// CLIP text encoding (fraction = prompts done / prompts).
+    TextEncoding = 5,
+    /// CLIP image encoding (fraction = images done / images).
+    ImageEncoding = 6,
 }
 
 /// A progress callback: called with a stage and the fraction of it done (0 to 1, never

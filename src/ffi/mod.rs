@@ -6,12 +6,14 @@
 //! panic becomes `LAIC_STATUS_INTERNAL` and never unwinds into C; outputs are caller-allocated
 //! and written only on success.
 
+mod clip;
 mod cluster;
 mod context;
 mod gradnorm;
 mod pipeline;
 mod types;
 
+pub use clip::*;
 pub use cluster::*;
 pub use context::*;
 pub use gradnorm::*;

@@ -228,6 +228,10 @@ pub const LAIC_STAGE_RETRIEVAL: LaicStage = 2;
 pub const LAIC_STAGE_CLUSTERING: LaicStage = 3;
 /// Cluster names and metrics.
 pub const LAIC_STAGE_NAMING: LaicStage = 4;
+/// CLIP text encoding (`laic_clip_encode_texts()`).
+pub const LAIC_STAGE_TEXT_ENCODING: LaicStage = 5;
+/// CLIP image encoding (`laic_clip_encode_image_files()`, `laic_clip_encode_images_rgb8()`).
+pub const LAIC_STAGE_IMAGE_ENCODING: LaicStage = 6;
 
 /// `n_centres` value asking for the default max(2·n_clusters, N_c/10).
 pub const LAIC_N_CENTRES_AUTO: i64 = -1;

@@ -174,6 +174,8 @@ fn stage_name(stage: Stage) -> &'static str {
         Stage::Retrieval => "retrieval",
         Stage::Clustering => "k-means",
         Stage::Naming => "names",
+        Stage::TextEncoding => "text encoder",
+        Stage::ImageEncoding => "image encoder",
     }
 }
 

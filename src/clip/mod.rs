@@ -1,0 +1,321 @@
+//! Native CLIP inference (DESIGN.md §5): weights memory-mapped from one `.safetensors` file in
+//! the Hugging Face or OpenAI layout, CLIP's BPE tokenizer, PIL-compatible preprocessing, and
+//! the text and image encoders. Outputs are L2-normalised embeddings, ready for
+//! [`crate::Context::gradnorm_scores`] and the rest of the pipeline.
+//!
+//! ```no_run
+//! use laic::{Context, Progress};
+//! use laic::clip::ClipModel;
+//! let ctx = Context::cpu();
+//! // A folder with model.safetensors (and config.json, tokenizer.json when present).
+//! let model = ClipModel::load(&ctx, "clip-vit-base-patch32".as_ref())?;
+//! let texts = model.encode_texts(&ctx, &["a photo of a cat.", "a photo of a dog."], Progress::none())?;
+//! let images = model.encode_image_files(&ctx, &["cat.jpg".as_ref()], Progress::none())?;
+//! assert_eq!(texts.len(), 2 * model.embed_dim());
+//! # Ok::<(), laic::Error>(())
+//! ```
+//!
+//! The compute runs behind [`ClipCompute`] — the seam where a CUDA implementation of the two
+//! towers slots in beside the CPU one; tokenizing, decoding and batching stay here.
+//!
+//! Thread safety: a [`ClipModel`] is immutable once loaded; any number of threads may encode
+//! with one model at the same time.
+
+mod config;
+mod layers;
+pub mod preprocess;
+mod text;
+pub mod tokenizer;
+mod vision;
+mod weights;
+
+pub use config::{ClipActivation, ClipConfig, EOT_TOKEN, SOT_TOKEN, TextConfig, VisionConfig};
+pub use preprocess::{Rgb8Buf, Rgb8Image};
+pub use tokenizer::ClipTokenizer;
+pub use weights::WeightLayout;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::progress::{Progress, Stage};
+use rayon::prelude::*;
+use std::path::Path;
+use weights::ClipWeights;
+
+/// Prompts per forward pass of the text tower.
+const TEXT_BATCH: usize = 64;
+/// Images per forward pass of the image tower.
+const IMAGE_BATCH: usize = 16;
+
+/// The compute of the two towers: implemented by each backend that can run CLIP.
+/// Inputs arrive validated; outputs are L2-normalised rows of `projection_dim` floats.
+pub trait ClipCompute: Send + Sync {
+    /// Encodes tokenised prompts (each `[sot, …, eot]`, at most the context length) into
+    /// `out` (`prompts.len() × projection_dim`).
+    fn encode_tokens(&self, prompts: &[&[u32]], out: &mut [f32]) -> Result<()>;
+
+    /// Encodes `n` preprocessed images (`n × 3 × S × S`, channels first) into `out`
+    /// (`n × projection_dim`).
+    fn encode_pixels(&self, pixels: &[f32], n: usize, out: &mut [f32]) -> Result<()>;
+}
+
+/// The CPU towers.
+struct CpuClip {
+    weights: ClipWeights,
+}
+
+impl ClipCompute for CpuClip {
+    fn encode_tokens(&self, prompts: &[&[u32]], out: &mut [f32]) -> Result<()> {
+        let c = &self.weights.config;
+        text::encode(&self.weights.text, &c.text, c.projection_dim, prompts, out)
+    }
+
+    fn encode_pixels(&self, pixels: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
+        let c = &self.weights.config;
+        vision::encode(
+            &self.weights.vision,
+            &c.vision,
+            c.projection_dim,
+            pixels,
+            n,
+            out,
+        );
+        Ok(())
+    }
+}
+
+/// A loaded CLIP model: config, tokenizer and the towers on a backend.
+pub struct ClipModel {
+    config: ClipConfig,
+    layout: WeightLayout,
+    tokenizer: ClipTokenizer,
+    compute: Box<dyn ClipCompute>,
+}
+
+impl std::fmt::Debug for ClipModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClipModel")
+            .field("config", &self.config)
+            .field("layout", &self.layout)
+            .finish()
+    }
+}
+
+impl ClipModel {
+    /// Loads a model from `path`: a folder holding `model.safetensors` (or one
+    /// `*.safetensors` file), or the `.safetensors` file itself. `config.json` beside it gives
+    /// the config (else it is inferred from the tensor shapes); `tokenizer.json` beside it is
+    /// preferred to the built-in CLIP tokenizer.
+    pub fn load(ctx: &Context, path: &Path) -> Result<Self> {
+        let files = weights::ModelFiles::find(path)?;
+        let config_text = match &files.config {
+            Some(p) => Some(std::fs::read_to_string(p).map_err(|source| Error::Io {
+                context: p.display().to_string(),
+                source,
+            })?),
+            None => None,
+        };
+        let w = ctx.install(|| weights::load(&files.weights, config_text.as_deref()))?;
+        let max_len = w.config.text.max_positions;
+        let tokenizer = match &files.tokenizer {
+            Some(p) => ClipTokenizer::from_file(p, max_len)?,
+            None => ClipTokenizer::builtin(max_len)?,
+        };
+        if tokenizer.eot() != w.config.text.eot_token_id {
+            return Err(Error::Format(format!(
+                "the tokenizer's end-of-text token is {}, the model pools at {}",
+                tokenizer.eot(),
+                w.config.text.eot_token_id
+            )));
+        }
+        let layout = w.layout;
+        let config = w.config.clone();
+        // The seam: a CUDA context gets CUDA towers here once they exist.
+        let compute: Box<dyn ClipCompute> = Box::new(CpuClip { weights: w });
+        Ok(ClipModel {
+            config,
+            layout,
+            tokenizer,
+            compute,
+        })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    /// The layout the weights file used.
+    pub fn layout(&self) -> WeightLayout {
+        self.layout
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &ClipTokenizer {
+        &self.tokenizer
+    }
+
+    /// Width of the embeddings (512 for ViT-B/32).
+    pub fn embed_dim(&self) -> usize {
+        self.config.projection_dim
+    }
+
+    /// Side of the square input image in pixels (224).
+    pub fn image_size(&self) -> usize {
+        self.config.vision.image_size
+    }
+
+    /// Embeds `texts`: returns `texts.len() × embed_dim()` floats, L2-normalised rows in the
+    /// order of `texts`. Prompts longer than the context are cut (the end-of-text token kept);
+    /// an empty string is a valid prompt. Prompts are batched by length, each batch only as long
+    /// as its longest prompt.
+    pub fn encode_texts(
+        &self,
+        ctx: &Context,
+        texts: &[&str],
+        progress: Progress<'_>,
+    ) -> Result<Vec<f32>> {
+        let ids = ctx.install(|| {
+            texts
+                .par_iter()
+                .map(|t| self.tokenizer.encode(t))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let ids: Vec<&[u32]> = ids.iter().map(|v| v.as_slice()).collect();
+        self.encode_token_ids(ctx, &ids, progress)
+    }
+
+    /// Embeds already tokenised prompts (each `[sot, …, eot, …]`, pooled at its first
+    /// end-of-text token, at most the context length).
+    pub fn encode_token_ids(
+        &self,
+        ctx: &Context,
+        prompts: &[&[u32]],
+        progress: Progress<'_>,
+    ) -> Result<Vec<f32>> {
+        let d = self.embed_dim();
+        for (i, p) in prompts.iter().enumerate() {
+            text::pool_position(p, &self.config.text)
+                .map_err(|e| e.in_arg(&format!("prompt {i}")))?;
+        }
+        // Group by length so that each batch carries little padding; results go back in order.
+        let mut order: Vec<usize> = (0..prompts.len()).collect();
+        order.sort_by_key(|&i| prompts[i].len());
+        let mut out = vec![0f32; prompts.len() * d];
+        let mut batch_out = vec![0f32; TEXT_BATCH * d];
+        let mut done = 0;
+        for chunk in order.chunks(TEXT_BATCH) {
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| prompts[i]).collect();
+            ctx.install(|| self.compute.encode_tokens(&batch, &mut batch_out))?;
+            for (j, &i) in chunk.iter().enumerate() {
+                out[i * d..][..d].copy_from_slice(&batch_out[j * d..][..d]);
+            }
+            done += chunk.len();
+            report(&progress, Stage::TextEncoding, done, prompts.len())?;
+        }
+        Ok(out)
+    }
+
+    /// Embeds images already preprocessed to `n × 3 × S × S` floats (S = [`Self::image_size`],
+    /// channels first, normalised with CLIP's mean and std).
+    pub fn encode_pixels(
+        &self,
+        ctx: &Context,
+        pixels: &[f32],
+        n: usize,
+        progress: Progress<'_>,
+    ) -> Result<Vec<f32>> {
+        let s = self.image_size();
+        let per = 3 * s * s;
+        if n.checked_mul(per) != Some(pixels.len()) {
+            return Err(Error::invalid(format!(
+                "pixels holds {} floats, {n} images of 3×{s}×{s} need {}",
+                pixels.len(),
+                n.saturating_mul(per)
+            )));
+        }
+        if let Some(i) = pixels.iter().position(|v| !v.is_finite()) {
+            return Err(Error::invalid(format!("pixels[{i}] is not finite")));
+        }
+        let d = self.embed_dim();
+        let mut out = vec![0f32; n * d];
+        for (c, chunk) in out.chunks_mut(IMAGE_BATCH * d).enumerate() {
+            let k = chunk.len() / d;
+            let px = &pixels[c * IMAGE_BATCH * per..][..k * per];
+            ctx.install(|| self.compute.encode_pixels(px, k, chunk))?;
+            report(&progress, Stage::ImageEncoding, c * IMAGE_BATCH + k, n)?;
+        }
+        Ok(out)
+    }
+
+    /// Embeds decoded RGB images (any size; each is resized and centre-cropped).
+    pub fn encode_images_rgb8(
+        &self,
+        ctx: &Context,
+        images: &[Rgb8Image<'_>],
+        progress: Progress<'_>,
+    ) -> Result<Vec<f32>> {
+        for (i, img) in images.iter().enumerate() {
+            img.validate()
+                .map_err(|e| e.in_arg(&format!("images[{i}]")))?;
+        }
+        self.encode_prepared(
+            ctx,
+            images.len(),
+            |i, out| preprocess::preprocess_rgb8(&images[i], self.image_size(), out),
+            progress,
+        )
+    }
+
+    /// Embeds image files (JPEG, PNG, WebP), decoded and preprocessed in parallel. A file that
+    /// cannot be read or decoded fails the call with an error naming it.
+    pub fn encode_image_files(
+        &self,
+        ctx: &Context,
+        paths: &[&Path],
+        progress: Progress<'_>,
+    ) -> Result<Vec<f32>> {
+        self.encode_prepared(
+            ctx,
+            paths.len(),
+            |i, out| {
+                let img = preprocess::load_rgb8(paths[i])?;
+                preprocess::preprocess_rgb8(&img.as_ref(), self.image_size(), out)
+            },
+            progress,
+        )
+    }
+
+    /// Preprocesses images `0..n` batch by batch with `prep(i, out)` (in parallel) and encodes
+    /// each batch.
+    fn encode_prepared(
+        &self,
+        ctx: &Context,
+        n: usize,
+        prep: impl Fn(usize, &mut [f32]) -> Result<()> + Sync,
+        progress: Progress<'_>,
+    ) -> Result<Vec<f32>> {
+        let s = self.image_size();
+        let per = 3 * s * s;
+        let d = self.embed_dim();
+        let mut out = vec![0f32; n * d];
+        let mut pixels = vec![0f32; IMAGE_BATCH.min(n) * per];
+        for (c, chunk) in out.chunks_mut(IMAGE_BATCH * d).enumerate() {
+            let k = chunk.len() / d;
+            let first = c * IMAGE_BATCH;
+            ctx.install(|| {
+                pixels[..k * per]
+                    .par_chunks_mut(per)
+                    .enumerate()
+                    .try_for_each(|(j, px)| prep(first + j, px))?;
+                self.compute.encode_pixels(&pixels[..k * per], k, chunk)
+            })?;
+            report(&progress, Stage::ImageEncoding, first + k, n)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Reports `done` of `total` items of `stage`.
+fn report(progress: &Progress<'_>, stage: Stage, done: usize, total: usize) -> Result<()> {
+    progress.report(stage, done as f64 / total.max(1) as f64)
+}

@@ -1,0 +1,336 @@
+//! Image preprocessing of CLIP, as transformers' `CLIPImageProcessor` does it with PIL: decode,
+//! RGB, resize the shortest side to the input size with PIL's bicubic filter (Catmull-Rom,
+//! a = −0.5, support widened when shrinking), centre crop (offsets rounded down), scale to
+//! [0, 1], normalise with CLIP's mean and std, channels first.
+//!
+//! Only the crop window of the resized image is computed: the resampling of each output pixel
+//! depends only on its own position in the full resized image, so this equals resize-then-crop
+//! and keeps very elongated images cheap.
+
+use crate::error::{Error, Result};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images};
+use std::path::Path;
+
+/// CLIP's per-channel mean (RGB).
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// CLIP's per-channel standard deviation (RGB).
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+
+/// A borrowed 8-bit RGB image: pixel (x, y) is at `data[y * row_stride + 3 * x ..][..3]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rgb8Image<'a> {
+    /// The bytes.
+    pub data: &'a [u8],
+    /// Width in pixels (> 0).
+    pub width: usize,
+    /// Height in pixels (> 0).
+    pub height: usize,
+    /// Bytes between the starts of consecutive rows (>= 3 · width).
+    pub row_stride: usize,
+}
+
+impl<'a> Rgb8Image<'a> {
+    /// A tightly packed image (`row_stride = 3 · width`).
+    pub fn packed(data: &'a [u8], width: usize, height: usize) -> Result<Self> {
+        let img = Rgb8Image {
+            data,
+            width,
+            height,
+            row_stride: width.saturating_mul(3),
+        };
+        img.validate()?;
+        Ok(img)
+    }
+
+    /// Checks sizes: non-empty, stride wide enough, data long enough, sides below 2^24.
+    pub fn validate(&self) -> Result<()> {
+        let need = Self::required_len(self.width, self.height, self.row_stride)?;
+        if self.data.len() < need {
+            return Err(Error::invalid(format!(
+                "image data has {} bytes, a {}×{} image with row stride {} needs {need}",
+                self.data.len(),
+                self.width,
+                self.height,
+                self.row_stride
+            )));
+        }
+        Ok(())
+    }
+
+    /// The bytes a `width × height` image with `row_stride` spans, after checking the sizes
+    /// (non-zero sides below 2^24, `row_stride >= 3 · width`).
+    pub fn required_len(width: usize, height: usize, row_stride: usize) -> Result<usize> {
+        if width == 0 || height == 0 {
+            return Err(Error::invalid(format!(
+                "image is {width}×{height} pixels: both sides must be > 0"
+            )));
+        }
+        if width >= 1 << 24 || height >= 1 << 24 {
+            return Err(Error::invalid(format!(
+                "image of {width}×{height} pixels is too large"
+            )));
+        }
+        let row = width * 3;
+        if row_stride < row {
+            return Err(Error::invalid(format!(
+                "image row stride {row_stride} is smaller than 3 × width = {row}"
+            )));
+        }
+        (height - 1)
+            .checked_mul(row_stride)
+            .and_then(|n| n.checked_add(row))
+            .ok_or_else(|| Error::invalid("image size overflows"))
+    }
+}
+
+/// An owned, packed 8-bit RGB image.
+#[derive(Debug, Clone)]
+pub struct Rgb8Buf {
+    /// `3 · width · height` bytes, row-major.
+    pub data: Vec<u8>,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+}
+
+impl Rgb8Buf {
+    /// A view of this image.
+    pub fn as_ref(&self) -> Rgb8Image<'_> {
+        Rgb8Image {
+            data: &self.data,
+            width: self.width,
+            height: self.height,
+            row_stride: self.width * 3,
+        }
+    }
+}
+
+/// Decodes a JPEG, PNG or WebP file to RGB (grayscale is replicated, alpha is dropped as PIL's
+/// `convert("RGB")` drops it).
+pub fn load_rgb8(path: &Path) -> Result<Rgb8Buf> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        context: path.display().to_string(),
+        source,
+    })?;
+    decode_rgb8(&bytes).map_err(|e| match e {
+        Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
+        e => e,
+    })
+}
+
+/// Decodes an encoded JPEG, PNG or WebP image to RGB.
+pub fn decode_rgb8(bytes: &[u8]) -> Result<Rgb8Buf> {
+    let img = image::load_from_memory(bytes)
+        .map_err(|e| Error::Format(format!("cannot decode image: {e}")))?;
+    let rgb = img.to_rgb8();
+    let (width, height) = (rgb.width() as usize, rgb.height() as usize);
+    Ok(Rgb8Buf {
+        data: rgb.into_raw(),
+        width,
+        height,
+    })
+}
+
+/// The size of the image after resizing its shortest side to `size`, as transformers'
+/// `get_resize_output_image_size(default_to_square=False)`: the long side is
+/// `int(size · long / short)`.
+pub fn resized_size(width: usize, height: usize, size: usize) -> (usize, usize) {
+    if width <= height {
+        (size, size * height / width)
+    } else {
+        (size * width / height, size)
+    }
+}
+
+/// Preprocesses `img` into `out` (`3 × size × size` floats, channels first, normalised).
+pub fn preprocess_rgb8(img: &Rgb8Image<'_>, size: usize, out: &mut [f32]) -> Result<()> {
+    img.validate()?;
+    if size == 0 || out.len() < 3 * size * size {
+        return Err(Error::invalid(format!(
+            "output holds {} floats, 3 × {size} × {size} are needed",
+            out.len()
+        )));
+    }
+    let crop = resize_crop(img, size)?;
+    let plane = size * size;
+    for (i, px) in crop.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = (px[c] as f32 * (1.0 / 255.0) - CLIP_MEAN[c]) / CLIP_STD[c];
+        }
+    }
+    Ok(())
+}
+
+/// The `size × size` centre crop (packed RGB) of the image resized so its shortest side is
+/// `size`.
+pub fn resize_crop(img: &Rgb8Image<'_>, size: usize) -> Result<Vec<u8>> {
+    img.validate()?;
+    let (rw, rh) = resized_size(img.width, img.height, size);
+    // transformers' center_crop: top = (h − size) // 2, left = (w − size) // 2.
+    let (left, top) = ((rw - size) / 2, (rh - size) / 2);
+    let packed: std::borrow::Cow<'_, [u8]> = if img.row_stride == img.width * 3 {
+        std::borrow::Cow::Borrowed(&img.data[..img.width * img.height * 3])
+    } else {
+        std::borrow::Cow::Owned(
+            (0..img.height)
+                .flat_map(|y| &img.data[y * img.row_stride..][..img.width * 3])
+                .copied()
+                .collect(),
+        )
+    };
+    if (rw, rh) == (img.width, img.height) {
+        // PIL returns a copy when the size does not change: no resampling at all.
+        let mut out = Vec::with_capacity(size * size * 3);
+        for y in top..top + size {
+            out.extend_from_slice(&packed[(y * img.width + left) * 3..][..size * 3]);
+        }
+        return Ok(out);
+    }
+    let fail = |e: &dyn std::fmt::Display| Error::Internal(format!("image resize failed: {e}"));
+    let src = images::ImageRef::new(
+        img.width as u32,
+        img.height as u32,
+        &packed,
+        PixelType::U8x3,
+    )
+    .map_err(|e| fail(&e))?;
+    let mut dst = images::Image::new(size as u32, size as u32, PixelType::U8x3);
+    // The crop window in source coordinates: output pixel x of the full resize samples around
+    // (x + 0.5) · width / rw.
+    let (sx, sy) = (img.width as f64 / rw as f64, img.height as f64 / rh as f64);
+    let (x0, y0) = (left as f64 * sx, top as f64 * sy);
+    // Rounding may push the far edge past the image by an ulp: clamp it.
+    let cw = (size as f64 * sx).min(img.width as f64 - x0);
+    let ch = (size as f64 * sy).min(img.height as f64 - y0);
+    let opts = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
+        .crop(x0, y0, cw, ch);
+    Resizer::new()
+        .resize(&src, &mut dst, &opts)
+        .map_err(|e| fail(&e))?;
+    Ok(dst.into_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn full_resize_then_crop(img: &Rgb8Image<'_>, size: usize) -> Vec<u8> {
+        let (rw, rh) = resized_size(img.width, img.height, size);
+        let src = images::ImageRef::new(
+            img.width as u32,
+            img.height as u32,
+            img.data,
+            PixelType::U8x3,
+        )
+        .unwrap();
+        let mut dst = images::Image::new(rw as u32, rh as u32, PixelType::U8x3);
+        let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
+        Resizer::new().resize(&src, &mut dst, &opts).unwrap();
+        let (left, top) = ((rw - size) / 2, (rh - size) / 2);
+        let buf = dst.into_vec();
+        (top..top + size)
+            .flat_map(|y| buf[(y * rw + left) * 3..][..size * 3].to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn cropped_resize_equals_full_resize_then_crop() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for &(w, h) in &[
+            (301, 227),
+            (227, 301),
+            (640, 480),
+            (100, 37),
+            (31, 500),
+            (224, 300),
+        ] {
+            let data: Vec<u8> = (0..w * h * 3).map(|_| rng.random()).collect();
+            let img = Rgb8Image::packed(&data, w, h).unwrap();
+            let got = resize_crop(&img, 224).unwrap();
+            let want = full_resize_then_crop(&img, 224);
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(&a, &b)| (a as i32 - b as i32).abs())
+                .max()
+                .unwrap();
+            assert!(worst <= 1, "{w}×{h}: worst {worst}");
+        }
+    }
+
+    #[test]
+    fn odd_shapes_and_strides_work() {
+        let mut out = vec![f32::NAN; 3 * 224 * 224];
+        // 1×1, very elongated both ways, a padded stride.
+        for &(w, h, stride) in &[(1, 1, 3), (5000, 2, 15000), (2, 3000, 6), (7, 9, 32)] {
+            let data = vec![200u8; stride * h];
+            let img = Rgb8Image {
+                data: &data,
+                width: w,
+                height: h,
+                row_stride: stride,
+            };
+            preprocess_rgb8(&img, 224, &mut out).unwrap();
+            let want = (200.0 / 255.0 - CLIP_MEAN[1]) / CLIP_STD[1];
+            assert!(out.iter().all(|v| v.is_finite()));
+            assert!((out[224 * 224 + 100] - want).abs() < 1e-5, "{w}×{h}");
+        }
+    }
+
+    #[test]
+    fn bad_images_are_errors() {
+        let mut out = vec![0f32; 3 * 224 * 224];
+        let data = [0u8; 12];
+        for (w, h, s) in [(0, 1, 3), (2, 2, 5), (2, 3, 6), (1 << 24, 1, 3 << 24)] {
+            let img = Rgb8Image {
+                data: &data,
+                width: w,
+                height: h,
+                row_stride: s,
+            };
+            assert!(matches!(
+                preprocess_rgb8(&img, 224, &mut out),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+        assert!(matches!(
+            decode_rgb8(b"GIF89a nonsense"),
+            Err(Error::Format(_))
+        ));
+        assert!(matches!(
+            decode_rgb8(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0]),
+            Err(Error::Format(_))
+        ));
+        assert!(matches!(
+            load_rgb8(Path::new("/nonexistent/laic.png")),
+            Err(Error::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn grayscale_and_rgba_decode_to_rgb() {
+        use image::{ImageBuffer, Luma, Rgba};
+        let mut png = Vec::new();
+        let g: ImageBuffer<Luma<u8>, _> =
+            ImageBuffer::from_fn(3, 2, |x, y| Luma([(x * 10 + y) as u8]));
+        g.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let d = decode_rgb8(&png).unwrap();
+        assert_eq!((d.width, d.height), (3, 2));
+        assert_eq!(&d.data[3 * 4..3 * 5], &[11, 11, 11]);
+        let mut png = Vec::new();
+        let a: ImageBuffer<Rgba<u8>, _> =
+            ImageBuffer::from_fn(2, 2, |x, _| Rgba([x as u8, 5, 9, 0]));
+        a.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let d = decode_rgb8(&png).unwrap();
+        assert_eq!(
+            &d.data[3..6],
+            &[1, 5, 9],
+            "alpha is dropped, not composited"
+        );
+    }
+}
