@@ -145,7 +145,12 @@ pub fn format_table(rows: &[EvalRow]) -> String {
                 pct(m.ari),
                 format!("{:+5.1}", (r.metrics.nmi - m.nmi) * 100.0),
             ),
-            None => ("    -".into(), "    -".into(), "    -".into(), "    -".into()),
+            None => (
+                "    -".into(),
+                "    -".into(),
+                "    -".into(),
+                "    -".into(),
+            ),
         };
         s.push_str(&format!(
             "{:<12} {:<9} | {} {} {} | {} {} {} | {} | {:7} {:4} {:5.1}s\n",

@@ -67,7 +67,8 @@ pub unsafe extern "C" fn laic_kmeans(
         unsafe {
             let ctx = &try_ref(ctx, "ctx")?.inner;
             let x = matrix_from_c(x, "x")?;
-            let opts = read_options(options, LaicKMeansOptions::defaults(), "options")?.to_rust()?;
+            let opts =
+                read_options(options, LaicKMeansOptions::defaults(), "options")?.to_rust()?;
             let n = x.rows();
             if out_labels.is_null() {
                 return Err(Error::invalid("out_labels is NULL"));

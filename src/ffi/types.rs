@@ -8,8 +8,8 @@ use crate::backend::BackendKind;
 use crate::error::{Error, Result};
 use crate::gradnorm::{Order, Target};
 use crate::kmeans::Metric;
-use crate::pipeline::Filter;
 use crate::matrix::{MatrixData, MatrixRef, span_len};
+use crate::pipeline::Filter;
 use std::ffi::c_void;
 
 /// Element type of a [`LaicMatrix`]: one of the `LAIC_DTYPE_*` values.
