@@ -34,7 +34,11 @@ fn oxford_pets_scores_match_the_reference_and_gradnorm_beats_image_only_kmeans()
         let want: ClusterMetrics = reference("oxford_pets", f).unwrap();
         (row.metrics.nmi * 100.0, want.nmi * 100.0)
     };
-    for (filter, tol) in [(Filter::None, 4.0), (Filter::Tac, 2.0), (Filter::GradNorm, 2.0)] {
+    for (filter, tol) in [
+        (Filter::None, 4.0),
+        (Filter::Tac, 2.0),
+        (Filter::GradNorm, 2.0),
+    ] {
         let (got, want) = nmi(filter);
         assert!(
             (got - want).abs() <= tol,
