@@ -194,6 +194,9 @@ fn validate(input: &PipelineInput<'_>, opts: &PipelineOptions) -> Result<usize> 
             )));
         }
     }
+    if input.train.is_some() {
+        train.check_rows("train", true)?;
+    }
     if let Some(names) = input.noun_names
         && names.len() != nouns.rows()
     {
@@ -398,7 +401,9 @@ mod tests {
         let d = 16;
         let mut s = 7u64;
         let mut next = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         };
         let dirs: Vec<f32> = (0..3 * d).map(|_| next()).collect();
@@ -433,7 +438,9 @@ mod tests {
             top_k: 2,
             ..Default::default()
         };
-        let a = Context::cpu().run_pipeline(&input, &opts, Progress::none()).unwrap();
+        let a = Context::cpu()
+            .run_pipeline(&input, &opts, Progress::none())
+            .unwrap();
         let one = Context::with_options(&ContextOptions {
             n_threads: 1,
             ..Default::default()
@@ -446,7 +453,10 @@ mod tests {
         assert_eq!(a.selected.len(), 6);
         for (c, names) in a.cluster_names.iter().enumerate() {
             let member = a.labels.iter().position(|&l| l as usize == c).unwrap();
-            assert!(names[0].starts_with(&format!("group{}", y[member])), "{names:?}");
+            assert!(
+                names[0].starts_with(&format!("group{}", y[member])),
+                "{names:?}"
+            );
         }
     }
 
