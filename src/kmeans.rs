@@ -170,29 +170,10 @@ fn mean_variance(data: &[f32], n: usize, d: usize) -> f64 {
     var / (n as f64 * d as f64)
 }
 
-/// Distances of every row to one centre `c` (through the backend's assignment primitive).
-fn distances_to(
-    ctx: &Context,
-    x: &MatrixRef<'_>,
-    c: &[f32],
-    metric: Metric,
-    out: &mut [f32],
-) -> Result<()> {
-    let mut labels = vec![0u32; x.rows()];
-    ctx.backend().kmeans_assign(
-        x,
-        c,
-        metric,
-        AssignOut {
-            labels: &mut labels,
-            distances: out,
-        },
-    )
-}
-
 /// Greedy k-means++ (as scikit-learn): the first centre uniformly at random; each next one
 /// the best of `2 + ⌊ln K⌋` candidates drawn with probability ∝ distance to the nearest
-/// centre so far, "best" meaning the lowest total distance afterwards.
+/// centre so far, "best" meaning the lowest total distance afterwards. The distances to all
+/// candidates of a step come from one call of the backend's `distances` primitive.
 pub(crate) fn kmeans_plus_plus(
     ctx: &Context,
     x: &MatrixRef<'_>,
@@ -202,20 +183,15 @@ pub(crate) fn kmeans_plus_plus(
     rng: &mut Rng,
 ) -> Result<Vec<f32>> {
     let (n, d) = (x.rows(), x.cols());
+    let backend = ctx.backend();
     let trials = 2 + (k as f64).ln() as usize;
     let mut centres = Vec::with_capacity(k * d);
     let first = rng.below(n as u64) as usize;
     centres.extend_from_slice(&data[first * d..(first + 1) * d]);
     let mut closest = vec![0f32; n];
-    distances_to(
-        ctx,
-        x,
-        &data[first * d..(first + 1) * d],
-        metric,
-        &mut closest,
-    )?;
-    let mut cand_dist = vec![0f32; n];
-    let mut best_dist = vec![0f32; n];
+    backend.distances(x, &data[first * d..(first + 1) * d], metric, &mut closest)?;
+    let mut cand_rows = vec![0f32; trials * d];
+    let mut cand_dist = vec![0f32; n * trials];
     let mut cumsum = vec![0f64; n];
     for _ in 1..k {
         let mut acc = 0f64;
@@ -223,31 +199,33 @@ pub(crate) fn kmeans_plus_plus(
             acc += v as f64;
             *c = acc;
         }
-        let potential = acc;
+        let cands: Vec<usize> = (0..trials)
+            .map(|_| {
+                let r = rng.next_f64() * acc;
+                cumsum.partition_point(|&c| c < r).min(n - 1)
+            })
+            .collect();
+        for (t, &i) in cands.iter().enumerate() {
+            cand_rows[t * d..(t + 1) * d].copy_from_slice(&data[i * d..(i + 1) * d]);
+        }
+        backend.distances(x, &cand_rows, metric, &mut cand_dist)?;
         let mut best: Option<(f64, usize)> = None;
-        for _ in 0..trials {
-            let r = rng.next_f64() * potential;
-            let cand = cumsum.partition_point(|&c| c < r).min(n - 1);
-            distances_to(
-                ctx,
-                x,
-                &data[cand * d..(cand + 1) * d],
-                metric,
-                &mut cand_dist,
-            )?;
-            let mut pot = 0f64;
-            for (cd, &cl) in cand_dist.iter_mut().zip(&closest) {
-                *cd = cd.min(cl);
-                pot += *cd as f64;
-            }
+        for t in 0..trials {
+            let pot: f64 = closest
+                .iter()
+                .enumerate()
+                .map(|(i, &cl)| cl.min(cand_dist[i * trials + t]) as f64)
+                .sum();
             if best.is_none_or(|(p, _)| pot < p) {
-                best = Some((pot, cand));
-                best_dist.copy_from_slice(&cand_dist);
+                best = Some((pot, t));
             }
         }
-        let (_, cand) = best.expect("at least two trials");
-        centres.extend_from_slice(&data[cand * d..(cand + 1) * d]);
-        std::mem::swap(&mut closest, &mut best_dist);
+        let (_, t) = best.expect("at least two trials");
+        let i = cands[t];
+        centres.extend_from_slice(&data[i * d..(i + 1) * d]);
+        for (j, cl) in closest.iter_mut().enumerate() {
+            *cl = cl.min(cand_dist[j * trials + t]);
+        }
     }
     Ok(centres)
 }

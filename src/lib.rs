@@ -44,6 +44,7 @@ mod rng;
 
 pub use backend::BackendKind;
 pub use context::{Context, ContextOptions};
+pub use data::{Embeddings, FeatureSet, NounSet};
 pub use error::{Error, LaicStatus, Result};
 pub use gradnorm::{
     GradNormOptions, GradNormOut, GradNormScores, Order, Target, max_selected, select_nouns,

@@ -141,7 +141,8 @@ pub struct PipelineResult {
     /// Image centres used (0 for [`Filter::None`]).
     pub n_centres: usize,
     /// Per cluster, up to `n_names` noun indices of largest summed retrieval weight over its
-    /// members, best first.
+    /// members, best first. Each member contributes the weights of its 8 heaviest selected
+    /// nouns (the rest of its softmax mass is left out; at τ_r = 0.01 it is small).
     pub cluster_nouns: Vec<Vec<u32>>,
     /// The same as strings (empty when no noun names were given).
     pub cluster_names: Vec<Vec<String>>,
@@ -192,6 +193,9 @@ fn validate(input: &PipelineInput<'_>, opts: &PipelineOptions) -> Result<usize> 
                 "{what} has {cols} columns but images have {d}"
             )));
         }
+    }
+    if input.train.is_some() {
+        train.check_rows("train", true)?;
     }
     if let Some(names) = input.noun_names
         && names.len() != nouns.rows()
@@ -385,4 +389,91 @@ pub(crate) fn run(
         objective: clusters.objective,
         metrics,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ContextOptions;
+
+    /// Three planted groups of images and nouns near each group's direction.
+    fn world() -> (Vec<f32>, Vec<i64>, Vec<f32>, Vec<String>, usize) {
+        let d = 16;
+        let mut s = 7u64;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        let dirs: Vec<f32> = (0..3 * d).map(|_| next()).collect();
+        let (mut x, mut y, mut t, mut names) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for i in 0..60 {
+            x.extend((0..d).map(|j| dirs[(i % 3) * d + j] + 0.1 * next()));
+            y.push((i % 3) as i64);
+        }
+        for c in 0..3 {
+            for k in 0..4 {
+                t.extend((0..d).map(|j| dirs[c * d + j] + 0.1 * next()));
+                names.push(format!("group{c}-{k}"));
+            }
+        }
+        (x, y, t, names, d)
+    }
+
+    #[test]
+    fn pipeline_is_deterministic_for_a_seed_whatever_the_thread_count() {
+        let (x, y, t, names, d) = world();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let input = PipelineInput {
+            images: MatrixRef::from_f32(&x, 60, d).unwrap(),
+            train: None,
+            nouns: Some(MatrixRef::from_f32(&t, 12, d).unwrap()),
+            noun_names: Some(&names),
+            labels: Some(&y),
+        };
+        let opts = PipelineOptions {
+            n_clusters: 3,
+            n_centres: Some(3),
+            top_k: 2,
+            ..Default::default()
+        };
+        let a = Context::cpu()
+            .run_pipeline(&input, &opts, Progress::none())
+            .unwrap();
+        let one = Context::with_options(&ContextOptions {
+            n_threads: 1,
+            ..Default::default()
+        })
+        .unwrap();
+        let b = one.run_pipeline(&input, &opts, Progress::none()).unwrap();
+        assert_eq!(a, b);
+        let m = a.metrics.unwrap();
+        assert_eq!((m.acc, m.nmi, m.ari), (1.0, 1.0, 1.0));
+        assert_eq!(a.selected.len(), 6);
+        for (c, names) in a.cluster_names.iter().enumerate() {
+            let member = a.labels.iter().position(|&l| l as usize == c).unwrap();
+            assert!(
+                names[0].starts_with(&format!("group{}", y[member])),
+                "{names:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn default_centres_follow_the_reference_rule() {
+        assert_eq!(default_n_centres(37, 736), 74);
+        assert_eq!(default_n_centres(47, 1128), 112);
+        assert_eq!(default_n_centres(101, 1898), 202);
+        assert_eq!(default_n_centres(10, 5000), 500);
+        assert_eq!(default_n_centres(10, 15), 15);
+    }
+
+    #[test]
+    fn filters_parse_by_name() {
+        for f in [Filter::GradNorm, Filter::Tac, Filter::None] {
+            assert_eq!(f.name().parse::<Filter>().unwrap(), f);
+        }
+        assert!("best".parse::<Filter>().is_err());
+    }
 }

@@ -54,6 +54,17 @@ pub trait Backend: Send + Sync {
         out: AssignOut<'_>,
     ) -> Result<()>;
 
+    /// Distances of every row of `x` (N×D) to each of a few centres (`centres`, C×D
+    /// contiguous f32) into `out` (N×C, row-major), with the metric's distance as in
+    /// [`Backend::kmeans_assign`]. Stores N×C: meant for small C (k-means++ candidates).
+    fn distances(
+        &self,
+        x: &MatrixRef<'_>,
+        centres: &[f32],
+        metric: Metric,
+        out: &mut [f32],
+    ) -> Result<()>;
+
     /// The sums of the k-means update step: for each cluster `c < counts.len()`, the sum of
     /// the rows of `x` labelled `c` into `sums[c·D..(c+1)·D]` (f64) and their number into
     /// `counts[c]`. Every label is < `counts.len()`. The result does not depend on the number

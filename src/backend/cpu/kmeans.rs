@@ -107,6 +107,37 @@ pub(crate) fn assign(x: &MatrixRef<'_>, centres: &[f32], metric: Metric, out: As
         );
 }
 
+/// Distances of every row of `x` to each of the C centres into `out` (N×C).
+pub(crate) fn distances(x: &MatrixRef<'_>, centres: &[f32], metric: Metric, out: &mut [f32]) {
+    let d = x.cols();
+    let c = centres.len() / d;
+    let n = x.rows();
+    let sq_norms: Vec<f32> = centres
+        .chunks_exact(d)
+        .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() as f32)
+        .collect();
+    out[..n * c]
+        .par_chunks_mut(ROW_BLOCK * c)
+        .enumerate()
+        .for_each_init(Vec::new, |scratch, (block, out)| {
+            let rows = out.len() / c;
+            let xb = rows_f32(x, block * ROW_BLOCK, rows, scratch);
+            gemm_abt(1.0, xb, centres, rows, c, d, out);
+            for (r, o) in out.chunks_exact_mut(c).enumerate() {
+                match metric {
+                    Metric::Spherical => o.iter_mut().for_each(|v| *v = (1.0 - *v).max(0.0)),
+                    Metric::Euclidean => {
+                        let row = &xb[r * d..(r + 1) * d];
+                        let sq: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
+                        for (v, &cn) in o.iter_mut().zip(&sq_norms) {
+                            *v = (sq - 2.0 * *v as f64 + cn as f64).max(0.0) as f32;
+                        }
+                    }
+                }
+            }
+        });
+}
+
 /// Per-cluster sums (K×D, f64) and member counts of the rows of `x` under `labels`
 /// (validated: every label < K). Members are grouped by cluster in index order and summed in
 /// chunks of fixed size in parallel; the partial sums are added in a fixed order, so the

@@ -65,6 +65,17 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn distances(
+        &self,
+        x: &MatrixRef<'_>,
+        centres: &[f32],
+        metric: Metric,
+        out: &mut [f32],
+    ) -> Result<()> {
+        kmeans::distances(x, centres, metric, out);
+        Ok(())
+    }
+
     fn cluster_sums(
         &self,
         x: &MatrixRef<'_>,
