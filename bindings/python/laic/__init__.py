@@ -1,0 +1,65 @@
+"""laic — Language-assisted Image Clustering, Python bindings over the C ABI (``liblaic``).
+
+GradNorm filters a noun corpus down to the nouns that describe a set of images::
+
+    import laic
+    scores, assign, conf = laic.gradnorm_scores(noun_emb, image_centers, tau=0.02)
+    keep = laic.select_nouns(scores, assign, n_centers=len(image_centers), top_k=5)
+
+Arrays are numpy float32/float16 (bfloat16 with ml_dtypes); failures raise :class:`LaicError`
+subclasses carrying the library's message and status.
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    BufferTooSmallError,
+    CancelledError,
+    CudaError,
+    DtypeError,
+    FormatError,
+    InternalError,
+    InvalidArgumentError,
+    LaicError,
+    LaicIOError,
+    LaicMemoryError,
+    NoDeviceError,
+    Status,
+)
+from ._ffi import lib as _lib
+from .context import Context, default_context
+from .gradnorm import gradnorm_scores, select_nouns
+
+__version__ = "0.1.0"
+
+
+def library_version() -> str:
+    """The version of the loaded ``liblaic`` (``laic_version()``)."""
+    return _lib().laic_version().decode()
+
+
+def library_path() -> str:
+    """The file the C library was loaded from."""
+    return str(_lib().path)
+
+
+__all__ = [
+    "BufferTooSmallError",
+    "CancelledError",
+    "Context",
+    "CudaError",
+    "DtypeError",
+    "FormatError",
+    "InternalError",
+    "InvalidArgumentError",
+    "LaicError",
+    "LaicIOError",
+    "LaicMemoryError",
+    "NoDeviceError",
+    "Status",
+    "default_context",
+    "gradnorm_scores",
+    "library_path",
+    "library_version",
+    "select_nouns",
+]

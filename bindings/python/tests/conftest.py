@@ -1,0 +1,70 @@
+"""Shared fixtures: the real CLIP ViT-B/32 features and the reference implementation.
+
+The data live in ``shared/`` beside the repository (``<repo>/../shared``, as in CI) or wherever
+``LAIC_SHARED_DIR`` points; tests that need them are skipped, with the path, when absent.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+import laic
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+SHARED = Path(os.environ.get("LAIC_SHARED_DIR", REPO.parent / "shared"))
+FEATURES = SHARED / "data" / "clip-vit-b32"
+REFERENCE = SHARED / "reference" / "laic_ref.py"
+CENTRES = HERE / "data" / "centres_clip-vit-b32.safetensors"
+DATASETS = ["dtd", "oxford_pets", "ucf101"]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        f"laic library: {laic.library_path()} (version {laic.library_version()})",
+        f"shared data: {SHARED} ({'found' if FEATURES.is_dir() else 'absent: real-data tests skip'})",
+    ]
+
+
+def _need(path: Path) -> None:
+    if not path.exists():
+        pytest.skip(f"{path} is absent (set LAIC_SHARED_DIR or clone the repo beside shared/)")
+
+
+@pytest.fixture(scope="session")
+def ref() -> ModuleType:
+    """``shared/reference/laic_ref.py`` as a module."""
+    _need(REFERENCE)
+    pytest.importorskip("sklearn")
+    pytest.importorskip("scipy")
+    spec = importlib.util.spec_from_file_location("laic_ref", REFERENCE)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def text_features() -> np.ndarray:
+    """The 1000 ImageNet class-name embeddings, float16 [1000, 512] as stored."""
+    _need(FEATURES)
+    st = pytest.importorskip("safetensors.numpy")
+    return st.load_file(str(FEATURES / "imagenet1k_text.safetensors"))["text_features"]
+
+
+@pytest.fixture(scope="session")
+def centres() -> dict[str, np.ndarray]:
+    """Fixed image centres per dataset, float16 (see make_centres.py)."""
+    st = pytest.importorskip("safetensors.numpy")
+    return st.load_file(str(CENTRES))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
