@@ -2,7 +2,8 @@
 # Python bindings: a fresh virtualenv (.venv-ci), `pip install ./bindings/python` (which runs
 # cargo build --release), then the pytest suite. Real-data tests read ../shared beside the
 # repository (or $LAIC_SHARED_DIR) and skip, saying so, when it is absent.
-# pip downloads are cached in $HOME/.cache/pip.
+# LAIC_REQUIRE_SHARED=1 turns those skips into failures (CI). pip downloads are cached in
+# $HOME/.cache/pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

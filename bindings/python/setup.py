@@ -29,17 +29,22 @@ def repo_root() -> Path:
     for d in [HERE, *HERE.parents]:
         if (d / "Cargo.toml").is_file() and (d / "include" / "laic.h").is_file():
             return d
-    raise SystemExit(
-        f"laic: no Cargo.toml above {HERE}; set LAIC_LIBRARY to a prebuilt {LIB_NAME}"
-    )
+    raise SystemExit(f"laic: no Cargo.toml above {HERE}; set LAIC_LIBRARY to a prebuilt {LIB_NAME}")
 
 
 def cargo_build() -> Path:
     """Runs cargo and returns the cdylib it produced."""
     root = repo_root()
     cargo = os.environ.get("CARGO", "cargo")
-    cmd = [cargo, "build", "--release", "--lib", "--message-format=json-render-diagnostics",
-           "--manifest-path", str(root / "Cargo.toml")]
+    cmd = [
+        cargo,
+        "build",
+        "--release",
+        "--lib",
+        "--message-format=json-render-diagnostics",
+        "--manifest-path",
+        str(root / "Cargo.toml"),
+    ]
     print("laic: " + " ".join(cmd), file=sys.stderr)
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
     if proc.returncode != 0:

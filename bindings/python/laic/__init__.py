@@ -35,7 +35,7 @@ __version__ = "0.1.0"
 
 def library_version() -> str:
     """The version of the loaded ``liblaic`` (``laic_version()``)."""
-    return _lib().laic_version().decode()
+    return str(_lib().laic_version().decode())
 
 
 def library_path() -> str:

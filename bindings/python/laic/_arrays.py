@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ctypes
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -80,8 +80,9 @@ def as_vector(value: Any, name: str, dtype: type) -> np.ndarray:
     if arr.dtype != want:
         if want.kind == "u" and arr.dtype.kind in "iu":
             # Indices: any integer type whose values fit.
-            if arr.size and (arr.min() < 0 or arr.max() > np.iinfo(want).max):
-                raise _invalid(f"{name} has values outside [0, {np.iinfo(want).max}]")
+            top = int(np.iinfo(cast(Any, want)).max)
+            if arr.size and (arr.min() < 0 or arr.max() > top):
+                raise _invalid(f"{name} has values outside [0, {top}]")
             arr = arr.astype(want)
         else:
             raise DtypeError(

@@ -1,7 +1,8 @@
 """Shared fixtures: the real CLIP ViT-B/32 features and the reference implementation.
 
 The data live in ``shared/`` beside the repository (``<repo>/../shared``, as in CI) or wherever
-``LAIC_SHARED_DIR`` points; tests that need them are skipped, with the path, when absent.
+``LAIC_SHARED_DIR`` points; tests that need them are skipped, with the path, when absent, or
+fail when ``LAIC_REQUIRE_SHARED=1`` (CI).
 """
 
 from __future__ import annotations
@@ -28,13 +29,17 @@ DATASETS = ["dtd", "oxford_pets", "ucf101"]
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"laic library: {laic.library_path()} (version {laic.library_version()})",
-        f"shared data: {SHARED} ({'found' if FEATURES.is_dir() else 'absent: real-data tests skip'})",
+        f"shared data: {FEATURES} "
+        + ("(found)" if FEATURES.is_dir() else "(absent: the real-data tests skip)"),
     ]
 
 
 def _need(path: Path) -> None:
     if not path.exists():
-        pytest.skip(f"{path} is absent (set LAIC_SHARED_DIR or clone the repo beside shared/)")
+        why = f"{path} is absent (set LAIC_SHARED_DIR or clone the repo beside shared/)"
+        if os.environ.get("LAIC_REQUIRE_SHARED") == "1":
+            pytest.fail(why + " and LAIC_REQUIRE_SHARED=1")
+        pytest.skip(why)
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,9 @@ import laic
 
 
 def problem(rng):
-    return rng.standard_normal((150, 33)).astype(np.float32), rng.standard_normal(
-        (11, 33)
-    ).astype(np.float32)
+    return rng.standard_normal((150, 33)).astype(np.float32), rng.standard_normal((11, 33)).astype(
+        np.float32
+    )
 
 
 def test_cpu_context_reports_cpu_and_gives_the_default_results(rng):

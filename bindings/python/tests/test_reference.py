@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import DATASETS
 
 import laic
-from conftest import DATASETS
 
 TOP_K = 5
 
@@ -69,9 +69,7 @@ def gradnorm_f64(t: np.ndarray, w: np.ndarray, tau: float, q: float, uniform: bo
 
 @pytest.mark.parametrize("uniform", [False, True], ids=["one_hot", "uniform"])
 @pytest.mark.parametrize("q", [1.0, 3.5, np.inf])
-def test_other_norm_orders_and_the_uniform_target_match_float64(
-    text_features, centres, q, uniform
-):
+def test_other_norm_orders_and_the_uniform_target_match_float64(text_features, centres, q, uniform):
     t, w = text_features, centres["oxford_pets"]
     s, c, pc = gradnorm_f64(t, w, 0.05, q, uniform)
     target = "uniform" if uniform else "one_hot"
