@@ -27,7 +27,7 @@ from ._errors import (
     Status,
 )
 from ._ffi import lib as _lib
-from .context import Context, default_context
+from .context import Context, default_context, set_default_context
 from .gradnorm import gradnorm_scores, select_nouns
 
 __version__ = "0.1.0"
@@ -62,4 +62,5 @@ __all__ = [
     "library_path",
     "library_version",
     "select_nouns",
+    "set_default_context",
 ]

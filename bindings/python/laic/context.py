@@ -80,6 +80,14 @@ def default_context() -> Context:
     return _default
 
 
+def set_default_context(context: Context | None) -> None:
+    """Makes ``context`` the one used when a function gets ``context=None``; None goes back to
+    a fresh ``"auto"`` context on next use. The previous default is not closed."""
+    global _default
+    with _default_lock:
+        _default = context
+
+
 def resolve(context: Context | None) -> Any:
     """The raw handle of ``context``, or of the default context."""
     return (context if context is not None else default_context()).handle

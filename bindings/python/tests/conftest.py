@@ -26,8 +26,14 @@ CENTRES = HERE / "data" / "centres_clip-vit-b32.safetensors"
 DATASETS = ["dtd", "oxford_pets", "ucf101"]
 
 
+# Tests compare results bit for bit across dtypes and layouts, which holds within one backend:
+# run them on the CPU unless LAIC_TEST_BACKEND says otherwise ("auto", "cuda").
+laic.set_default_context(laic.Context(os.environ.get("LAIC_TEST_BACKEND", "cpu")))  # type: ignore[arg-type]
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
+        f"laic default context: {laic.default_context()!r} (LAIC_TEST_BACKEND)",
         f"laic library: {laic.library_path()} (version {laic.library_version()})",
         f"shared data: {FEATURES} "
         + ("(found)" if FEATURES.is_dir() else "(absent: the real-data tests skip)"),

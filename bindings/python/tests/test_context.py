@@ -56,7 +56,25 @@ def test_cuda_context_is_cuda_or_raises_no_device_with_the_library_message():
 def test_auto_context_resolves_to_a_concrete_backend():
     with laic.Context("auto") as ctx:
         assert ctx.backend in ("cpu", "cuda")
-    assert laic.default_context().backend in ("cpu", "cuda")
+
+
+def test_default_context_can_be_replaced_and_reset(rng):
+    nouns, centres = problem(rng)
+    saved = laic.default_context()
+    try:
+        with laic.Context("cpu", n_threads=1) as mine:
+            laic.set_default_context(mine)
+            assert laic.default_context() is mine
+            got = laic.gradnorm_scores(nouns, centres)
+        laic.set_default_context(None)
+        fresh = laic.default_context()
+        assert fresh is not mine and fresh.backend in ("cpu", "cuda")
+    finally:
+        laic.set_default_context(saved)
+    with laic.Context("cpu") as cpu:
+        want = laic.gradnorm_scores(nouns, centres, context=cpu)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
 
 
 def test_unknown_backend_raises():
