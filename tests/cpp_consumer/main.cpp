@@ -286,6 +286,9 @@ void test_raw_outputs_and_errors(const laic::Context& ctx, std::mt19937& rng) {
                laic::select_nouns(v.data(), a.data(), 5, 2, 2, laic::Order::Smallest, out, 2));
   CHECK(out[0] == 99 && out[1] == 99);
   CHECK(laic::select_nouns(v.data(), a.data(), 5, 2, 1) == (std::vector<uint32_t>{1, 2}));
+  // n_centres comes from the caller: a huge one must not be allocated for.
+  CHECK(laic::select_nouns(v.data(), a.data(), 5, size_t{1} << 40, 1) ==
+        (std::vector<uint32_t>{1, 2}));
   CHECK(laic::select_nouns(v.data(), a.data(), 5, 2, 2, laic::Order::Largest) ==
         (std::vector<uint32_t>{0, 1, 3, 4}));
   a[4] = 2;

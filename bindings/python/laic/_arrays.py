@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import operator
 from typing import Any, cast
 
 import numpy as np
@@ -91,6 +92,19 @@ def as_vector(value: Any, name: str, dtype: type) -> np.ndarray:
                 Status.INVALID_ARGUMENT,
             )
     return np.ascontiguousarray(arr)
+
+
+def as_count(value: Any, name: str, limit: int = 2**64 - 1) -> int:
+    """A non-negative integer argument (ctypes would wrap a negative one silently)."""
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise InvalidArgumentError(
+            f"invalid argument: {name} must be an integer, got {value!r}", Status.INVALID_ARGUMENT
+        ) from None
+    if not 0 <= n <= limit:
+        raise _invalid(f"{name} must be in [0, {limit}], got {n}")
+    return n
 
 
 def pointer(arr: np.ndarray | None, ctype: type) -> Any:

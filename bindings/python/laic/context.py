@@ -6,6 +6,7 @@ import ctypes
 import threading
 from typing import Any, Literal
 
+from ._arrays import as_count
 from ._errors import InvalidArgumentError, Status
 from ._ffi import (
     BACKEND_AUTO,
@@ -48,8 +49,8 @@ class Context(Handle):
         opts = LaicContextOptions()
         raw.laic_context_options_default(ctypes.byref(opts), ctypes.sizeof(opts))
         opts.backend = _BACKENDS[backend]
-        opts.n_threads = n_threads
-        opts.device = device
+        opts.n_threads = as_count(n_threads, "n_threads", 2**32 - 1)
+        opts.device = as_count(device, "device", 2**32 - 1)
         handle = ctypes.POINTER(LaicContext)()
         raw.laic_context_create(ctypes.byref(opts), ctypes.byref(handle))
         self._adopt(raw, handle)

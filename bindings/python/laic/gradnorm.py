@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from ._arrays import as_matrix, as_vector, pointer
+from ._arrays import as_count, as_matrix, as_vector, pointer
 from ._errors import InvalidArgumentError, Status
 from ._ffi import (
     ORDER_LARGEST,
@@ -116,13 +116,15 @@ def select_nouns(
     vals = as_vector(values, "values", np.float32)
     assign = as_vector(assignment, "assignment", np.uint32)
     code = _choice(_ORDERS, order, "order")
+    n_centers = as_count(n_centers, "n_centers")
+    top_k = as_count(top_k, "top_k")
     n = len(vals)
     if len(assign) != n:
         raise InvalidArgumentError(
             f"invalid argument: values has {n} elements but assignment has {len(assign)}",
             Status.INVALID_ARGUMENT,
         )
-    capacity = max(1, min(n, max(0, n_centers) * max(0, top_k)))
+    capacity = max(1, min(n, n_centers * top_k))
     out = np.empty(capacity, dtype=np.uint32)
     count = ctypes.c_size_t()
     lib().laic_select_nouns(

@@ -139,3 +139,32 @@ def test_status_without_a_specific_class_still_maps_to_laic_error():
 def test_every_status_maps_to_a_laic_error_subclass(status):
     err = laic._errors.error_for(status, "m")
     assert isinstance(err, laic.LaicError) and err.status is status
+
+
+@pytest.mark.parametrize(
+    "n_centers, top_k, fragment",
+    [
+        (-1, 5, "n_centers"),
+        (3, -2, "top_k"),
+        (3.0, 5, "n_centers"),
+        (0, 5, "n_centres"),
+        (3, 0, "top_k"),
+    ],
+)
+def test_select_nouns_rejects_bad_counts(n_centers, top_k, fragment):
+    values = np.array([0.1, 0.2, 0.3], np.float32)
+    with pytest.raises(laic.InvalidArgumentError, match=fragment):
+        laic.select_nouns(values, np.zeros(3, np.uint32), n_centers, top_k)
+
+
+def test_select_nouns_with_a_huge_centre_count_selects_normally():
+    """The library must not size anything by n_centers (it once aborted on 2**40)."""
+    values = np.array([0.5, 0.1, 0.3, 0.2], np.float32)
+    assign = np.array([7, 7, 7, 2**31], np.uint32)
+    np.testing.assert_array_equal(laic.select_nouns(values, assign, 2**40, 2), [1, 2, 3])
+
+
+@pytest.mark.parametrize("kwargs", [{"n_threads": -1}, {"device": 2**32}, {"n_threads": 1.5}])
+def test_context_rejects_bad_counts(kwargs):
+    with pytest.raises(laic.InvalidArgumentError):
+        laic.Context("cpu", **kwargs)
