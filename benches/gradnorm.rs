@@ -15,6 +15,12 @@ fn random_unit_rows(rng: &mut impl Rng, rows: usize, d: usize) -> Vec<f32> {
     v
 }
 
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn bench(c: &mut Criterion) {
     let small = std::env::var_os("LAIC_BENCH_SMALL").is_some();
     let (m, k, d) = if small {
@@ -30,6 +36,19 @@ fn bench(c: &mut Criterion) {
         MatrixRef::from_f32(&nouns, m, d).unwrap(),
         MatrixRef::from_f32(&centres, k, d).unwrap(),
     );
+    // Peak resident memory beyond the inputs, for one scoring (Linux: VmHWM).
+    let before = peak_rss_kib();
+    let scores = ctx
+        .gradnorm_scores(&t, &w, &GradNormOptions::default())
+        .unwrap();
+    if let (Some(a), Some(b)) = (before, peak_rss_kib()) {
+        let outputs = scores.scores.len() * 12 / 1024;
+        eprintln!(
+            "peak extra memory while scoring: {:.1} MiB (of which outputs {:.1} MiB)",
+            (b - a) as f64 / 1024.0,
+            outputs as f64 / 1024.0
+        );
+    }
     let mut g = c.benchmark_group("gradnorm_cpu");
     g.sample_size(10);
     g.bench_function(format!("f32_M{m}_K{k}_D{d}_q2"), |b| {

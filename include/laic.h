@@ -14,6 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// `n_centres` value asking for the default max(2·n_clusters, N_c/10).
+#define LAIC_N_CENTRES_AUTO -1
+
 // Status codes of the C ABI (`LAIC_STATUS_OK`, `LAIC_STATUS_INVALID_ARGUMENT`, ... in C). The numbers are stable: never renumber one, and keep a retired
 // number as a comment.
 typedef enum {
@@ -43,6 +46,81 @@ typedef enum {
 // `laic_context_create()`, free with `laic_context_free()`. Thread safety: a context is
 // immutable; any number of threads may use one context at the same time.
 typedef struct LaicContext LaicContext;
+
+// The result of `laic_pipeline_run()`: an opaque handle read with the
+// `laic_pipeline_result_*` accessors and freed with `laic_pipeline_result_free()`. Pointers
+// the accessors return stay valid until the handle is freed. Thread safety: immutable; any
+// number of threads may read one result at the same time.
+typedef struct LaicPipelineResult LaicPipelineResult;
+
+// Distance of a k-means: one of the `LAIC_METRIC_*` values.
+typedef uint32_t LaicMetric;
+
+// Options of `laic_kmeans()`. Fill with `laic_kmeans_options_default()`.
+typedef struct {
+  // `sizeof(LaicKMeansOptions)` as the caller was compiled with.
+  size_t struct_size;
+  // Number of clusters K, 1 <= K <= N (default 8).
+  size_t n_clusters;
+  // One of `LAIC_METRIC_*` (default Euclidean).
+  LaicMetric metric;
+  // Most Lloyd iterations per restart (default 300).
+  uint32_t max_iter;
+  // Restarts; the lowest objective wins (default 10).
+  uint32_t n_redo;
+  // Convergence tolerance relative to the mean per-feature variance (default 1e-4).
+  double tol;
+  // Seed of the k-means++ seeding (default 0).
+  uint64_t seed;
+} LaicKMeansOptions;
+
+// Element type of a [`LaicMatrix`]: one of the `LAIC_DTYPE_*` values.
+typedef uint32_t LaicDtype;
+
+// A borrowed row-major matrix: element (i, j) is at `data + (i * row_stride + j) * size(dtype)`.
+// `data` must be aligned to its element size; `row_stride >= cols` (in elements).
+typedef struct {
+  // First element of the first row.
+  const void *data;
+  // Number of rows (> 0).
+  size_t rows;
+  // Number of columns (> 0).
+  size_t cols;
+  // Elements between the starts of consecutive rows (>= cols).
+  size_t row_stride;
+  // One of `LAIC_DTYPE_*`.
+  LaicDtype dtype;
+} LaicMatrix;
+
+// Stage reported to a progress callback: one of the `LAIC_STAGE_*` values.
+typedef uint32_t LaicStage;
+
+// A progress callback: `user` is the pointer given with it, `stage` one of `LAIC_STAGE_*`,
+// `fraction` in [0, 1]. Return 0 to go on, anything else to cancel (the call then returns
+// `LAIC_STATUS_CANCELLED`). Called from one thread at a time, not necessarily the caller's.
+typedef int32_t (*LaicProgressFn)(void *user, LaicStage stage, double fraction);
+
+// Options of `laic_retrieve()`. Fill with `laic_retrieve_options_default()`.
+typedef struct {
+  // `sizeof(LaicRetrieveOptions)` as the caller was compiled with.
+  size_t struct_size;
+  // Softmax temperature τ_r > 0 (default 0.01); any positive value is overflow-safe.
+  double tau;
+  // Non-zero: L2-normalise image and noun rows first (default 1).
+  uint32_t normalize;
+  // Nouns of largest weight reported per image (default 0), at most M.
+  uint32_t top_n;
+} LaicRetrieveOptions;
+
+// Clustering scores against true labels, each a fraction (1 = perfect).
+typedef struct {
+  // Accuracy under the best one-to-one cluster-to-class mapping (Hungarian).
+  double acc;
+  // Normalised mutual information (arithmetic mean of the entropies).
+  double nmi;
+  // Adjusted Rand index.
+  double ari;
+} LaicClusterMetrics;
 
 // Compute backend of a context: one of the `LAIC_BACKEND_*` values.
 typedef uint32_t LaicBackend;
@@ -76,26 +154,44 @@ typedef struct {
   uint32_t normalize;
 } LaicGradNormOptions;
 
-// Element type of a [`LaicMatrix`]: one of the `LAIC_DTYPE_*` values.
-typedef uint32_t LaicDtype;
-
-// A borrowed row-major matrix: element (i, j) is at `data + (i * row_stride + j) * size(dtype)`.
-// `data` must be aligned to its element size; `row_stride >= cols` (in elements).
-typedef struct {
-  // First element of the first row.
-  const void *data;
-  // Number of rows (> 0).
-  size_t rows;
-  // Number of columns (> 0).
-  size_t cols;
-  // Elements between the starts of consecutive rows (>= cols).
-  size_t row_stride;
-  // One of `LAIC_DTYPE_*`.
-  LaicDtype dtype;
-} LaicMatrix;
-
 // Which end of a ranking `laic_select_nouns()` keeps: one of the `LAIC_ORDER_*` values.
 typedef uint32_t LaicOrder;
+
+// Noun filter of the pipeline: one of the `LAIC_FILTER_*` values.
+typedef uint32_t LaicFilter;
+
+// Options of `laic_pipeline_run()`. Fill with `laic_pipeline_options_default()`; the
+// defaults are those of the reference script.
+typedef struct {
+  // `sizeof(LaicPipelineOptions)` as the caller was compiled with.
+  size_t struct_size;
+  // Number of clusters, 1 <= n_clusters <= N (default 10).
+  size_t n_clusters;
+  // Image centres K_c >= 1, or `LAIC_N_CENTRES_AUTO` (default) for max(2·n_clusters, N_c/10).
+  int64_t n_centres;
+  // GradNorm temperature τ > 0 (default 0.02; TAC always uses 1).
+  double tau;
+  // GradNorm norm order q >= 1 (default 2).
+  double q;
+  // Retrieval temperature τ_r > 0 (default 0.01).
+  double tau_r;
+  // Nouns kept per centre, >= 1 (default 5).
+  uint32_t top_k;
+  // One of `LAIC_FILTER_*` (default GradNorm).
+  LaicFilter filter;
+  // Distance of the centres k-means, one of `LAIC_METRIC_*` (default spherical).
+  LaicMetric centres_metric;
+  // Restarts of the centres k-means (default 3).
+  uint32_t centres_n_redo;
+  // Restarts of the final k-means (default 10).
+  uint32_t n_redo;
+  // Most iterations per k-means restart (default 300).
+  uint32_t max_iter;
+  // Names per cluster (default 3).
+  uint32_t n_names;
+  // Seed of both k-means runs (default 0).
+  uint64_t seed;
+} LaicPipelineOptions;
 
 // IEEE 754 binary32 (`float`).
 #define LAIC_DTYPE_F32 0
@@ -127,6 +223,36 @@ typedef uint32_t LaicOrder;
 // Keep the largest values (uniform-target scores, TAC confidences).
 #define LAIC_ORDER_LARGEST 1
 
+// Squared Euclidean distance on the rows as given (as scikit-learn's KMeans).
+#define LAIC_METRIC_EUCLIDEAN 0
+
+// Cosine distance on L2-normalised rows; centres are normalised means.
+#define LAIC_METRIC_SPHERICAL 1
+
+// GradNorm: per centre the `top_k` assigned nouns of smallest gradient norm.
+#define LAIC_FILTER_GRADNORM 0
+
+// TAC: per centre the `top_k` assigned nouns of largest softmax confidence at τ = 1.
+#define LAIC_FILTER_TAC 1
+
+// No nouns: k-means on the image features alone.
+#define LAIC_FILTER_NONE 2
+
+// k-means on the training images for the image centres.
+#define LAIC_STAGE_CENTRES 0
+
+// Noun scoring and selection.
+#define LAIC_STAGE_SCORES 1
+
+// Retrieval of noun semantics for the images.
+#define LAIC_STAGE_RETRIEVAL 2
+
+// The final (or a stand-alone) k-means.
+#define LAIC_STAGE_CLUSTERING 3
+
+// Cluster names and metrics.
+#define LAIC_STAGE_NAMING 4
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -137,6 +263,80 @@ const char *laic_last_error(void);
 
 // The library version as a static NUL-terminated string ("MAJOR.MINOR.PATCH"); never free it.
 const char *laic_version(void);
+
+// Fills `options` with the defaults (8 clusters, Euclidean, 300 iterations, 10 restarts,
+// tol 1e-4, seed 0). Pass `sizeof(LaicKMeansOptions)` as `struct_size`.
+//
+// # Safety
+// `options` is valid for writes of `struct_size` bytes.
+LaicStatus laic_kmeans_options_default(LaicKMeansOptions *options, size_t struct_size);
+
+// k-means of the N rows of `x` (N×D, any dtype) into `options->n_clusters` = K clusters:
+// k-means++ seeding from `options->seed`, Lloyd iterations, `n_redo` restarts keeping the
+// lowest objective, empty clusters repaired with far points. Deterministic for a given seed
+// and backend.
+//
+// Outputs: `out_labels` (`labels_len >= N` elements) the cluster of each row;
+// `out_centres` (`centres_len >= K*D` floats, row-major; may be NULL) the centres;
+// `out_objective` (may be NULL) the sum of distances to the centres (squared Euclidean, or
+// 1 − cos for the spherical metric). `progress` (may be NULL) is called with
+// `LAIC_STAGE_CLUSTERING` and `user`; a non-zero return cancels (`LAIC_STATUS_CANCELLED`).
+//
+// Errors (nothing written): K = 0 or K > N, NaN/Inf rows, zero rows (spherical),
+// `max_iter`/`n_redo` = 0, short outputs (`LAIC_STATUS_BUFFER_TOO_SMALL`).
+//
+// # Safety
+// Non-NULL pointers are valid for the sizes above; outputs do not overlap the inputs.
+LaicStatus laic_kmeans(const LaicContext *ctx,
+                       const LaicMatrix *x,
+                       const LaicKMeansOptions *options,
+                       uint32_t *out_labels,
+                       size_t labels_len,
+                       float *out_centres,
+                       size_t centres_len,
+                       double *out_objective,
+                       LaicProgressFn progress,
+                       void *user);
+
+// Fills `options` with the defaults (τ_r 0.01, normalise, no top nouns). Pass
+// `sizeof(LaicRetrieveOptions)` as `struct_size`.
+//
+// # Safety
+// `options` is valid for writes of `struct_size` bytes.
+LaicStatus laic_retrieve_options_default(LaicRetrieveOptions *options, size_t struct_size);
+
+// Retrieval (DESIGN.md §1.5): for each of the N `images` (N×D) over the M `nouns` (M×D),
+// t̃ = normalize(softmax(x·Tᵀ/τ_r)·T), written to `out_features` (`features_len >= N*D`
+// floats, row-major). With `options->top_n = P > 0`, also the P nouns of largest weight per
+// image, best first, into `out_top_indices` and their softmax weights into `out_top_weights`
+// (each `top_len >= N*P` elements; both may be NULL when P = 0). One streaming pass over the
+// nouns; memory beyond the inputs is O(M·D + threads·128·(D + 256)) floats — never N×M.
+//
+// Errors (nothing written): NULL inputs, D mismatch, NaN/Inf, zero rows when normalising,
+// τ_r <= 0, P > M, short outputs.
+//
+// # Safety
+// Non-NULL pointers are valid for the sizes above; outputs do not overlap the inputs.
+LaicStatus laic_retrieve(const LaicContext *ctx,
+                         const LaicMatrix *images,
+                         const LaicMatrix *nouns,
+                         const LaicRetrieveOptions *options,
+                         float *out_features,
+                         size_t features_len,
+                         uint32_t *out_top_indices,
+                         float *out_top_weights,
+                         size_t top_len);
+
+// ACC (best one-to-one mapping, exact Hungarian, any numbers of clusters and classes), NMI
+// (arithmetic normalisation) and ARI of `labels_pred` against `labels_true`, both `len > 0`
+// elements with any values, as scikit-learn defines them; written to `*out`.
+//
+// # Safety
+// `labels_true` and `labels_pred` hold `len` elements; `out` is valid for one write.
+LaicStatus laic_cluster_metrics(const int64_t *labels_true,
+                                const int64_t *labels_pred,
+                                size_t len,
+                                LaicClusterMetrics *out);
 
 // Fills `options` with the defaults (AUTO backend, all cores, device 0). Pass
 // `sizeof(LaicContextOptions)` as `struct_size`; nothing past it is written.
@@ -218,6 +418,113 @@ LaicStatus laic_select_nouns(const float *values,
                              uint32_t *out_indices,
                              size_t out_capacity,
                              size_t *out_count);
+
+// Fills `options` with the defaults (those of the reference script: 10 clusters, automatic
+// centres, τ 0.02, q 2, τ_r 0.01, top-5, GradNorm, spherical centres with 3 restarts, 10
+// final restarts of at most 300 iterations, 3 names, seed 0). Pass
+// `sizeof(LaicPipelineOptions)` as `struct_size`.
+//
+// # Safety
+// `options` is valid for writes of `struct_size` bytes.
+LaicStatus laic_pipeline_options_default(LaicPipelineOptions *options, size_t struct_size);
+
+// Runs the LaIC pipeline (DESIGN.md §1 steps 2–8) on embeddings: image centres by k-means on
+// `train` (N_c×D; NULL = `images`), noun scores and selection (GradNorm or TAC; skipped for
+// `LAIC_FILTER_NONE`), retrieval of noun semantics for `images` (N×D), k-means on
+// [x, t̃] into `options->n_clusters` clusters, three names per cluster, and metrics when
+// `labels` is given.
+//
+// `nouns` (M×D) may be NULL only with `LAIC_FILTER_NONE`. `noun_names` (M NUL-terminated
+// UTF-8 strings, may be NULL) gives the cluster names as strings. `labels` (may be NULL)
+// holds `labels_len` = N true labels. `options` may be NULL (defaults). `progress` (may be
+// NULL) is called with `user`, a `LAIC_STAGE_*` and the fraction done; a non-zero return
+// cancels (`LAIC_STATUS_CANCELLED`). On success `*out` holds a new result handle that the
+// caller frees with `laic_pipeline_result_free()`; on failure `*out` is left unchanged.
+//
+// Errors: n_clusters = 0 or > N, n_centres = 0 or > N_c, no nouns with a filter, top_k = 0,
+// τ/τ_r <= 0, q < 1, labels_len != N, a names count that differs from M, NaN/Inf or zero
+// rows, D mismatch → `LAIC_STATUS_INVALID_ARGUMENT` with a message.
+//
+// # Safety
+// Non-NULL pointers are valid for the sizes above; `out` is valid for one pointer write.
+LaicStatus laic_pipeline_run(const LaicContext *ctx,
+                             const LaicMatrix *images,
+                             const LaicMatrix *train,
+                             const LaicMatrix *nouns,
+                             const char *const *noun_names,
+                             const int64_t *labels,
+                             size_t labels_len,
+                             const LaicPipelineOptions *options,
+                             LaicProgressFn progress,
+                             void *user,
+                             LaicPipelineResult **out);
+
+// Frees a result of `laic_pipeline_run()`. NULL is allowed and does nothing.
+//
+// # Safety
+// `result` is NULL or a live handle, not used afterwards.
+void laic_pipeline_result_free(LaicPipelineResult *result);
+
+// The cluster of each image: `*out` points to `*out_len` = N labels in 0..n_clusters, owned
+// by the result.
+//
+// # Safety
+// `result` is a live handle; `out` and `out_len` are valid for one write each.
+LaicStatus laic_pipeline_result_labels(const LaicPipelineResult *result,
+                                       const uint32_t **out,
+                                       size_t *out_len);
+
+// The selected nouns: `*out` points to `*out_len` ascending noun indices (0 for
+// `LAIC_FILTER_NONE`), owned by the result.
+//
+// # Safety
+// `result` is a live handle; `out` and `out_len` are valid for one write each.
+LaicStatus laic_pipeline_result_selected(const LaicPipelineResult *result,
+                                         const uint32_t **out,
+                                         size_t *out_len);
+
+// Number of clusters and of image centres used (0 for `LAIC_FILTER_NONE`); either output may
+// be NULL.
+//
+// # Safety
+// `result` is a live handle; non-NULL outputs are valid for one write.
+LaicStatus laic_pipeline_result_sizes(const LaicPipelineResult *result,
+                                      size_t *out_n_clusters,
+                                      size_t *out_n_centres);
+
+// The nouns naming cluster `cluster` (largest summed retrieval weight over its members
+// first): `*out` points to `*out_len` (<= n_names) noun indices, owned by the result.
+//
+// # Safety
+// `result` is a live handle; `out` and `out_len` are valid for one write each.
+LaicStatus laic_pipeline_result_cluster_nouns(const LaicPipelineResult *result,
+                                              size_t cluster,
+                                              const uint32_t **out,
+                                              size_t *out_len);
+
+// The names of cluster `cluster` as strings: `*out` points to `*out_len` NUL-terminated UTF-8
+// strings, owned by the result. Needs `noun_names` to have been given (else
+// `LAIC_STATUS_INVALID_ARGUMENT`; use `laic_pipeline_result_cluster_nouns()`).
+//
+// # Safety
+// `result` is a live handle; `out` and `out_len` are valid for one write each.
+LaicStatus laic_pipeline_result_cluster_names(const LaicPipelineResult *result,
+                                              size_t cluster,
+                                              const char *const **out,
+                                              size_t *out_len);
+
+// The k-means objective of the final clustering (sum of squared distances on [x, t̃]).
+//
+// # Safety
+// `result` is a live handle; `out` is valid for one write.
+LaicStatus laic_pipeline_result_objective(const LaicPipelineResult *result, double *out);
+
+// ACC/NMI/ARI against the labels given to `laic_pipeline_run()` (else
+// `LAIC_STATUS_INVALID_ARGUMENT`).
+//
+// # Safety
+// `result` is a live handle; `out` is valid for one write.
+LaicStatus laic_pipeline_result_metrics(const LaicPipelineResult *result, LaicClusterMetrics *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -4,7 +4,11 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::{Backend, BackendKind};
 use crate::error::{Error, Result};
 use crate::gradnorm::{self, GradNormOptions, GradNormOut, GradNormScores};
+use crate::kmeans::{self, KMeansOptions, KMeansResult};
 use crate::matrix::MatrixRef;
+use crate::pipeline::{self, PipelineInput, PipelineOptions, PipelineResult};
+use crate::progress::{Progress, Stage};
+use crate::retrieve::{self, RetrieveOptions, RetrieveOut, Retrieved};
 
 /// How a [`Context`] is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,5 +129,60 @@ impl Context {
         let mut out = GradNormScores::zeros(nouns.rows());
         self.gradnorm_scores_into(nouns, centres, opts, out.as_out())?;
         Ok(out)
+    }
+
+    /// k-means of the rows of `x` (N×D) into `opts.n_clusters` clusters: k-means++ seeding,
+    /// Lloyd iterations, `opts.n_redo` restarts keeping the lowest objective. Deterministic
+    /// for a given seed and backend.
+    pub fn kmeans(&self, x: &MatrixRef<'_>, opts: &KMeansOptions) -> Result<KMeansResult> {
+        self.kmeans_with_progress(x, opts, Progress::none())
+    }
+
+    /// [`Context::kmeans`] reporting [`Stage::Clustering`] progress; the callback may cancel.
+    pub fn kmeans_with_progress(
+        &self,
+        x: &MatrixRef<'_>,
+        opts: &KMeansOptions,
+        progress: Progress<'_>,
+    ) -> Result<KMeansResult> {
+        self.install(|| kmeans::run(self, x, opts, &progress, Stage::Clustering))
+    }
+
+    /// Retrieval of `images` (N×D) over `nouns` (M×D) into caller buffers (N×D features,
+    /// N×top_n indices and weights). Validates everything before writing anything.
+    pub fn retrieve_into(
+        &self,
+        images: &MatrixRef<'_>,
+        nouns: &MatrixRef<'_>,
+        opts: &RetrieveOptions,
+        out: RetrieveOut<'_>,
+    ) -> Result<()> {
+        self.install(|| {
+            retrieve::validate_inputs(images, nouns, opts, &out)?;
+            self.backend.retrieve(images, nouns, opts, out)
+        })
+    }
+
+    /// Retrieval: t̃ = normalize(softmax(x·Tᵀ/τ_r)·T) for every image x, and optionally the
+    /// top nouns of each image with their weights.
+    pub fn retrieve(
+        &self,
+        images: &MatrixRef<'_>,
+        nouns: &MatrixRef<'_>,
+        opts: &RetrieveOptions,
+    ) -> Result<Retrieved> {
+        let mut out = Retrieved::zeros(images.rows(), images.cols(), opts.top_n);
+        self.retrieve_into(images, nouns, opts, out.as_out())?;
+        Ok(out)
+    }
+
+    /// The whole LaIC pipeline on embeddings (DESIGN.md §1, steps 2–8).
+    pub fn run_pipeline(
+        &self,
+        input: &PipelineInput<'_>,
+        opts: &PipelineOptions,
+        progress: Progress<'_>,
+    ) -> Result<PipelineResult> {
+        self.install(|| pipeline::run(self, input, opts, &progress))
     }
 }

@@ -28,10 +28,18 @@
 
 pub mod backend;
 mod context;
+pub mod data;
 mod error;
+pub mod eval;
 pub mod ffi;
 pub mod gradnorm;
+pub mod kmeans;
 pub mod matrix;
+pub mod metrics;
+pub mod pipeline;
+mod progress;
+pub mod retrieve;
+mod rng;
 
 pub use backend::BackendKind;
 pub use context::{Context, ContextOptions};
@@ -39,7 +47,12 @@ pub use error::{Error, LaicStatus, Result};
 pub use gradnorm::{
     GradNormOptions, GradNormOut, GradNormScores, Order, Target, max_selected, select_nouns,
 };
+pub use kmeans::{KMeansOptions, KMeansResult, Metric};
 pub use matrix::{Dtype, MatrixData, MatrixRef};
+pub use metrics::{ClusterMetrics, cluster_metrics};
+pub use pipeline::{Filter, PipelineInput, PipelineOptions, PipelineResult};
+pub use progress::{Progress, ProgressFn, Stage};
+pub use retrieve::{RetrieveOptions, Retrieved};
 
 /// The library version, as in Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

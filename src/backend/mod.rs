@@ -8,7 +8,9 @@ pub mod cpu;
 
 use crate::error::Result;
 use crate::gradnorm::{GradNormOptions, GradNormOut};
+use crate::kmeans::{AssignOut, Metric};
 use crate::matrix::MatrixRef;
+use crate::retrieve::{RetrieveOptions, RetrieveOut};
 
 /// Which backend a [`crate::Context`] uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,5 +40,41 @@ pub trait Backend: Send + Sync {
         centres: &MatrixRef<'_>,
         opts: &GradNormOptions,
         out: GradNormOut<'_>,
+    ) -> Result<()>;
+
+    /// The k-means assignment step: for every row `x_i` (N×D) the nearest of the K centres
+    /// (`centres`, K×D contiguous f32) and its distance, into the first N elements of `out`.
+    /// Euclidean: the squared distance ‖x − c‖²; spherical: 1 − ⟨x, c⟩ (rows and centres
+    /// already unit-norm). Ties go to the lowest centre index. No N×K matrix is stored.
+    fn kmeans_assign(
+        &self,
+        x: &MatrixRef<'_>,
+        centres: &[f32],
+        metric: Metric,
+        out: AssignOut<'_>,
+    ) -> Result<()>;
+
+    /// The sums of the k-means update step: for each cluster `c < counts.len()`, the sum of
+    /// the rows of `x` labelled `c` into `sums[c·D..(c+1)·D]` (f64) and their number into
+    /// `counts[c]`. Every label is < `counts.len()`. The result does not depend on the number
+    /// of threads.
+    fn cluster_sums(
+        &self,
+        x: &MatrixRef<'_>,
+        labels: &[u32],
+        sums: &mut [f64],
+        counts: &mut [u64],
+    ) -> Result<()>;
+
+    /// Retrieval (DESIGN.md §1.5): for every image x (N×D), t̃ = normalize(softmax(x·Tᵀ/τ)·T)
+    /// over the nouns T (M×D) into `out.features` (N×D), and, when `opts.top_n > 0`, the
+    /// `top_n` nouns of largest weight per image with their softmax weights. One streaming
+    /// pass over the nouns; nothing N×M is stored.
+    fn retrieve(
+        &self,
+        images: &MatrixRef<'_>,
+        nouns: &MatrixRef<'_>,
+        opts: &RetrieveOptions,
+        out: RetrieveOut<'_>,
     ) -> Result<()>;
 }

@@ -6,12 +6,16 @@
 //! panic becomes `LAIC_STATUS_INTERNAL` and never unwinds into C; outputs are caller-allocated
 //! and written only on success.
 
+mod cluster;
 mod context;
 mod gradnorm;
+mod pipeline;
 mod types;
 
+pub use cluster::*;
 pub use context::*;
 pub use gradnorm::*;
+pub use pipeline::*;
 pub use types::*;
 
 use crate::error::{Error, LaicStatus, Result};

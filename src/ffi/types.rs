@@ -7,7 +7,9 @@ use super::try_ref;
 use crate::backend::BackendKind;
 use crate::error::{Error, Result};
 use crate::gradnorm::{Order, Target};
+use crate::kmeans::Metric;
 use crate::matrix::{MatrixData, MatrixRef, span_len};
+use crate::pipeline::Filter;
 use std::ffi::c_void;
 
 /// Element type of a [`LaicMatrix`]: one of the `LAIC_DTYPE_*` values.
@@ -196,4 +198,267 @@ pub(crate) unsafe fn matrix_from_c<'a>(m: *const LaicMatrix, what: &str) -> Resu
         }
     };
     MatrixRef::new(data, m.rows, m.cols, m.row_stride).map_err(|e| e.in_arg(what))
+}
+
+/// Distance of a k-means: one of the `LAIC_METRIC_*` values.
+pub type LaicMetric = u32;
+/// Squared Euclidean distance on the rows as given (as scikit-learn's KMeans).
+pub const LAIC_METRIC_EUCLIDEAN: LaicMetric = 0;
+/// Cosine distance on L2-normalised rows; centres are normalised means.
+pub const LAIC_METRIC_SPHERICAL: LaicMetric = 1;
+
+/// Noun filter of the pipeline: one of the `LAIC_FILTER_*` values.
+pub type LaicFilter = u32;
+/// GradNorm: per centre the `top_k` assigned nouns of smallest gradient norm.
+pub const LAIC_FILTER_GRADNORM: LaicFilter = 0;
+/// TAC: per centre the `top_k` assigned nouns of largest softmax confidence at τ = 1.
+pub const LAIC_FILTER_TAC: LaicFilter = 1;
+/// No nouns: k-means on the image features alone.
+pub const LAIC_FILTER_NONE: LaicFilter = 2;
+
+/// Stage reported to a progress callback: one of the `LAIC_STAGE_*` values.
+pub type LaicStage = u32;
+/// k-means on the training images for the image centres.
+pub const LAIC_STAGE_CENTRES: LaicStage = 0;
+/// Noun scoring and selection.
+pub const LAIC_STAGE_SCORES: LaicStage = 1;
+/// Retrieval of noun semantics for the images.
+pub const LAIC_STAGE_RETRIEVAL: LaicStage = 2;
+/// The final (or a stand-alone) k-means.
+pub const LAIC_STAGE_CLUSTERING: LaicStage = 3;
+/// Cluster names and metrics.
+pub const LAIC_STAGE_NAMING: LaicStage = 4;
+
+/// `n_centres` value asking for the default max(2·n_clusters, N_c/10).
+pub const LAIC_N_CENTRES_AUTO: i64 = -1;
+
+/// A progress callback: `user` is the pointer given with it, `stage` one of `LAIC_STAGE_*`,
+/// `fraction` in [0, 1]. Return 0 to go on, anything else to cancel (the call then returns
+/// `LAIC_STATUS_CANCELLED`). Called from one thread at a time, not necessarily the caller's.
+pub type LaicProgressFn =
+    Option<unsafe extern "C" fn(user: *mut c_void, stage: LaicStage, fraction: f64) -> i32>;
+
+/// Options of `laic_kmeans()`. Fill with `laic_kmeans_options_default()`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct LaicKMeansOptions {
+    /// `sizeof(LaicKMeansOptions)` as the caller was compiled with.
+    pub struct_size: usize,
+    /// Number of clusters K, 1 <= K <= N (default 8).
+    pub n_clusters: usize,
+    /// One of `LAIC_METRIC_*` (default Euclidean).
+    pub metric: LaicMetric,
+    /// Most Lloyd iterations per restart (default 300).
+    pub max_iter: u32,
+    /// Restarts; the lowest objective wins (default 10).
+    pub n_redo: u32,
+    /// Convergence tolerance relative to the mean per-feature variance (default 1e-4).
+    pub tol: f64,
+    /// Seed of the k-means++ seeding (default 0).
+    pub seed: u64,
+}
+
+/// Options of `laic_retrieve()`. Fill with `laic_retrieve_options_default()`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct LaicRetrieveOptions {
+    /// `sizeof(LaicRetrieveOptions)` as the caller was compiled with.
+    pub struct_size: usize,
+    /// Softmax temperature τ_r > 0 (default 0.01); any positive value is overflow-safe.
+    pub tau: f64,
+    /// Non-zero: L2-normalise image and noun rows first (default 1).
+    pub normalize: u32,
+    /// Nouns of largest weight reported per image (default 0), at most M.
+    pub top_n: u32,
+}
+
+/// Options of `laic_pipeline_run()`. Fill with `laic_pipeline_options_default()`; the
+/// defaults are those of the reference script.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct LaicPipelineOptions {
+    /// `sizeof(LaicPipelineOptions)` as the caller was compiled with.
+    pub struct_size: usize,
+    /// Number of clusters, 1 <= n_clusters <= N (default 10).
+    pub n_clusters: usize,
+    /// Image centres K_c >= 1, or `LAIC_N_CENTRES_AUTO` (default) for max(2·n_clusters, N_c/10).
+    pub n_centres: i64,
+    /// GradNorm temperature τ > 0 (default 0.02; TAC always uses 1).
+    pub tau: f64,
+    /// GradNorm norm order q >= 1 (default 2).
+    pub q: f64,
+    /// Retrieval temperature τ_r > 0 (default 0.01).
+    pub tau_r: f64,
+    /// Nouns kept per centre, >= 1 (default 5).
+    pub top_k: u32,
+    /// One of `LAIC_FILTER_*` (default GradNorm).
+    pub filter: LaicFilter,
+    /// Distance of the centres k-means, one of `LAIC_METRIC_*` (default spherical).
+    pub centres_metric: LaicMetric,
+    /// Restarts of the centres k-means (default 3).
+    pub centres_n_redo: u32,
+    /// Restarts of the final k-means (default 10).
+    pub n_redo: u32,
+    /// Most iterations per k-means restart (default 300).
+    pub max_iter: u32,
+    /// Names per cluster (default 3).
+    pub n_names: u32,
+    /// Seed of both k-means runs (default 0).
+    pub seed: u64,
+}
+
+/// Clustering scores against true labels, each a fraction (1 = perfect).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LaicClusterMetrics {
+    /// Accuracy under the best one-to-one cluster-to-class mapping (Hungarian).
+    pub acc: f64,
+    /// Normalised mutual information (arithmetic mean of the entropies).
+    pub nmi: f64,
+    /// Adjusted Rand index.
+    pub ari: f64,
+}
+
+impl From<crate::ClusterMetrics> for LaicClusterMetrics {
+    fn from(m: crate::ClusterMetrics) -> Self {
+        LaicClusterMetrics {
+            acc: m.acc,
+            nmi: m.nmi,
+            ari: m.ari,
+        }
+    }
+}
+
+/// Converts a `LaicMetric`.
+pub(crate) fn metric_from_c(m: LaicMetric) -> Result<Metric> {
+    match m {
+        LAIC_METRIC_EUCLIDEAN => Ok(Metric::Euclidean),
+        LAIC_METRIC_SPHERICAL => Ok(Metric::Spherical),
+        m => Err(Error::invalid(format!("unknown metric {m}"))),
+    }
+}
+
+fn metric_to_c(m: Metric) -> LaicMetric {
+    match m {
+        Metric::Euclidean => LAIC_METRIC_EUCLIDEAN,
+        Metric::Spherical => LAIC_METRIC_SPHERICAL,
+    }
+}
+
+impl LaicKMeansOptions {
+    pub(crate) fn defaults() -> Self {
+        let d = crate::KMeansOptions::default();
+        LaicKMeansOptions {
+            struct_size: std::mem::size_of::<Self>(),
+            n_clusters: d.n_clusters,
+            metric: metric_to_c(d.metric),
+            max_iter: d.max_iter as u32,
+            n_redo: d.n_redo as u32,
+            tol: d.tol,
+            seed: d.seed,
+        }
+    }
+
+    pub(crate) fn to_rust(self) -> Result<crate::KMeansOptions> {
+        Ok(crate::KMeansOptions {
+            n_clusters: self.n_clusters,
+            metric: metric_from_c(self.metric)?,
+            max_iter: self.max_iter as usize,
+            n_redo: self.n_redo as usize,
+            tol: self.tol,
+            seed: self.seed,
+        })
+    }
+}
+
+impl LaicRetrieveOptions {
+    pub(crate) fn defaults() -> Self {
+        let d = crate::RetrieveOptions::default();
+        LaicRetrieveOptions {
+            struct_size: std::mem::size_of::<Self>(),
+            tau: d.tau as f64,
+            normalize: d.normalize as u32,
+            top_n: d.top_n as u32,
+        }
+    }
+
+    pub(crate) fn to_rust(self) -> Result<crate::RetrieveOptions> {
+        let opts = crate::RetrieveOptions {
+            tau: self.tau as f32,
+            normalize: self.normalize != 0,
+            top_n: self.top_n as usize,
+        };
+        opts.validate()?;
+        Ok(opts)
+    }
+}
+
+impl LaicPipelineOptions {
+    pub(crate) fn defaults() -> Self {
+        let d = crate::PipelineOptions::default();
+        LaicPipelineOptions {
+            struct_size: std::mem::size_of::<Self>(),
+            n_clusters: d.n_clusters,
+            n_centres: LAIC_N_CENTRES_AUTO,
+            tau: d.tau as f64,
+            q: d.q as f64,
+            tau_r: d.tau_r as f64,
+            top_k: d.top_k as u32,
+            filter: LAIC_FILTER_GRADNORM,
+            centres_metric: metric_to_c(d.centres_metric),
+            centres_n_redo: d.centres_n_redo as u32,
+            n_redo: d.n_redo as u32,
+            max_iter: d.max_iter as u32,
+            n_names: d.n_names as u32,
+            seed: d.seed,
+        }
+    }
+
+    pub(crate) fn to_rust(self) -> Result<crate::PipelineOptions> {
+        let filter = match self.filter {
+            LAIC_FILTER_GRADNORM => Filter::GradNorm,
+            LAIC_FILTER_TAC => Filter::Tac,
+            LAIC_FILTER_NONE => Filter::None,
+            f => return Err(Error::invalid(format!("unknown filter {f}"))),
+        };
+        let n_centres = match self.n_centres {
+            LAIC_N_CENTRES_AUTO => None,
+            k if k < 0 => {
+                return Err(Error::invalid(format!(
+                    "n_centres is {k}: use a positive count or LAIC_N_CENTRES_AUTO"
+                )));
+            }
+            k => Some(k as usize),
+        };
+        Ok(crate::PipelineOptions {
+            n_clusters: self.n_clusters,
+            n_centres,
+            tau: self.tau as f32,
+            q: self.q as f32,
+            top_k: self.top_k as usize,
+            tau_r: self.tau_r as f32,
+            centres_metric: metric_from_c(self.centres_metric)?,
+            centres_n_redo: self.centres_n_redo as usize,
+            max_iter: self.max_iter as usize,
+            n_redo: self.n_redo as usize,
+            seed: self.seed,
+            filter,
+            n_names: self.n_names as usize,
+        })
+    }
+}
+
+/// Wraps a C progress callback as a Rust one (`None` when `f` is NULL).
+pub(crate) fn progress_from_c(
+    f: LaicProgressFn,
+    user: *mut c_void,
+) -> Option<impl Fn(crate::Stage, f64) -> bool + Sync> {
+    let user = user as usize;
+    f.map(|f| {
+        move |stage: crate::Stage, fraction: f64| {
+            // SAFETY: the caller of the laic function guarantees that `f` may be called with
+            // `user` during the call.
+            unsafe { f(user as *mut c_void, stage as LaicStage, fraction) == 0 }
+        }
+    })
 }

@@ -1,16 +1,39 @@
-//! The CPU backend: blocked, fused, multi-threaded kernels over `matrixmultiply`.
+//! The CPU backend: blocked, fused, multi-threaded kernels over the `gemm` crate.
 
 mod gradnorm;
+mod kmeans;
+mod retrieve;
 pub(crate) mod vecmath;
 
 use super::{Backend, BackendKind};
 use crate::error::Result;
 use crate::gradnorm::{GradNormOptions, GradNormOut};
-use crate::matrix::MatrixRef;
+use crate::kmeans::{AssignOut, Metric};
+use crate::matrix::{MatrixData, MatrixRef};
+use crate::retrieve::{RetrieveOptions, RetrieveOut};
 
 /// The CPU backend. Always available; the reference every other backend is tested against.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CpuBackend;
+
+/// Rows `start..start + rows` of `m` as a contiguous f32 slice: borrowed when `m` already is
+/// contiguous f32, else converted into `scratch`.
+pub(crate) fn rows_f32<'a>(
+    m: &MatrixRef<'a>,
+    start: usize,
+    rows: usize,
+    scratch: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    let d = m.cols();
+    if let MatrixData::F32(s) = m.data()
+        && m.row_stride() == d
+    {
+        return &s[start * d..(start + rows) * d];
+    }
+    scratch.resize(rows * d, 0.0);
+    m.rows_to_f32(start, scratch);
+    scratch
+}
 
 impl Backend for CpuBackend {
     fn name(&self) -> &'static str {
@@ -29,5 +52,38 @@ impl Backend for CpuBackend {
         out: GradNormOut<'_>,
     ) -> Result<()> {
         gradnorm::gradnorm_scores(nouns, centres, opts, out)
+    }
+
+    fn kmeans_assign(
+        &self,
+        x: &MatrixRef<'_>,
+        centres: &[f32],
+        metric: Metric,
+        out: AssignOut<'_>,
+    ) -> Result<()> {
+        kmeans::assign(x, centres, metric, out);
+        Ok(())
+    }
+
+    fn cluster_sums(
+        &self,
+        x: &MatrixRef<'_>,
+        labels: &[u32],
+        sums: &mut [f64],
+        counts: &mut [u64],
+    ) -> Result<()> {
+        kmeans::cluster_sums(x, labels, sums, counts);
+        Ok(())
+    }
+
+    fn retrieve(
+        &self,
+        images: &MatrixRef<'_>,
+        nouns: &MatrixRef<'_>,
+        opts: &RetrieveOptions,
+        out: RetrieveOut<'_>,
+    ) -> Result<()> {
+        retrieve::retrieve(images, nouns, opts, out);
+        Ok(())
     }
 }
