@@ -86,6 +86,8 @@ enum class Backend : uint32_t { Auto = LAIC_BACKEND_AUTO, Cpu = LAIC_BACKEND_CPU
 enum class Dtype : uint32_t { F32 = LAIC_DTYPE_F32, F16 = LAIC_DTYPE_F16, BF16 = LAIC_DTYPE_BF16 };
 enum class Target : uint32_t { OneHot = LAIC_TARGET_ONE_HOT, Uniform = LAIC_TARGET_UNIFORM };
 enum class Order : uint32_t { Smallest = LAIC_ORDER_SMALLEST, Largest = LAIC_ORDER_LARGEST };
+enum class Metric : uint32_t { Euclidean = LAIC_METRIC_EUCLIDEAN, Spherical = LAIC_METRIC_SPHERICAL };
+enum class Filter : uint32_t { GradNorm = LAIC_FILTER_GRADNORM, Tac = LAIC_FILTER_TAC, None = LAIC_FILTER_NONE };
 
 /// A borrowed row-major matrix (a LaicMatrix): `rows` rows of `cols` elements, consecutive rows
 /// `row_stride` elements apart (0 = `cols`). The memory must outlive the calls using it.
@@ -243,6 +245,207 @@ inline std::vector<uint32_t> select_nouns(const GradNormScores& s, size_t n_cent
     detail::invalid("scores and assignment differ in length");
   return select_nouns(s.scores.data(), s.assignment.data(), s.scores.size(), n_centres, top_k,
                       order);
+}
+
+
+// ---- k-means, retrieval, metrics ---------------------------------------------------------
+
+/// ACC / NMI / ARI, each a fraction (1 = perfect).
+struct ClusterMetrics {
+  double acc = 0, nmi = 0, ari = 0;
+};
+
+/// ACC (Hungarian), NMI (arithmetic) and ARI of `pred` against `truth`, `len` labels each.
+inline ClusterMetrics cluster_metrics(const int64_t* truth, const int64_t* pred, size_t len) {
+  LaicClusterMetrics m{};
+  check(laic_cluster_metrics(truth, pred, len, &m));
+  return {m.acc, m.nmi, m.ari};
+}
+
+/// k-means options; the defaults are laic_kmeans_options_default()'s except n_clusters,
+/// which the caller gives.
+struct KMeansOptions {
+  size_t n_clusters = 8;
+  Metric metric = Metric::Euclidean;
+  uint32_t max_iter = 300;
+  uint32_t n_redo = 10;
+  double tol = 1e-4;
+  uint64_t seed = 0;
+
+  LaicKMeansOptions to_c() const {
+    LaicKMeansOptions o;
+    check(laic_kmeans_options_default(&o, sizeof o));
+    o.n_clusters = n_clusters;
+    o.metric = static_cast<LaicMetric>(metric);
+    o.max_iter = max_iter;
+    o.n_redo = n_redo;
+    o.tol = tol;
+    o.seed = seed;
+    return o;
+  }
+};
+
+struct KMeansResult {
+  std::vector<uint32_t> labels;  ///< cluster per row (N)
+  std::vector<float> centres;    ///< K×D, row-major
+  double objective = 0;          ///< squared Euclidean distances, or 1 − cos, summed
+};
+
+/// k-means of the rows of `x`. `progress`/`user` as in laic.h (NULL = none).
+inline KMeansResult kmeans(const Context& ctx, const Matrix& x, const KMeansOptions& options,
+                           LaicProgressFn progress = nullptr, void* user = nullptr) {
+  const LaicKMeansOptions o = options.to_c();
+  KMeansResult r;
+  r.labels.resize(x.raw.rows);
+  r.centres.resize(options.n_clusters * x.raw.cols);
+  check(laic_kmeans(ctx.get(), &x.raw, &o, r.labels.data(), r.labels.size(), r.centres.data(),
+                    r.centres.size(), &r.objective, progress, user));
+  return r;
+}
+
+/// Retrieval options (laic_retrieve_options_default()'s defaults).
+struct RetrieveOptions {
+  double tau = 0.01;      ///< τ_r > 0
+  bool normalize = true;  ///< L2-normalise image and noun rows first
+  uint32_t top_n = 0;     ///< nouns of largest weight reported per image
+
+  LaicRetrieveOptions to_c() const {
+    LaicRetrieveOptions o;
+    check(laic_retrieve_options_default(&o, sizeof o));
+    o.tau = tau;
+    o.normalize = normalize ? 1u : 0u;
+    o.top_n = top_n;
+    return o;
+  }
+};
+
+struct RetrieveResult {
+  std::vector<float> features;        ///< N×D, t̃ per image
+  std::vector<uint32_t> top_indices;  ///< N×top_n, best first
+  std::vector<float> top_weights;     ///< N×top_n
+};
+
+/// For each image x: t̃ = normalize(softmax(x·Tᵀ/τ_r)·T) over the nouns T.
+inline RetrieveResult retrieve(const Context& ctx, const Matrix& images, const Matrix& nouns,
+                               const RetrieveOptions& options = {}) {
+  const LaicRetrieveOptions o = options.to_c();
+  const size_t n = images.raw.rows, p = options.top_n;
+  RetrieveResult r{std::vector<float>(n * images.raw.cols), std::vector<uint32_t>(n * p),
+                   std::vector<float>(n * p)};
+  check(laic_retrieve(ctx.get(), &images.raw, &nouns.raw, &o, r.features.data(),
+                      r.features.size(), p ? r.top_indices.data() : nullptr,
+                      p ? r.top_weights.data() : nullptr, n * p));
+  return r;
+}
+
+// ---- the pipeline --------------------------------------------------------------------------
+
+/// Pipeline options (the reference script's defaults, as laic_pipeline_options_default()).
+struct PipelineOptions {
+  size_t n_clusters = 10;
+  int64_t n_centres = LAIC_N_CENTRES_AUTO;  ///< or K_c >= 1
+  double tau = 0.02;
+  double q = 2.0;
+  double tau_r = 0.01;
+  uint32_t top_k = 5;
+  Filter filter = Filter::GradNorm;
+  Metric centres_metric = Metric::Spherical;
+  uint32_t centres_n_redo = 3;
+  uint32_t n_redo = 10;
+  uint32_t max_iter = 300;
+  uint32_t n_names = 3;
+  uint64_t seed = 0;
+
+  LaicPipelineOptions to_c() const {
+    LaicPipelineOptions o;
+    check(laic_pipeline_options_default(&o, sizeof o));
+    o.n_clusters = n_clusters;
+    o.n_centres = n_centres;
+    o.tau = tau;
+    o.q = q;
+    o.tau_r = tau_r;
+    o.top_k = top_k;
+    o.filter = static_cast<LaicFilter>(filter);
+    o.centres_metric = static_cast<LaicMetric>(centres_metric);
+    o.centres_n_redo = centres_n_redo;
+    o.n_redo = n_redo;
+    o.max_iter = max_iter;
+    o.n_names = n_names;
+    o.seed = seed;
+    return o;
+  }
+};
+
+/// The result of pipeline_run(), uniquely owned; accessors copy out of it. Thread safety:
+/// immutable, readable from many threads.
+class PipelineResult {
+ public:
+  explicit PipelineResult(LaicPipelineResult* raw) : handle_(raw) {}
+
+  std::vector<uint32_t> labels() const { return array(laic_pipeline_result_labels); }
+  std::vector<uint32_t> selected() const { return array(laic_pipeline_result_selected); }
+  size_t n_clusters() const {
+    size_t k = 0;
+    check(laic_pipeline_result_sizes(get(), &k, nullptr));
+    return k;
+  }
+  size_t n_centres() const {
+    size_t k = 0;
+    check(laic_pipeline_result_sizes(get(), nullptr, &k));
+    return k;
+  }
+  std::vector<uint32_t> cluster_nouns(size_t cluster) const {
+    const uint32_t* p = nullptr;
+    size_t n = 0;
+    check(laic_pipeline_result_cluster_nouns(get(), cluster, &p, &n));
+    return std::vector<uint32_t>(p, p + n);
+  }
+  /// Needs noun names to have been given to pipeline_run().
+  std::vector<std::string> cluster_names(size_t cluster) const {
+    const char* const* p = nullptr;
+    size_t n = 0;
+    check(laic_pipeline_result_cluster_names(get(), cluster, &p, &n));
+    return std::vector<std::string>(p, p + n);
+  }
+  double objective() const {
+    double v = 0;
+    check(laic_pipeline_result_objective(get(), &v));
+    return v;
+  }
+  /// Needs labels to have been given to pipeline_run().
+  ClusterMetrics metrics() const {
+    LaicClusterMetrics m{};
+    check(laic_pipeline_result_metrics(get(), &m));
+    return {m.acc, m.nmi, m.ari};
+  }
+  const LaicPipelineResult* get() const noexcept { return handle_.get(); }
+
+ private:
+  using Accessor = LaicStatus (*)(const LaicPipelineResult*, const uint32_t**, size_t*);
+  std::vector<uint32_t> array(Accessor f) const {
+    const uint32_t* p = nullptr;
+    size_t n = 0;
+    check(f(get(), &p, &n));
+    return std::vector<uint32_t>(p, p + n);
+  }
+  detail::Handle<LaicPipelineResult, laic_pipeline_result_free> handle_;
+};
+
+/// Runs the pipeline on `images` (N×D). `nouns` may be NULL only with Filter::None, `train`
+/// NULL means the images; `noun_names` (NULL or one string per noun row) and `labels` (NULL or
+/// N labels) are optional. `progress`/`user` as in laic.h.
+inline PipelineResult pipeline_run(const Context& ctx, const Matrix& images, const Matrix* nouns,
+                                   const PipelineOptions& options = {},
+                                   const Matrix* train = nullptr,
+                                   const char* const* noun_names = nullptr,
+                                   const int64_t* labels = nullptr,
+                                   LaicProgressFn progress = nullptr, void* user = nullptr) {
+  const LaicPipelineOptions o = options.to_c();
+  LaicPipelineResult* out = nullptr;
+  check(laic_pipeline_run(ctx.get(), &images.raw, train ? &train->raw : nullptr,
+                          nouns ? &nouns->raw : nullptr, noun_names, labels,
+                          labels ? images.raw.rows : 0, &o, progress, user, &out));
+  return PipelineResult(out);
 }
 
 #ifdef LAIC_HPP_HAS_SPAN

@@ -29,6 +29,10 @@ from ._errors import (
 from ._ffi import lib as _lib
 from .context import Context, default_context, set_default_context
 from .gradnorm import gradnorm_scores, select_nouns
+from .kmeans import KMeansResult, kmeans
+from .metrics import ClusterMetrics, cluster_metrics
+from .pipeline import Pipeline, PipelineResult
+from .retrieve import RetrieveResult, retrieve
 
 __version__ = "0.1.0"
 
@@ -46,21 +50,29 @@ def library_path() -> str:
 __all__ = [
     "BufferTooSmallError",
     "CancelledError",
+    "ClusterMetrics",
     "Context",
     "CudaError",
     "DtypeError",
     "FormatError",
     "InternalError",
     "InvalidArgumentError",
+    "KMeansResult",
     "LaicError",
     "LaicIOError",
     "LaicMemoryError",
     "NoDeviceError",
+    "Pipeline",
+    "PipelineResult",
+    "RetrieveResult",
     "Status",
+    "cluster_metrics",
     "default_context",
     "gradnorm_scores",
+    "kmeans",
     "library_path",
     "library_version",
+    "retrieve",
     "select_nouns",
     "set_default_context",
 ]

@@ -79,11 +79,12 @@ def as_vector(value: Any, name: str, dtype: type) -> np.ndarray:
         raise _invalid(f"{name} must be a 1-D array, got shape {arr.shape}")
     want = np.dtype(dtype)
     if arr.dtype != want:
-        if want.kind == "u" and arr.dtype.kind in "iu":
-            # Indices: any integer type whose values fit.
-            top = int(np.iinfo(cast(Any, want)).max)
-            if arr.size and (arr.min() < 0 or arr.max() > top):
-                raise _invalid(f"{name} has values outside [0, {top}]")
+        if want.kind in "iu" and arr.dtype.kind in "iu":
+            # Integers (indices, labels): any integer type whose values fit.
+            info = np.iinfo(cast(Any, want))
+            lo, hi = int(info.min), int(info.max)
+            if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
+                raise _invalid(f"{name} has values outside [{lo}, {hi}]")
             arr = arr.astype(want)
         else:
             raise DtypeError(

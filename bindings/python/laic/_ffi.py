@@ -13,7 +13,17 @@ import ctypes
 import os
 import sys
 import threading
-from ctypes import POINTER, c_char_p, c_double, c_int, c_size_t, c_uint32, c_void_p
+from ctypes import (
+    POINTER,
+    c_char_p,
+    c_double,
+    c_int,
+    c_int64,
+    c_size_t,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +44,21 @@ TARGET_UNIFORM = 1
 
 ORDER_SMALLEST = 0
 ORDER_LARGEST = 1
+
+METRIC_EUCLIDEAN = 0
+METRIC_SPHERICAL = 1
+
+FILTER_GRADNORM = 0
+FILTER_TAC = 1
+FILTER_NONE = 2
+
+STAGE_CENTRES = 0
+STAGE_SCORES = 1
+STAGE_RETRIEVAL = 2
+STAGE_CLUSTERING = 3
+STAGE_NAMING = 4
+
+N_CENTRES_AUTO = -1
 
 
 # --- structs -----------------------------------------------------------------------------------
@@ -74,8 +99,68 @@ class LaicGradNormOptions(ctypes.Structure):
     ]
 
 
+class LaicKMeansOptions(ctypes.Structure):
+    """``LaicKMeansOptions``."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("n_clusters", c_size_t),
+        ("metric", c_uint32),
+        ("max_iter", c_uint32),
+        ("n_redo", c_uint32),
+        ("tol", c_double),
+        ("seed", c_uint64),
+    ]
+
+
+class LaicRetrieveOptions(ctypes.Structure):
+    """``LaicRetrieveOptions``."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("tau", c_double),
+        ("normalize", c_uint32),
+        ("top_n", c_uint32),
+    ]
+
+
+class LaicClusterMetrics(ctypes.Structure):
+    """``LaicClusterMetrics``."""
+
+    _fields_ = [("acc", c_double), ("nmi", c_double), ("ari", c_double)]
+
+
+class LaicPipelineOptions(ctypes.Structure):
+    """``LaicPipelineOptions``."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("n_clusters", c_size_t),
+        ("n_centres", c_int64),
+        ("tau", c_double),
+        ("q", c_double),
+        ("tau_r", c_double),
+        ("top_k", c_uint32),
+        ("filter", c_uint32),
+        ("centres_metric", c_uint32),
+        ("centres_n_redo", c_uint32),
+        ("n_redo", c_uint32),
+        ("max_iter", c_uint32),
+        ("n_names", c_uint32),
+        ("seed", c_uint64),
+    ]
+
+
 class LaicContext(ctypes.Structure):
     """Opaque ``LaicContext`` (only ever used through a pointer)."""
+
+
+class LaicPipelineResult(ctypes.Structure):
+    """Opaque ``LaicPipelineResult`` (only ever used through a pointer)."""
+
+
+#: ``LaicProgressFn``: ``int32_t (*)(void *user, LaicStage stage, double fraction)``.
+PROGRESS = ctypes.CFUNCTYPE(ctypes.c_int32, c_void_p, c_uint32, c_double)
 
 
 #: Marks a function returning ``LaicStatus``: it is declared ``int`` and raises on non-zero.
@@ -84,11 +169,48 @@ STATUS = object()
 _f32p = POINTER(ctypes.c_float)
 _u32p = POINTER(c_uint32)
 _ctxp = POINTER(LaicContext)
+_resp = POINTER(LaicPipelineResult)
+_matp = POINTER(LaicMatrix)
+_i64p = POINTER(c_int64)
+_u32pp = POINTER(_u32p)
+_sizep = POINTER(c_size_t)
 
 #: name -> (return type, argument types), in the order of ``laic.h``.
 SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "laic_last_error": (c_char_p, []),
     "laic_version": (c_char_p, []),
+    "laic_kmeans_options_default": (STATUS, [POINTER(LaicKMeansOptions), c_size_t]),
+    "laic_kmeans": (
+        STATUS,
+        [
+            _ctxp,
+            _matp,
+            POINTER(LaicKMeansOptions),
+            _u32p,
+            c_size_t,
+            _f32p,
+            c_size_t,
+            POINTER(c_double),
+            PROGRESS,
+            c_void_p,
+        ],
+    ),
+    "laic_retrieve_options_default": (STATUS, [POINTER(LaicRetrieveOptions), c_size_t]),
+    "laic_retrieve": (
+        STATUS,
+        [
+            _ctxp,
+            _matp,
+            _matp,
+            POINTER(LaicRetrieveOptions),
+            _f32p,
+            c_size_t,
+            _u32p,
+            _f32p,
+            c_size_t,
+        ],
+    ),
+    "laic_cluster_metrics": (STATUS, [_i64p, _i64p, c_size_t, POINTER(LaicClusterMetrics)]),
     "laic_context_options_default": (STATUS, [POINTER(LaicContextOptions), c_size_t]),
     "laic_context_create": (STATUS, [POINTER(LaicContextOptions), POINTER(_ctxp)]),
     "laic_context_free": (None, [_ctxp]),
@@ -111,6 +233,34 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
         STATUS,
         [_f32p, _u32p, c_size_t, c_size_t, c_size_t, c_uint32, _u32p, c_size_t, POINTER(c_size_t)],
     ),
+    "laic_pipeline_options_default": (STATUS, [POINTER(LaicPipelineOptions), c_size_t]),
+    "laic_pipeline_run": (
+        STATUS,
+        [
+            _ctxp,
+            _matp,
+            _matp,
+            _matp,
+            POINTER(c_char_p),
+            _i64p,
+            c_size_t,
+            POINTER(LaicPipelineOptions),
+            PROGRESS,
+            c_void_p,
+            POINTER(_resp),
+        ],
+    ),
+    "laic_pipeline_result_free": (None, [_resp]),
+    "laic_pipeline_result_labels": (STATUS, [_resp, _u32pp, _sizep]),
+    "laic_pipeline_result_selected": (STATUS, [_resp, _u32pp, _sizep]),
+    "laic_pipeline_result_sizes": (STATUS, [_resp, _sizep, _sizep]),
+    "laic_pipeline_result_cluster_nouns": (STATUS, [_resp, c_size_t, _u32pp, _sizep]),
+    "laic_pipeline_result_cluster_names": (
+        STATUS,
+        [_resp, c_size_t, POINTER(POINTER(c_char_p)), _sizep],
+    ),
+    "laic_pipeline_result_objective": (STATUS, [_resp, POINTER(c_double)]),
+    "laic_pipeline_result_metrics": (STATUS, [_resp, POINTER(LaicClusterMetrics)]),
 }
 
 
