@@ -318,6 +318,167 @@ void test_context_ownership(std::mt19937& rng) {
   (void)rng;
 }
 
+
+// The library keeps τ, q, tol in f32 and widens them for the C structs (0.02f != 0.02).
+bool same(double a, double b) { return static_cast<float>(a) == static_cast<float>(b); }
+
+// The C++ option structs repeat the library's defaults: they must not drift.
+void test_defaults_match_the_library() {
+  LaicKMeansOptions k;
+  laic_kmeans_options_default(&k, sizeof k);
+  const LaicKMeansOptions kc = laic::KMeansOptions{}.to_c();
+  laic::KMeansOptions kd;
+  CHECK(kd.n_clusters == k.n_clusters && kd.max_iter == k.max_iter && kd.n_redo == k.n_redo &&
+        same(kd.tol, k.tol) && kd.seed == k.seed && static_cast<uint32_t>(kd.metric) == k.metric);
+  CHECK(kc.n_clusters == k.n_clusters);
+  LaicRetrieveOptions r;
+  laic_retrieve_options_default(&r, sizeof r);
+  laic::RetrieveOptions rd;
+  CHECK(same(rd.tau, r.tau) && rd.normalize == (r.normalize != 0) && rd.top_n == r.top_n);
+  LaicPipelineOptions p;
+  laic_pipeline_options_default(&p, sizeof p);
+  laic::PipelineOptions pd;
+  CHECK(pd.n_clusters == p.n_clusters && pd.n_centres == p.n_centres && same(pd.tau, p.tau) &&
+        same(pd.q, p.q) && same(pd.tau_r, p.tau_r) && pd.top_k == p.top_k &&
+        static_cast<uint32_t>(pd.filter) == p.filter &&
+        static_cast<uint32_t>(pd.centres_metric) == p.centres_metric &&
+        pd.centres_n_redo == p.centres_n_redo && pd.n_redo == p.n_redo &&
+        pd.max_iter == p.max_iter && pd.n_names == p.n_names && pd.seed == p.seed);
+  LaicGradNormOptions g;
+  laic_gradnorm_options_default(&g, sizeof g);
+  laic::GradNormOptions gd;
+  CHECK(same(gd.tau, g.tau) && same(gd.q, g.q) && static_cast<uint32_t>(gd.target) == g.target &&
+        gd.normalize == (g.normalize != 0));
+}
+
+void test_metrics() {
+  // Values from scikit-learn 1.9 (normalized_mutual_info_score, adjusted_rand_score).
+  const int64_t y[] = {0, 0, 1, 1, 2, 2, 2}, p[] = {1, 1, 0, 0, 0, 2, 2};
+  const auto m = laic::cluster_metrics(y, p, 7);
+  CHECK(std::fabs(m.acc - 6.0 / 7.0) < 1e-12);
+  CHECK(std::fabs(m.nmi - 0.7471790950662619) < 1e-12);
+  CHECK(std::fabs(m.ari - 0.475) < 1e-12);
+  const int64_t relabelled[] = {5, 5, -1, -1, 9, 9, 9};
+  const auto perfect = laic::cluster_metrics(y, relabelled, 7);
+  CHECK(perfect.acc == 1.0 && std::fabs(perfect.nmi - 1) < 1e-12 && std::fabs(perfect.ari - 1) < 1e-12);
+  EXPECT_ERROR(laic::Status::InvalidArgument, "", laic::cluster_metrics(y, p, 0));
+}
+
+// Three separated blobs in D = 9: k-means, retrieval and the pipeline must find them.
+void test_kmeans_retrieve_pipeline(const laic::Context& ctx, std::mt19937& rng) {
+  const size_t n = 151, d = 9, k = 3;
+  std::normal_distribution<float> g;
+  std::vector<float> x(n * d);
+  std::vector<int64_t> truth(n);
+  for (size_t i = 0; i < n; ++i) {
+    truth[i] = static_cast<int64_t>(i % k);
+    for (size_t j = 0; j < d; ++j) x[i * d + j] = 0.05f * g(rng) + (j == 2 * (i % k) ? 1.0f : 0.0f);
+  }
+  const laic::Matrix xm(x.data(), n, d);
+
+  laic::KMeansOptions ko;
+  ko.n_clusters = k;
+  ko.n_redo = 2;
+  const auto km = laic::kmeans(ctx, xm, ko);
+  double objective = 0;
+  size_t wrong = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double best = INFINITY;
+    uint32_t arg = 0;
+    for (uint32_t c = 0; c < k; ++c) {
+      double s = 0;
+      for (size_t j = 0; j < d; ++j) {
+        const double diff = double(x[i * d + j]) - km.centres[c * d + j];
+        s += diff * diff;
+      }
+      if (s < best) best = s, arg = c;
+    }
+    objective += best;
+    wrong += arg != km.labels[i];
+  }
+  CHECK(wrong == 0);
+  CHECK(std::fabs(objective - km.objective) <= 1e-4 * objective);
+  std::vector<int64_t> pred(km.labels.begin(), km.labels.end());
+  CHECK(laic::cluster_metrics(truth.data(), pred.data(), n).acc == 1.0);
+  ko.n_clusters = n + 1;
+  EXPECT_ERROR(laic::Status::InvalidArgument, "", laic::kmeans(ctx, xm, ko));
+  struct Cancel {
+    static int32_t fn(void* user, LaicStage, double) { return ++*static_cast<int*>(user) > 0; }
+  };
+  int calls = 0;
+  ko.n_clusters = k;
+  EXPECT_ERROR(laic::Status::Cancelled, "", laic::kmeans(ctx, xm, ko, &Cancel::fn, &calls));
+  CHECK(calls == 1);
+
+  // Retrieval against a naive double computation; nouns = 5 rows of the images.
+  const size_t m = 5;
+  std::vector<float> t(x.begin(), x.begin() + m * d);
+  laic::RetrieveOptions ro;
+  ro.tau = 0.1;
+  ro.top_n = 2;
+  const auto rr = laic::retrieve(ctx, xm, laic::Matrix(t.data(), m, d), ro);
+  double worst = 0;
+  size_t bad_top = 0;
+  auto norm = [d](const float* v) {
+    double s = 0;
+    for (size_t j = 0; j < d; ++j) s += double(v[j]) * v[j];
+    return std::sqrt(s);
+  };
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<double> a(m);
+    double mx = -INFINITY, sum = 0;
+    for (size_t r = 0; r < m; ++r) {
+      double s = 0;
+      for (size_t j = 0; j < d; ++j) s += double(x[i * d + j]) * t[r * d + j];
+      a[r] = s / (norm(&x[i * d]) * norm(&t[r * d])) / 0.1;
+      mx = std::max(mx, a[r]);
+    }
+    for (auto& v : a) sum += (v = std::exp(v - mx));
+    for (auto& v : a) v /= sum;
+    std::vector<double> f(d, 0.0);
+    for (size_t r = 0; r < m; ++r)
+      for (size_t j = 0; j < d; ++j) f[j] += a[r] * t[r * d + j] / norm(&t[r * d]);
+    double fn = 0;
+    for (double v : f) fn += v * v;
+    fn = std::sqrt(fn);
+    for (size_t j = 0; j < d; ++j)
+      worst = std::max(worst, std::fabs(f[j] / fn - rr.features[i * d + j]));
+    const size_t best = static_cast<size_t>(std::max_element(a.begin(), a.end()) - a.begin());
+    bad_top += rr.top_indices[i * 2] != best ||
+               std::fabs(rr.top_weights[i * 2] - a[best]) > 1e-5;
+  }
+  CHECK(worst < 1e-5);
+  CHECK(bad_top == 0);
+
+  // The pipeline with the blob rows as nouns, names and labels.
+  const char* names[] = {"zero", "one", "two", "zero again", "one again"};
+  laic::PipelineOptions po;
+  po.n_clusters = k;
+  po.n_centres = 6;
+  po.top_k = 2;
+  po.tau = 0.1;
+  po.n_redo = 2;
+  const laic::Matrix nouns(t.data(), m, d);
+  const auto res = laic::pipeline_run(ctx, xm, &nouns, po, nullptr, names, truth.data());
+  CHECK(res.n_clusters() == k && res.n_centres() == 6);
+  CHECK(res.labels().size() == n);
+  CHECK(res.metrics().acc == 1.0);
+  const auto sel = res.selected();
+  CHECK(!sel.empty() && std::is_sorted(sel.begin(), sel.end()));
+  for (size_t c = 0; c < k; ++c) {
+    const auto ids = res.cluster_nouns(c);
+    const auto labels = res.cluster_names(c);
+    CHECK(ids.size() == labels.size() && !ids.empty());
+    for (size_t i = 0; i < ids.size() && i < labels.size(); ++i) CHECK(labels[i] == names[ids[i]]);
+  }
+  CHECK(res.objective() > 0);
+  const auto bare = laic::pipeline_run(ctx, xm, &nouns, po);
+  EXPECT_ERROR(laic::Status::InvalidArgument, "", bare.metrics());
+  EXPECT_ERROR(laic::Status::InvalidArgument, "", bare.cluster_names(0));
+  po.n_clusters = 0;
+  EXPECT_ERROR(laic::Status::InvalidArgument, "", laic::pipeline_run(ctx, xm, &nouns, po));
+}
+
 #ifdef LAIC_HPP_HAS_SPAN
 void test_spans(const laic::Context& ctx, std::mt19937& rng) {
   std::normal_distribution<float> g;
@@ -362,6 +523,9 @@ int main() {
     test_f16_row_strided(ctx, rng);
     test_raw_outputs_and_errors(ctx, rng);
     test_context_ownership(rng);
+    test_defaults_match_the_library();
+    test_metrics();
+    test_kmeans_retrieve_pipeline(ctx, rng);
 #ifdef LAIC_HPP_HAS_SPAN
     test_spans(ctx, rng);
     std::printf("C++20: std::span overloads tested\n");
