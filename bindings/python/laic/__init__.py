@@ -6,6 +6,9 @@ GradNorm filters a noun corpus down to the nouns that describe a set of images::
     scores, assign, conf = laic.gradnorm_scores(noun_emb, image_centers, tau=0.02)
     keep = laic.select_nouns(scores, assign, n_centers=len(image_centers), top_k=5)
 
+The whole method, with names and metrics: ``laic.Pipeline(n_clusters).run(images, nouns, ...)``;
+its stages: :func:`kmeans`, :func:`retrieve`, :func:`cluster_metrics`.
+
 Arrays are numpy float32/float16 (bfloat16 with ml_dtypes); failures raise :class:`LaicError`
 subclasses carrying the library's message and status.
 """

@@ -114,28 +114,30 @@ class Pipeline:
         "none"). ``train`` (N_c×D) gives the image centres; ``noun_names`` (M strings) the
         cluster names; ``labels`` (N integers) the metrics. ``progress(stage, fraction)``
         returning False cancels (:class:`CancelledError`)."""
-        keep: list[Any] = []
+        keep: list[Any] = []  # arrays whose memory the C call reads
 
-        def matrix(value: Any, name: str) -> Any:
+        def matrix(value: Any, name: str) -> tuple[Any, int | None]:
             if value is None:
-                return None
+                return None, None
             m, owner = as_matrix(value, name)
             keep.append(owner)
-            return ctypes.byref(m)
+            return ctypes.byref(m), m.rows  # byref keeps `m` alive
 
-        n_rows = None if nouns is None else as_matrix(nouns, "nouns")[0].rows
+        images_arg, _ = matrix(images, "images")
+        train_arg, _ = matrix(train, "train")
+        nouns_arg, n_rows = matrix(nouns, "nouns")
         names_arg = None
         if noun_names is not None:
             # The C ABI reads one name per noun row: the count must be checked here.
+            if isinstance(noun_names, str):
+                raise InvalidArgumentError(
+                    "invalid argument: noun_names must be a sequence of strings, not a string",
+                    Status.INVALID_ARGUMENT,
+                )
             if n_rows is None or len(noun_names) != n_rows:
                 raise InvalidArgumentError(
                     f"invalid argument: noun_names has {len(noun_names)} names but there are "
                     f"{n_rows or 0} noun rows",
-                    Status.INVALID_ARGUMENT,
-                )
-            if isinstance(noun_names, str):
-                raise InvalidArgumentError(
-                    "invalid argument: noun_names must be a sequence of strings, not a string",
                     Status.INVALID_ARGUMENT,
                 )
             encoded = [str(s).encode("utf-8") for s in noun_names]
@@ -150,9 +152,9 @@ class Pipeline:
         with progress_arg(progress) as cb:
             raw.laic_pipeline_run(
                 resolve(self.context),
-                matrix(images, "images"),
-                matrix(train, "train"),
-                matrix(nouns, "nouns"),
+                images_arg,
+                train_arg,
+                nouns_arg,
                 names_arg,
                 None
                 if label_arr is None
