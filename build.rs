@@ -1,5 +1,5 @@
 //! Build script: writes the C header `include/laic.h` with cbindgen (only when its text
-//! changes, so that builds do not dirty the tree).
+//! changes, so that builds do not dirty the tree), and sets the shared library's SONAME.
 
 use std::path::PathBuf;
 
@@ -8,6 +8,20 @@ fn main() {
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     write_header(&root);
+    set_soname();
+}
+
+/// Gives the ELF shared library the SONAME `liblaic.so`, so that programs linked against it by
+/// full path (CMake imported targets, pkg-config via find_library) record `liblaic.so` rather
+/// than the path it was found at, and find it through their rpath or LD_LIBRARY_PATH.
+fn set_soname() {
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if matches!(
+        os.as_str(),
+        "linux" | "android" | "freebsd" | "netbsd" | "openbsd"
+    ) {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,liblaic.so");
+    }
 }
 
 fn write_header(root: &std::path::Path) {

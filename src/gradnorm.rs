@@ -204,20 +204,10 @@ pub fn select_nouns(
             assignment[i]
         )));
     }
-    // Counting sort of noun indices by centre, then a partial ranking within each centre.
-    let mut starts = vec![0usize; n_centres + 1];
-    for &a in assignment {
-        starts[a as usize + 1] += 1;
-    }
-    for c in 0..n_centres {
-        starts[c + 1] += starts[c];
-    }
-    let mut fill = starts.clone();
-    let mut by_centre = vec![0u32; values.len()];
-    for (i, &a) in assignment.iter().enumerate() {
-        by_centre[fill[a as usize]] = i as u32;
-        fill[a as usize] += 1;
-    }
+    // Group noun indices by centre (a sort, so that memory never depends on `n_centres`, which
+    // comes from the caller), then a partial ranking within each centre.
+    let mut by_centre: Vec<u32> = (0..values.len() as u32).collect();
+    by_centre.sort_unstable_by_key(|&i| assignment[i as usize]);
     let rank = |a: &u32, b: &u32| {
         let (va, vb) = (values[*a as usize], values[*b as usize]);
         let by_value = match order {
@@ -227,8 +217,7 @@ pub fn select_nouns(
         by_value.then(a.cmp(b))
     };
     let mut keep = Vec::new();
-    for c in 0..n_centres {
-        let group = &mut by_centre[starts[c]..starts[c + 1]];
+    for group in by_centre.chunk_by_mut(|a, b| assignment[*a as usize] == assignment[*b as usize]) {
         if group.len() > top_k {
             group.select_nth_unstable_by(top_k - 1, rank);
         }
