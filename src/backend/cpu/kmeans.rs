@@ -2,7 +2,7 @@
 //! argmax (only a block×tile of inner products ever exists, never N×K), and the per-cluster
 //! sums of the update step as parallel partial sums in a fixed order.
 
-use super::gradnorm::gemm_abt;
+use super::gemm::gemm_abt;
 use super::rows_f32;
 use super::vecmath::simd_dispatch;
 use crate::kmeans::{AssignOut, Metric};

@@ -1,5 +1,6 @@
 //! The CPU backend: blocked, fused, multi-threaded kernels over the `gemm` crate.
 
+mod gemm;
 mod gradnorm;
 mod kmeans;
 mod retrieve;

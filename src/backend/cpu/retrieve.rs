@@ -16,7 +16,8 @@
 //! largest, so their f32 error moves t̃ far below 1e-5 unless thousands of nouns crowd just
 //! under that line.
 
-use super::gradnorm::{gemm_abt, normalize_rows};
+use super::gemm::{gemm_ab_acc, gemm_abt};
+use super::gradnorm::normalize_rows;
 use super::rows_f32;
 use super::vecmath::{exp_nonpos, simd_dispatch};
 use crate::matrix::MatrixRef;
@@ -120,31 +121,6 @@ fn inv_norms(buf: &[f32], d: usize, out: &mut Vec<f64>) {
         let ss: f64 = r.iter().map(|&v| (v as f64) * (v as f64)).sum();
         1.0 / ss.sqrt()
     }));
-}
-
-/// `acc += p · t` for `p` (rows × nt) and `t` (nt × d), all contiguous row-major.
-fn gemm_ab_acc(p: &[f32], t: &[f32], rows: usize, nt: usize, d: usize, acc: &mut [f32]) {
-    debug_assert!(p.len() >= rows * nt && t.len() >= nt * d && acc.len() >= rows * d);
-    // SAFETY: p is rows×nt with strides (nt, 1), t is nt×d with strides (d, 1), acc is
-    // rows×d with strides (d, 1); the lengths are checked above and nothing aliases.
-    unsafe {
-        matrixmultiply::sgemm(
-            rows,
-            nt,
-            d,
-            1.0,
-            p.as_ptr(),
-            nt as isize,
-            1,
-            t.as_ptr(),
-            d as isize,
-            1,
-            1.0,
-            acc.as_mut_ptr(),
-            d as isize,
-            1,
-        );
-    }
 }
 
 /// Retrieval of every image against every noun (validated inputs) into `out`.
