@@ -307,8 +307,7 @@ mod tests {
     fn config_json_errors_name_the_problem() {
         let e = ClipConfig::from_hf_json("{\"text_config\": 3}").unwrap_err();
         assert!(e.to_string().contains("config.json"), "{e}");
-        let e = ClipConfig::from_hf_json(r#"{"text_config": {"hidden_act": "relu"}}"#)
-            .unwrap_err();
+        let e = ClipConfig::from_hf_json(r#"{"text_config": {"hidden_act": "relu"}}"#).unwrap_err();
         assert!(e.to_string().contains("relu"), "{e}");
         let e = ClipConfig::from_hf_json(r#"{"vision_config": {"num_attention_heads": 7}}"#)
             .unwrap_err();

@@ -471,7 +471,9 @@ mod tests {
             let mut want = vec![0f64; m * n];
             for i in 0..m {
                 for j in 0..n {
-                    let s: f64 = (0..k).map(|t| a[i * k + t] as f64 * w[j * k + t] as f64).sum();
+                    let s: f64 = (0..k)
+                        .map(|t| a[i * k + t] as f64 * w[j * k + t] as f64)
+                        .sum();
                     want[i * n + j] = s + bias[j] as f64;
                 }
             }
@@ -560,11 +562,7 @@ mod tests {
         for r in 0..rows {
             let row = &x[r * width..(r + 1) * width];
             let mean = row.iter().map(|&v| v as f64).sum::<f64>() / width as f64;
-            let var = row
-                .iter()
-                .map(|&v| (v as f64 - mean).powi(2))
-                .sum::<f64>()
-                / width as f64;
+            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / width as f64;
             for j in 0..width {
                 want[r * width + j] =
                     (row[j] as f64 - mean) / (var + 1e-5).sqrt() * g[j] as f64 + b[j] as f64;
@@ -599,9 +597,8 @@ mod tests {
                         let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                         let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
                         for d in 0..hd {
-                            want[(b * seq + i) * width + h * hd + d] = (0..live)
-                                .map(|j| (s[j] - m).exp() / z * at(j, 2, d))
-                                .sum();
+                            want[(b * seq + i) * width + h * hd + d] =
+                                (0..live).map(|j| (s[j] - m).exp() / z * at(j, 2, d)).sum();
                         }
                     }
                 }

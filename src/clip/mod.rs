@@ -69,13 +69,7 @@ struct CpuClip {
 impl ClipCompute for CpuClip {
     fn encode_tokens(&self, prompts: &[&[u32]], out: &mut [f32]) -> Result<()> {
         let c = &self.weights.config;
-        text::encode(
-            &self.weights.text,
-            &c.text,
-            c.projection_dim,
-            prompts,
-            out,
-        )
+        text::encode(&self.weights.text, &c.text, c.projection_dim, prompts, out)
     }
 
     fn encode_pixels(&self, pixels: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
@@ -203,7 +197,8 @@ impl ClipModel {
     ) -> Result<Vec<f32>> {
         let d = self.embed_dim();
         for (i, p) in prompts.iter().enumerate() {
-            text::pool_position(p, &self.config.text).map_err(|e| e.in_arg(&format!("prompt {i}")))?;
+            text::pool_position(p, &self.config.text)
+                .map_err(|e| e.in_arg(&format!("prompt {i}")))?;
         }
         // Group by length so that each batch carries little padding; results go back in order.
         let mut order: Vec<usize> = (0..prompts.len()).collect();
@@ -263,11 +258,15 @@ impl ClipModel {
         progress: Option<Progress<'_>>,
     ) -> Result<Vec<f32>> {
         for (i, img) in images.iter().enumerate() {
-            img.validate().map_err(|e| e.in_arg(&format!("images[{i}]")))?;
+            img.validate()
+                .map_err(|e| e.in_arg(&format!("images[{i}]")))?;
         }
-        self.encode_prepared(ctx, images.len(), |i, out| {
-            preprocess::preprocess_rgb8(&images[i], self.image_size(), out)
-        }, progress)
+        self.encode_prepared(
+            ctx,
+            images.len(),
+            |i, out| preprocess::preprocess_rgb8(&images[i], self.image_size(), out),
+            progress,
+        )
     }
 
     /// Embeds image files (JPEG, PNG, WebP), decoded and preprocessed in parallel. A file that
@@ -278,10 +277,15 @@ impl ClipModel {
         paths: &[&Path],
         progress: Option<Progress<'_>>,
     ) -> Result<Vec<f32>> {
-        self.encode_prepared(ctx, paths.len(), |i, out| {
-            let img = preprocess::load_rgb8(paths[i])?;
-            preprocess::preprocess_rgb8(&img.as_ref(), self.image_size(), out)
-        }, progress)
+        self.encode_prepared(
+            ctx,
+            paths.len(),
+            |i, out| {
+                let img = preprocess::load_rgb8(paths[i])?;
+                preprocess::preprocess_rgb8(&img.as_ref(), self.image_size(), out)
+            },
+            progress,
+        )
     }
 
     /// Preprocesses images `0..n` batch by batch with `prep(i, out)` (in parallel) and encodes

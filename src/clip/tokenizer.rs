@@ -41,7 +41,11 @@ impl ClipTokenizer {
 
     /// The tokenizer shipped with laic, cutting prompts at `max_len` tokens.
     pub fn builtin(max_len: usize) -> Result<Self> {
-        Self::from_json_bytes(DEFAULT_TOKENIZER_JSON, "the built-in CLIP tokenizer", max_len)
+        Self::from_json_bytes(
+            DEFAULT_TOKENIZER_JSON,
+            "the built-in CLIP tokenizer",
+            max_len,
+        )
     }
 
     /// Loads a `tokenizer.json`; prompts are cut to `max_len` tokens including the two
@@ -69,9 +73,9 @@ impl ClipTokenizer {
             .map_err(|e| Error::Format(format!("{what}: {e}")))?;
         inner.with_padding(None);
         let special = |name: &str| {
-            inner.token_to_id(name).ok_or_else(|| {
-                Error::Format(format!("{what}: the vocabulary has no {name} token"))
-            })
+            inner
+                .token_to_id(name)
+                .ok_or_else(|| Error::Format(format!("{what}: the vocabulary has no {name} token")))
         };
         let sot = special("<|startoftext|>")?;
         let eot = special("<|endoftext|>")?;

@@ -29,23 +29,25 @@ pub(crate) fn encode(
     // Unfold every patch into a row in (channel, row, column) order, the order of the
     // convolution kernel's [width, 3, p, p] weights.
     let mut patches = vec![0f32; n * g * g * k];
-    patches
-        .par_chunks_mut(k)
-        .enumerate()
-        .for_each(|(r, row)| {
-            let (img, patch) = (r / (g * g), r % (g * g));
-            let (gy, gx) = (patch / g, patch % g);
-            let image = &pixels[img * 3 * s * s..];
-            for c in 0..3 {
-                for ky in 0..p {
-                    let src = &image[c * s * s + (gy * p + ky) * s + gx * p..][..p];
-                    row[(c * p + ky) * p..][..p].copy_from_slice(src);
-                }
+    patches.par_chunks_mut(k).enumerate().for_each(|(r, row)| {
+        let (img, patch) = (r / (g * g), r % (g * g));
+        let (gy, gx) = (patch / g, patch % g);
+        let image = &pixels[img * 3 * s * s..];
+        for c in 0..3 {
+            for ky in 0..p {
+                let src = &image[c * s * s + (gy * p + ky) * s + gx * p..][..p];
+                row[(c * p + ky) * p..][..p].copy_from_slice(src);
             }
-        });
+        }
+    });
     let mut embedded = vec![0f32; n * g * g * width];
-    w.patch
-        .forward(&patches, n * g * g, Activation::Identity, false, &mut embedded);
+    w.patch.forward(
+        &patches,
+        n * g * g,
+        Activation::Identity,
+        false,
+        &mut embedded,
+    );
     drop(patches);
     // [class; patches] + positions.
     let cls = w.class_embedding.data();

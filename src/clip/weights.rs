@@ -231,7 +231,6 @@ impl Source<'_> {
             out_dim,
         })
     }
-
 }
 
 /// Tensor shapes by name: what config inference reads.
@@ -322,7 +321,8 @@ fn header_error(path: &Path, bytes: &[u8], e: SafeTensorError) -> Error {
 
 fn truncation_detail(bytes: &[u8]) -> Option<String> {
     let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
-    let header: serde_json::Value = serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+    let header: serde_json::Value =
+        serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
     let have = bytes.len() - 8 - n;
     let mut worst: Option<(u64, &str)> = None;
     for (name, info) in header.as_object()? {
@@ -397,7 +397,9 @@ fn infer_config(src: &dyn Shapes, layout: WeightLayout) -> Result<ClipConfig> {
     let v_width = src.dim(v_cls, 0, 1)?;
     let patch = src.dim(v_patch, 2, 4)?;
     let positions = src.dim(v_pos, 0, 2)?;
-    let grid = (1..=positions).find(|g| g * g + 1 >= positions).unwrap_or(0);
+    let grid = (1..=positions)
+        .find(|g| g * g + 1 >= positions)
+        .unwrap_or(0);
     if grid * grid + 1 != positions {
         return Err(src.error(format!(
             "tensor {v_pos} has {positions} positions, not a square grid plus the class token"
@@ -439,7 +441,12 @@ fn hf_block(src: &Source<'_>, prefix: &str, width: usize, inter: usize) -> Resul
     let k = src.linear(&format!("{attn}.k_proj"), width, width)?;
     let v = src.linear(&format!("{attn}.v_proj"), width, width)?;
     // Fuse q, k, v into one [3·width, width] matrix: one GEMM instead of three.
-    let cat = |parts: [&Tensor; 3]| parts.iter().flat_map(|t| t.data().iter().copied()).collect();
+    let cat = |parts: [&Tensor; 3]| {
+        parts
+            .iter()
+            .flat_map(|t| t.data().iter().copied())
+            .collect()
+    };
     fn bias(l: &Linear) -> &Tensor {
         l.bias.as_ref().expect("linear has a bias")
     }
@@ -479,7 +486,12 @@ fn check_layers(src: &Source<'_>, prefix: &str, suffix: &str, want: usize) -> Re
 fn hf_text(src: &Source<'_>, cfg: &ClipConfig) -> Result<TextWeights> {
     let t = &cfg.text;
     let p = "text_model";
-    check_layers(src, "text_model.encoder.layers.", ".layer_norm1.weight", t.layers)?;
+    check_layers(
+        src,
+        "text_model.encoder.layers.",
+        ".layer_norm1.weight",
+        t.layers,
+    )?;
     Ok(TextWeights {
         token_embedding: src.get(
             &format!("{p}.embeddings.token_embedding.weight"),
@@ -490,7 +502,14 @@ fn hf_text(src: &Source<'_>, cfg: &ClipConfig) -> Result<TextWeights> {
             &[t.max_positions, t.width],
         )?,
         blocks: (0..t.layers)
-            .map(|i| hf_block(src, &format!("{p}.encoder.layers.{i}"), t.width, t.intermediate))
+            .map(|i| {
+                hf_block(
+                    src,
+                    &format!("{p}.encoder.layers.{i}"),
+                    t.width,
+                    t.intermediate,
+                )
+            })
             .collect::<Result<_>>()?,
         final_ln: src.norm(&format!("{p}.final_layer_norm"), t.width)?,
         projection: Linear {
@@ -523,7 +542,12 @@ fn patch_linear(src: &Source<'_>, name: &str, v: &VisionConfig) -> Result<Linear
 fn hf_vision(src: &Source<'_>, cfg: &ClipConfig) -> Result<VisionWeights> {
     let v = &cfg.vision;
     let p = "vision_model";
-    check_layers(src, "vision_model.encoder.layers.", ".layer_norm1.weight", v.layers)?;
+    check_layers(
+        src,
+        "vision_model.encoder.layers.",
+        ".layer_norm1.weight",
+        v.layers,
+    )?;
     Ok(VisionWeights {
         patch: patch_linear(src, &format!("{p}.embeddings.patch_embedding.weight"), v)?,
         class_embedding: src.get(&format!("{p}.embeddings.class_embedding"), &[v.width])?,
@@ -534,7 +558,14 @@ fn hf_vision(src: &Source<'_>, cfg: &ClipConfig) -> Result<VisionWeights> {
         // The checkpoint's own spelling.
         pre_ln: src.norm(&format!("{p}.pre_layrnorm"), v.width)?,
         blocks: (0..v.layers)
-            .map(|i| hf_block(src, &format!("{p}.encoder.layers.{i}"), v.width, v.intermediate))
+            .map(|i| {
+                hf_block(
+                    src,
+                    &format!("{p}.encoder.layers.{i}"),
+                    v.width,
+                    v.intermediate,
+                )
+            })
             .collect::<Result<_>>()?,
         post_ln: src.norm(&format!("{p}.post_layernorm"), v.width)?,
         projection: Linear {
@@ -554,7 +585,10 @@ fn openai_block(src: &Source<'_>, prefix: &str, width: usize, inter: usize) -> R
         ln1: src.norm(&format!("{prefix}.ln_1"), width)?,
         // nn.MultiheadAttention's fused in_proj is already [q; k; v] rows: used in place.
         qkv: Linear {
-            weight: src.get(&format!("{prefix}.attn.in_proj_weight"), &[3 * width, width])?,
+            weight: src.get(
+                &format!("{prefix}.attn.in_proj_weight"),
+                &[3 * width, width],
+            )?,
             bias: Some(src.get(&format!("{prefix}.attn.in_proj_bias"), &[3 * width])?),
             layout: MatrixLayout::OutIn,
             in_dim: width,
@@ -596,7 +630,12 @@ fn openai_text(src: &Source<'_>, cfg: &ClipConfig) -> Result<TextWeights> {
 
 fn openai_vision(src: &Source<'_>, cfg: &ClipConfig) -> Result<VisionWeights> {
     let v = &cfg.vision;
-    check_layers(src, "visual.transformer.resblocks.", ".ln_1.weight", v.layers)?;
+    check_layers(
+        src,
+        "visual.transformer.resblocks.",
+        ".ln_1.weight",
+        v.layers,
+    )?;
     Ok(VisionWeights {
         patch: patch_linear(src, "visual.conv1.weight", v)?,
         class_embedding: src.get("visual.class_embedding", &[v.width])?,
@@ -690,7 +729,12 @@ mod tests {
     use std::collections::HashMap;
 
     /// Writes a safetensors file of zero-filled tensors with the given names and shapes.
-    fn write_file(dir: &Path, name: &str, tensors: &[(String, Vec<usize>)], dtype: StDtype) -> PathBuf {
+    fn write_file(
+        dir: &Path,
+        name: &str,
+        tensors: &[(String, Vec<usize>)],
+        dtype: StDtype,
+    ) -> PathBuf {
         let bufs: Vec<Vec<u8>> = tensors
             .iter()
             .map(|(_, s)| vec![0u8; s.iter().product::<usize>() * dtype.bitsize() / 8])
@@ -710,14 +754,23 @@ mod tests {
         let (t, v, e) = (&cfg.text, &cfg.vision, cfg.projection_dim);
         let mut out = vec![
             ("token_embedding.weight".into(), vec![t.vocab_size, t.width]),
-            ("positional_embedding".into(), vec![t.max_positions, t.width]),
+            (
+                "positional_embedding".into(),
+                vec![t.max_positions, t.width],
+            ),
             ("ln_final.weight".into(), vec![t.width]),
             ("ln_final.bias".into(), vec![t.width]),
             ("text_projection".into(), vec![t.width, e]),
             ("logit_scale".into(), vec![]),
             ("visual.class_embedding".into(), vec![v.width]),
-            ("visual.conv1.weight".into(), vec![v.width, 3, v.patch_size, v.patch_size]),
-            ("visual.positional_embedding".into(), vec![v.tokens(), v.width]),
+            (
+                "visual.conv1.weight".into(),
+                vec![v.width, 3, v.patch_size, v.patch_size],
+            ),
+            (
+                "visual.positional_embedding".into(),
+                vec![v.tokens(), v.width],
+            ),
             ("visual.ln_pre.weight".into(), vec![v.width]),
             ("visual.ln_pre.bias".into(), vec![v.width]),
             ("visual.ln_post.weight".into(), vec![v.width]),
@@ -726,7 +779,12 @@ mod tests {
         ];
         for (prefix, w, inter, n) in [
             ("transformer.resblocks", t.width, t.intermediate, t.layers),
-            ("visual.transformer.resblocks", v.width, v.intermediate, v.layers),
+            (
+                "visual.transformer.resblocks",
+                v.width,
+                v.intermediate,
+                v.layers,
+            ),
         ] {
             for i in 0..n {
                 let p = format!("{prefix}.{i}");
@@ -816,7 +874,10 @@ mod tests {
             assert_eq!(w.text.blocks.len(), 2);
             assert_eq!(w.vision.patch.weight.shape(), &[8, 3 * 32 * 32]);
             assert_eq!(w.text.projection.layout, MatrixLayout::InOut);
-            assert_eq!(w.text.blocks[0].qkv.weight.is_mapped(), dtype == StDtype::F32);
+            assert_eq!(
+                w.text.blocks[0].qkv.weight.is_mapped(),
+                dtype == StDtype::F32
+            );
         }
     }
 
@@ -829,7 +890,10 @@ mod tests {
         t.retain(|(n, _)| n != "visual.transformer.resblocks.0.mlp.c_fc.bias");
         let p = write_file(&dir, "missing.safetensors", &t, StDtype::F32);
         let e = load(&p, None).err().unwrap().to_string();
-        assert!(e.contains("missing tensor visual.transformer.resblocks.0.mlp.c_fc.bias"), "{e}");
+        assert!(
+            e.contains("missing tensor visual.transformer.resblocks.0.mlp.c_fc.bias"),
+            "{e}"
+        );
         // Wrong shape.
         let mut t = openai_tensors(&cfg);
         t.iter_mut()
@@ -838,13 +902,26 @@ mod tests {
             .1 = vec![12, 11];
         let p = write_file(&dir, "shape.safetensors", &t, StDtype::F32);
         let e = load(&p, None).err().unwrap().to_string();
-        assert!(e.contains("transformer.resblocks.1.attn.out_proj.weight has shape [12, 11]"), "{e}");
+        assert!(
+            e.contains("transformer.resblocks.1.attn.out_proj.weight has shape [12, 11]"),
+            "{e}"
+        );
         // Wrong dtype.
-        let p = write_file(&dir, "dtype.safetensors", &openai_tensors(&cfg), StDtype::I32);
+        let p = write_file(
+            &dir,
+            "dtype.safetensors",
+            &openai_tensors(&cfg),
+            StDtype::I32,
+        );
         let e = load(&p, None).err().unwrap().to_string();
         assert!(e.contains("dtype I32"), "{e}");
         // Truncated file.
-        let p = write_file(&dir, "trunc.safetensors", &openai_tensors(&cfg), StDtype::F32);
+        let p = write_file(
+            &dir,
+            "trunc.safetensors",
+            &openai_tensors(&cfg),
+            StDtype::F32,
+        );
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 100]).unwrap();
         let e = load(&p, None).err().unwrap().to_string();
@@ -867,7 +944,12 @@ mod tests {
         std::fs::write(&p, b"").unwrap();
         assert!(matches!(load(&p, None), Err(Error::Format(_))));
         // Not CLIP.
-        let p = write_file(&dir, "other.safetensors", &[("x".into(), vec![2])], StDtype::F32);
+        let p = write_file(
+            &dir,
+            "other.safetensors",
+            &[("x".into(), vec![2])],
+            StDtype::F32,
+        );
         let e = load(&p, None).err().unwrap().to_string();
         assert!(e.contains("not a CLIP checkpoint"), "{e}");
         // Config that disagrees with the tensors.
