@@ -17,7 +17,7 @@ use std::path::Path;
 /// CLIP's per-channel mean (RGB).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// CLIP's per-channel standard deviation (RGB).
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// A borrowed 8-bit RGB image: pixel (x, y) is at `data[y * row_stride + 3 * x ..][..3]`.
 #[derive(Debug, Clone, Copy)]
