@@ -221,7 +221,7 @@ typedef struct {
 #define CLIP_MEAN { 0.48145466, 0.4578275, 0.40821073, }
 
 // CLIP's per-channel standard deviation (RGB).
-#define CLIP_STD { 0.26862954, 0.26130258, 0.27577711, }
+#define CLIP_STD { 0.26862954, 0.2613026, 0.2757771, }
 
 // IEEE 754 binary32 (`float`).
 #define LAIC_DTYPE_F32 0

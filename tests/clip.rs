@@ -369,7 +369,14 @@ fn preprocessing_matches_pil_on_odd_sizes() {
         let worst = *diffs.iter().max().unwrap();
         let mean = diffs.iter().sum::<i32>() as f64 / diffs.len() as f64;
         eprintln!("{name}: worst {worst}, mean {mean:.4}");
-        failures += usize::from(!(worst <= 2 && mean < 0.1));
+        // Lossless sources isolate the resize: within a level of rounding. JPEG adds the
+        // decoder difference (zune-jpeg vs libjpeg-turbo).
+        let (max_worst, max_mean) = if name.ends_with(".jpg") {
+            (5, 0.5)
+        } else {
+            (2, 0.02)
+        };
+        failures += usize::from(!(worst <= max_worst && mean < max_mean));
     }
     assert_eq!(failures, 0);
 }

@@ -205,7 +205,7 @@ impl ClipConfig {
         let t = &self.text;
         let v = &self.vision;
         for (what, w, h) in [("text", t.width, t.heads), ("vision", v.width, v.heads)] {
-            if w == 0 || h == 0 || w % h != 0 {
+            if w == 0 || h == 0 || !w.is_multiple_of(h) {
                 return bad(format!("{what} width {w} is not a multiple of {h} heads"));
             }
         }
@@ -218,7 +218,7 @@ impl ClipConfig {
                 t.vocab_size, t.max_positions, t.eot_token_id
             ));
         }
-        if v.patch_size == 0 || v.image_size == 0 || v.image_size % v.patch_size != 0 {
+        if v.patch_size == 0 || v.image_size == 0 || !v.image_size.is_multiple_of(v.patch_size) {
             return bad(format!(
                 "image size {} is not a multiple of patch size {}",
                 v.image_size, v.patch_size
@@ -237,7 +237,7 @@ pub(crate) fn infer_heads(width: usize, what: &str) -> Result<usize> {
     match width {
         0 => Err(Error::Format(format!("{what} width is 0"))),
         w if w < 64 => Ok(1),
-        w if w % 64 == 0 => Ok(w / 64),
+        w if w.is_multiple_of(64) => Ok(w / 64),
         w => Err(Error::Format(format!(
             "cannot infer the heads of a {what} transformer of width {w} (not a multiple of 64): \
              put a config.json beside the weights"

@@ -38,6 +38,13 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// The pointer (a method, so that closures capture the whole `Send` wrapper).
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Rows of output below which a GEMM is split by columns instead of rows.
 const MIN_ROWS_PER_TASK: usize = 32;
 /// Columns per task at least, when splitting by columns.
@@ -48,6 +55,7 @@ const MIN_COLS_PER_TASK: usize = 64;
 ///
 /// The work is cut into about one block per thread, by rows when there are many, else by
 /// columns; each block is one `sgemm` call followed by its epilogue while still in cache.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm(
     m: usize,
     k: usize,
@@ -85,7 +93,6 @@ pub(crate) fn gemm(
     let cols_per = n.div_ceil(col_blocks).next_multiple_of(16).min(n);
     let out_ptr = OutPtr(out.as_mut_ptr());
     let task = |(r0, c0): (usize, usize)| {
-        let out_ptr = out_ptr;
         let rows = rows_per.min(m - r0);
         let cols = cols_per.min(n - c0);
         // SAFETY: a and b cover their spans (asserted above); the output block starting at
@@ -103,12 +110,13 @@ pub(crate) fn gemm(
                 b.row_stride as isize,
                 b.col_stride as isize,
                 if accumulate { 1.0 } else { 0.0 },
-                out_ptr.0.add(r0 * n + c0),
+                out_ptr.get().add(r0 * n + c0),
                 n as isize,
                 1,
             );
             for r in 0..rows {
-                let row = std::slice::from_raw_parts_mut(out_ptr.0.add((r0 + r) * n + c0), cols);
+                let row =
+                    std::slice::from_raw_parts_mut(out_ptr.get().add((r0 + r) * n + c0), cols);
                 epilogue(row, bias.map(|b| &b[c0..c0 + cols]), act);
             }
         }
@@ -256,7 +264,6 @@ pub(crate) fn attention(
     (0..batch * heads).into_par_iter().for_each_init(
         || vec![0f32; seq * seq],
         |scores, bh| {
-            let out_ptr = out_ptr;
             let (b, h) = (bh / heads, bh % heads);
             let base = b * seq * 3 * width;
             let q = &qkv[base + h * hd..];
@@ -300,7 +307,7 @@ pub(crate) fn attention(
                     3 * width as isize,
                     1,
                     0.0,
-                    out_ptr.0.add(b * seq * width + h * hd),
+                    out_ptr.get().add(b * seq * width + h * hd),
                     width as isize,
                     1,
                 );

@@ -1,0 +1,387 @@
+//! The CLIP C API: a model loaded and used through the exported functions, bad inputs
+//! (NULLs, invalid UTF-8, corrupt files, unreadable images, small buffers), cancellation.
+
+use laic::ffi::*;
+use laic::{LaicStatus, Progress};
+use std::ffi::{CStr, CString, c_char, c_void};
+use std::path::Path;
+use std::ptr::{null, null_mut};
+
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip")
+}
+
+fn last_error() -> String {
+    // SAFETY: laic_last_error returns a valid NUL-terminated string.
+    unsafe { CStr::from_ptr(laic_last_error()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn cstring(p: &Path) -> CString {
+    CString::new(p.to_str().unwrap()).unwrap()
+}
+
+struct Handles {
+    ctx: *mut LaicContext,
+    model: *mut LaicClipModel,
+}
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        // SAFETY: both were made by laic and are freed once.
+        unsafe {
+            laic_clip_free(self.model);
+            laic_context_free(self.ctx);
+        }
+    }
+}
+
+fn load(sub: &str) -> Handles {
+    let mut ctx = null_mut();
+    let mut model = null_mut();
+    // SAFETY: valid pointers; the path is a NUL-terminated string.
+    unsafe {
+        assert_eq!(laic_context_create(null(), &mut ctx), LaicStatus::Ok);
+        let path = cstring(&fixtures().join(sub));
+        assert_eq!(
+            laic_clip_load(ctx, path.as_ptr(), &mut model),
+            LaicStatus::Ok,
+            "{}",
+            last_error()
+        );
+    }
+    Handles { ctx, model }
+}
+
+fn embed_dim(h: &Handles) -> usize {
+    let mut d = 0usize;
+    // SAFETY: live handle, valid out pointer.
+    assert_eq!(
+        unsafe { laic_clip_embed_dim(h.model, &mut d) },
+        LaicStatus::Ok
+    );
+    d
+}
+
+#[test]
+fn texts_and_images_through_the_c_api_match_the_rust_api() {
+    let h = load("hf");
+    let d = embed_dim(&h);
+    assert_eq!(d, 20);
+    let texts = [
+        CString::new("a photo of a cat.").unwrap(),
+        CString::new("").unwrap(),
+    ];
+    let ptrs: Vec<*const c_char> = texts.iter().map(|s| s.as_ptr()).collect();
+    let mut out = vec![f32::NAN; 2 * d];
+    // SAFETY: every pointer is valid for the sizes passed.
+    let st = unsafe {
+        laic_clip_encode_texts(
+            h.ctx,
+            h.model,
+            ptrs.as_ptr(),
+            2,
+            None,
+            null_mut(),
+            out.as_mut_ptr(),
+            out.len(),
+        )
+    };
+    assert_eq!(st, LaicStatus::Ok, "{}", last_error());
+    let ctx = laic::Context::cpu();
+    let model = laic::clip::ClipModel::load(&ctx, &fixtures().join("hf")).unwrap();
+    let want = model
+        .encode_texts(&ctx, &["a photo of a cat.", ""], Progress::none())
+        .unwrap();
+    assert_eq!(out, want);
+
+    let img = fixtures().join("images/img0.png");
+    let path = cstring(&img);
+    let paths = [path.as_ptr()];
+    let mut from_file = vec![f32::NAN; d];
+    // SAFETY: as above.
+    let st = unsafe {
+        laic_clip_encode_image_files(
+            h.ctx,
+            h.model,
+            paths.as_ptr(),
+            1,
+            None,
+            null_mut(),
+            from_file.as_mut_ptr(),
+            d,
+        )
+    };
+    assert_eq!(st, LaicStatus::Ok, "{}", last_error());
+    let rgb = laic::clip::preprocess::load_rgb8(&img).unwrap();
+    let desc = LaicImageRgb8 {
+        data: rgb.data.as_ptr(),
+        width: rgb.width,
+        height: rgb.height,
+        row_stride: rgb.width * 3,
+    };
+    let mut from_rgb = vec![f32::NAN; d];
+    // SAFETY: as above.
+    let st = unsafe {
+        laic_clip_encode_images_rgb8(
+            h.ctx,
+            h.model,
+            &desc,
+            1,
+            None,
+            null_mut(),
+            from_rgb.as_mut_ptr(),
+            d,
+        )
+    };
+    assert_eq!(st, LaicStatus::Ok, "{}", last_error());
+    assert_eq!(from_file, from_rgb);
+    let norm: f32 = from_rgb.iter().map(|v| v * v).sum();
+    assert!((norm - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn bad_text_inputs_are_reported_and_nothing_is_written() {
+    let h = load("hf");
+    let d = embed_dim(&h);
+    let good = CString::new("a cat").unwrap();
+    let bad_utf8: &[u8] = b"caf\xe9\0";
+    let ptrs = [good.as_ptr(), bad_utf8.as_ptr() as *const c_char];
+    let mut out = vec![-7.0f32; 2 * d];
+    // SAFETY: valid pointers for the sizes passed (or deliberately NULL).
+    unsafe {
+        let st = laic_clip_encode_texts(
+            h.ctx,
+            h.model,
+            ptrs.as_ptr(),
+            2,
+            None,
+            null_mut(),
+            out.as_mut_ptr(),
+            out.len(),
+        );
+        assert_eq!(st, LaicStatus::InvalidArgument);
+        assert!(
+            last_error().contains("texts[1] is not valid UTF-8"),
+            "{}",
+            last_error()
+        );
+        let with_null = [good.as_ptr(), null()];
+        let st = laic_clip_encode_texts(
+            h.ctx,
+            h.model,
+            with_null.as_ptr(),
+            2,
+            None,
+            null_mut(),
+            out.as_mut_ptr(),
+            out.len(),
+        );
+        assert_eq!(st, LaicStatus::InvalidArgument);
+        assert!(
+            last_error().contains("texts[1] is NULL"),
+            "{}",
+            last_error()
+        );
+        let st = laic_clip_encode_texts(
+            h.ctx,
+            h.model,
+            ptrs.as_ptr(),
+            0,
+            None,
+            null_mut(),
+            out.as_mut_ptr(),
+            out.len(),
+        );
+        assert_eq!(st, LaicStatus::InvalidArgument);
+        let st = laic_clip_encode_texts(
+            h.ctx,
+            h.model,
+            ptrs.as_ptr(),
+            1,
+            None,
+            null_mut(),
+            out.as_mut_ptr(),
+            d - 1,
+        );
+        assert_eq!(st, LaicStatus::BufferTooSmall);
+        let st = laic_clip_encode_texts(
+            h.ctx,
+            h.model,
+            ptrs.as_ptr(),
+            1,
+            None,
+            null_mut(),
+            null_mut(),
+            d,
+        );
+        assert_eq!(st, LaicStatus::InvalidArgument);
+        let st = laic_clip_encode_texts(
+            h.ctx,
+            null(),
+            ptrs.as_ptr(),
+            1,
+            None,
+            null_mut(),
+            out.as_mut_ptr(),
+            d,
+        );
+        assert_eq!(st, LaicStatus::InvalidArgument);
+        let st = laic_clip_encode_texts(
+            null(),
+            h.model,
+            ptrs.as_ptr(),
+            1,
+            None,
+            null_mut(),
+            out.as_mut_ptr(),
+            d,
+        );
+        assert_eq!(st, LaicStatus::InvalidArgument);
+        let st = laic_clip_embed_dim(null(), null_mut());
+        assert_eq!(st, LaicStatus::InvalidArgument);
+    }
+    assert!(
+        out.iter().all(|&v| v == -7.0),
+        "outputs are written only on success"
+    );
+}
+
+unsafe extern "C" fn cancel_after_first(user: *mut c_void, stage: LaicStage, fraction: f64) -> i32 {
+    // SAFETY: the test passes a pointer to a Vec<(LaicStage, f64)>.
+    let calls = unsafe { &mut *(user as *mut Vec<(LaicStage, f64)>) };
+    calls.push((stage, fraction));
+    1
+}
+
+#[test]
+fn a_progress_callback_can_cancel() {
+    let h = load("hf");
+    let d = embed_dim(&h);
+    let texts: Vec<CString> = (0..100)
+        .map(|i| CString::new(format!("thing {i}")).unwrap())
+        .collect();
+    let ptrs: Vec<*const c_char> = texts.iter().map(|s| s.as_ptr()).collect();
+    let mut out = vec![-7.0f32; 100 * d];
+    let mut calls: Vec<(LaicStage, f64)> = Vec::new();
+    // SAFETY: valid pointers; the callback reads `calls` through `user`.
+    let st = unsafe {
+        laic_clip_encode_texts(
+            h.ctx,
+            h.model,
+            ptrs.as_ptr(),
+            100,
+            Some(cancel_after_first),
+            &mut calls as *mut _ as *mut c_void,
+            out.as_mut_ptr(),
+            out.len(),
+        )
+    };
+    assert_eq!(st, LaicStatus::Cancelled);
+    assert_eq!(calls, vec![(LAIC_STAGE_TEXT_ENCODING, 0.64)]);
+    assert!(out.iter().all(|&v| v == -7.0));
+}
+
+#[test]
+fn bad_files_and_images_are_reported() {
+    let h = load("openai");
+    let d = embed_dim(&h);
+    let dir = std::env::temp_dir().join(format!("laic-clip-ffi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut out = vec![-7.0f32; d];
+    // SAFETY: valid pointers for the sizes passed (or deliberately NULL / wrong).
+    unsafe {
+        // Unreadable and undecodable image files.
+        let junk = dir.join("junk.png");
+        std::fs::write(&junk, b"\x89PNG\r\n\x1a\n broken").unwrap();
+        let p = cstring(&junk);
+        let st = laic_clip_encode_image_files(
+            h.ctx,
+            h.model,
+            [p.as_ptr()].as_ptr(),
+            1,
+            None,
+            null_mut(),
+            out.as_mut_ptr(),
+            d,
+        );
+        assert_eq!(st, LaicStatus::Format, "{}", last_error());
+        assert!(last_error().contains("junk.png"));
+        let p = cstring(&dir.join("missing.jpg"));
+        let st = laic_clip_encode_image_files(
+            h.ctx,
+            h.model,
+            [p.as_ptr()].as_ptr(),
+            1,
+            None,
+            null_mut(),
+            out.as_mut_ptr(),
+            d,
+        );
+        assert_eq!(st, LaicStatus::Io, "{}", last_error());
+        // RGB8 descriptors with bad sizes or NULL data.
+        let px = [0u8; 12];
+        for (data, w, hgt, stride) in [
+            (px.as_ptr(), 0, 2, 6),
+            (px.as_ptr(), 2, 2, 5),
+            (null(), 2, 2, 6),
+            (px.as_ptr(), usize::MAX / 2, 3, usize::MAX / 2),
+        ] {
+            let desc = LaicImageRgb8 {
+                data,
+                width: w,
+                height: hgt,
+                row_stride: stride,
+            };
+            let st = laic_clip_encode_images_rgb8(
+                h.ctx,
+                h.model,
+                &desc,
+                1,
+                None,
+                null_mut(),
+                out.as_mut_ptr(),
+                d,
+            );
+            assert_eq!(
+                st,
+                LaicStatus::InvalidArgument,
+                "{w}×{hgt}/{stride}: {}",
+                last_error()
+            );
+            assert!(last_error().contains("images[0]"), "{}", last_error());
+        }
+        // Corrupt, truncated and non-CLIP weight files; a NULL path.
+        let mut model = null_mut();
+        let bytes = std::fs::read(fixtures().join("hf/model.safetensors")).unwrap();
+        let cut = dir.join("cut.safetensors");
+        std::fs::write(&cut, &bytes[..bytes.len() - 1000]).unwrap();
+        let p = cstring(&cut);
+        assert_eq!(
+            laic_clip_load(h.ctx, p.as_ptr(), &mut model),
+            LaicStatus::Format
+        );
+        assert!(last_error().contains("truncated"), "{}", last_error());
+        let mut garbage = bytes.clone();
+        garbage[8..40].copy_from_slice(&[b'#'; 32]);
+        std::fs::write(&cut, &garbage).unwrap();
+        assert_eq!(
+            laic_clip_load(h.ctx, p.as_ptr(), &mut model),
+            LaicStatus::Format
+        );
+        assert_eq!(
+            laic_clip_load(h.ctx, null(), &mut model),
+            LaicStatus::InvalidArgument
+        );
+        let p = cstring(&dir.join("none"));
+        assert_eq!(
+            laic_clip_load(h.ctx, p.as_ptr(), &mut model),
+            LaicStatus::Io
+        );
+        assert!(model.is_null(), "out is untouched on failure");
+        laic_clip_free(null_mut());
+    }
+    assert!(out.iter().all(|&v| v == -7.0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
