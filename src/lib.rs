@@ -39,7 +39,7 @@ pub use error::{Error, LaicStatus, Result};
 pub use gradnorm::{
     GradNormOptions, GradNormOut, GradNormScores, Order, Target, max_selected, select_nouns,
 };
-pub use matrix::{Dtype, MatrixData, MatrixRef};
+pub use matrix::{DeviceGradNormOut, DeviceMatrix, Dtype, MatrixData, MatrixRef};
 
 /// The library version, as in Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -5,10 +5,11 @@
 //! [`Backend`].
 
 pub mod cpu;
+pub mod cuda;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gradnorm::{GradNormOptions, GradNormOut};
-use crate::matrix::MatrixRef;
+use crate::matrix::{DeviceGradNormOut, DeviceMatrix, MatrixRef};
 
 /// Which backend a [`crate::Context`] uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,4 +40,28 @@ pub trait Backend: Send + Sync {
         opts: &GradNormOptions,
         out: GradNormOut<'_>,
     ) -> Result<()>;
+
+    /// GradNorm scores of matrices that already live in this backend's device memory, into
+    /// device buffers. Only device backends implement it; the default says there is no device.
+    ///
+    /// The caller has checked the options, the shapes and the output length; the backend checks
+    /// what it can only check on the device (finite values, non-zero rows when normalising,
+    /// logits that cannot overflow) before any output is written.
+    ///
+    /// # Safety
+    /// Every address in `nouns`, `centres` and `out` is device memory of this backend's device,
+    /// valid for the span it describes, and the outputs do not overlap the inputs.
+    unsafe fn gradnorm_scores_device(
+        &self,
+        nouns: &DeviceMatrix,
+        centres: &DeviceMatrix,
+        opts: &GradNormOptions,
+        out: &DeviceGradNormOut,
+    ) -> Result<()> {
+        let _ = (nouns, centres, opts, out);
+        Err(Error::NoDevice(format!(
+            "the {} backend has no device memory: device-pointer scoring needs a CUDA context",
+            self.name()
+        )))
+    }
 }
