@@ -95,6 +95,20 @@ fn build_kernels(root: &Path) {
         .find(|p| p.is_file() || p.as_os_str() == "ptxas")
         .expect("a candidate");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
+    // This script reruns whenever src/ changes (for the header); the kernels only need
+    // compiling again when their sources or the compiler change.
+    let stamp = out.join("kernels.stamp");
+    let key = kernel_key(&nvcc, sources.iter().chain(&headers));
+    let fresh = std::fs::read_to_string(&stamp).ok().as_deref() == Some(key.as_str())
+        && sources.iter().all(|s| {
+            let stem = s.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            out.join(format!("{stem}.ptx")).is_file()
+        });
+    if fresh {
+        println!("cargo:rustc-cfg=laic_cuda_kernels");
+        return;
+    }
+    let _ = std::fs::remove_file(&stamp);
     for src in &sources {
         let stem = src
             .file_stem()
@@ -123,7 +137,27 @@ fn build_kernels(root: &Path) {
             &format!("ptxas -arch=sm_90 {}", ptx.display()),
         );
     }
+    std::fs::write(&stamp, key).expect("can write the kernel stamp");
     println!("cargo:rustc-cfg=laic_cuda_kernels");
+}
+
+/// What the compiled kernels depend on: the compiler's path and version, this script's flags
+/// (through its own source), and every kernel file's contents.
+fn kernel_key<'a>(nvcc: &Path, files: impl Iterator<Item = &'a PathBuf>) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    nvcc.hash(&mut h);
+    if let Ok(v) = Command::new(nvcc).arg("--version").output() {
+        v.stdout.hash(&mut h);
+    }
+    include_str!("build.rs").hash(&mut h);
+    let mut files: Vec<_> = files.collect();
+    files.sort();
+    for f in files {
+        f.hash(&mut h);
+        std::fs::read(f).unwrap_or_default().hash(&mut h);
+    }
+    format!("{:016x}", h.finish())
 }
 
 /// nvcc from `NVCC`, `$CUDA_HOME/bin/nvcc`, or `PATH`.

@@ -7,7 +7,7 @@ use super::try_ref;
 use crate::backend::BackendKind;
 use crate::error::{Error, Result};
 use crate::gradnorm::{Order, Target};
-use crate::matrix::{MatrixData, MatrixRef, span_len};
+use crate::matrix::{DeviceMatrix, Dtype, MatrixData, MatrixRef, span_len};
 use std::ffi::c_void;
 
 /// Element type of a [`LaicMatrix`]: one of the `LAIC_DTYPE_*` values.
@@ -196,4 +196,32 @@ pub(crate) unsafe fn matrix_from_c<'a>(m: *const LaicMatrix, what: &str) -> Resu
         }
     };
     MatrixRef::new(data, m.rows, m.cols, m.row_stride).map_err(|e| e.in_arg(what))
+}
+
+/// Reads a C matrix whose `data` is a device (GPU) address as a [`DeviceMatrix`], checking
+/// everything that can be checked without touching the memory.
+///
+/// # Safety
+/// `m` is NULL or points to a readable `LaicMatrix`.
+pub(crate) unsafe fn device_matrix_from_c(
+    m: *const LaicMatrix,
+    what: &str,
+) -> Result<DeviceMatrix> {
+    // SAFETY: forwarded from the caller.
+    let m = unsafe { try_ref(m, what) }?;
+    let dtype = match m.dtype {
+        LAIC_DTYPE_F32 => Dtype::F32,
+        LAIC_DTYPE_F16 => Dtype::F16,
+        LAIC_DTYPE_BF16 => Dtype::Bf16,
+        d => return Err(Error::invalid(format!("{what}: unknown dtype {d}"))),
+    };
+    let dm = DeviceMatrix {
+        ptr: m.data as u64,
+        rows: m.rows,
+        cols: m.cols,
+        row_stride: m.row_stride,
+        dtype,
+    };
+    dm.validate(what)?;
+    Ok(dm)
 }
