@@ -15,6 +15,29 @@ use cudarc::driver::{
     PushKernelArg, sys,
 };
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Device time of the last fused kernel launch(es) of a call, f32 bits (NaN: none yet).
+static LAST_KERNEL_MS: AtomicU32 = AtomicU32::new(0x7fc0_0000);
+
+/// Device time in milliseconds of the fused GradNorm kernel(s) of the most recent CUDA
+/// GradNorm call in this process (CUDA events around the launches; centre packing and copies
+/// excluded), or `None` before the first. For benchmarks.
+pub fn last_gradnorm_kernel_ms() -> Option<f32> {
+    Some(f32::from_bits(LAST_KERNEL_MS.load(Ordering::Relaxed))).filter(|v| !v.is_nan())
+}
+
+/// Events recorded around one launch.
+type Timing = (cudarc::driver::CudaEvent, cudarc::driver::CudaEvent);
+
+/// Milliseconds between the events of completed launches (the stream has been synchronised).
+fn record_timings(timings: &[Timing]) {
+    let total: f32 = timings
+        .iter()
+        .filter_map(|(a, b)| a.elapsed_ms(b).ok())
+        .sum();
+    LAST_KERNEL_MS.store(total.to_bits(), Ordering::Relaxed);
+}
 
 /// Centres per tile (`BN` in gradnorm.cu).
 const BN: usize = 64;
@@ -308,7 +331,7 @@ unsafe fn launch_gradnorm(
     opts: &GradNormOptions,
     outputs: [u64; 3],
     flags: u64,
-) -> Result<()> {
+) -> Result<Timing> {
     let blocks = m.div_ceil(plan.bm);
     let steps = (centres.kp / BN) * (plan.dp / BK) * 2;
     if blocks > i32::MAX as usize || steps > i32::MAX as usize {
@@ -351,10 +374,16 @@ unsafe fn launch_gradnorm(
         block_dim: (plan.threads, 1, 1),
         shared_mem_bytes: plan.smem as u32,
     };
+    let event = || {
+        stream
+            .record_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(|e| cuda_error("recording a CUDA event", e))
+    };
+    let start = event()?;
     // SAFETY: the parameter struct matches the kernel's; the sizes it relies on are above.
     unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
         .map_err(|e| cuda_error("launching the GradNorm kernel", e))?;
-    Ok(())
+    Ok((start, event()?))
 }
 
 /// Turns the kernels' flag words into the error validation would have given on the host.
@@ -461,6 +490,7 @@ pub(super) fn scores_host(
         [a, b, c]
     };
     let (mut scores, mut assign, mut conf) = (vec![0f32; m], vec![0u32; m], vec![0f32; m]);
+    let mut timings = Vec::new();
     for start in (0..m).step_by(chunk) {
         let len = chunk.min(m - start);
         let view = nouns.row_range(start, len);
@@ -470,7 +500,7 @@ pub(super) fn scores_host(
         let (nptr, _gn) = d_nouns.device_ptr(stream);
         // SAFETY: `d_nouns` holds the span of `len` rows with the view's stride; the output
         // buffers hold `chunk >= len` elements; `packed` was made with this plan and d.
-        unsafe {
+        timings.push(unsafe {
             launch_gradnorm(
                 stream,
                 kernels,
@@ -484,8 +514,8 @@ pub(super) fn scores_host(
                 opts,
                 outputs,
                 fptr,
-            )?;
-        }
+            )?
+        });
         let copy = |what: &str, e| cuda_error(what, e);
         stream
             .memcpy_dtoh(&d_scores.slice(..len), &mut scores[start..start + len])
@@ -503,6 +533,7 @@ pub(super) fn scores_host(
         .clone_dtoh(&flags)
         .map_err(|e| cuda_error("reading the kernel flags", e))?;
     sync(stream, "reading the kernel flags")?;
+    record_timings(&timings);
     check_flags(&host_flags, opts)?;
     out.scores[..m].copy_from_slice(&scores);
     out.assignment[..m].copy_from_slice(&assign);
@@ -553,7 +584,7 @@ pub(super) unsafe fn scores_device(
     let (c, _g3) = d_conf.device_ptr(stream);
     // SAFETY: `nouns` describes a valid device span (caller contract); the scratch outputs
     // hold `m` elements each; `packed` was made with this plan and d.
-    unsafe {
+    let timing = unsafe {
         launch_gradnorm(
             stream,
             kernels,
@@ -567,12 +598,13 @@ pub(super) unsafe fn scores_device(
             opts,
             [a, b, c],
             fptr,
-        )?;
-    }
+        )?
+    };
     let host_flags = stream
         .clone_dtoh(&flags)
         .map_err(|e| cuda_error("reading the kernel flags", e))?;
     sync(stream, "the GradNorm kernel failed")?;
+    record_timings(&[timing]);
     check_flags(&host_flags, opts)?;
     let bytes = m * 4;
     for (dst, src, what) in [
