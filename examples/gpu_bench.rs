@@ -199,10 +199,11 @@ fn main() {
             let c = want.scores[i] as f64;
             max_rel = max_rel.max((got_s[i] as f64 - c).abs() / c.abs().max(1e-30));
         }
+        let config = laic::backend::cuda::last_gradnorm_config().unwrap_or("?");
         let kernel_ms = median(kernel);
         let tflops = 2.0 * m as f64 * k as f64 * D as f64 / (kernel_ms * 1e-3) / 1e12;
         println!(
-            "{{\"bench\":\"gradnorm\",\"label\":\"{label}\",\"dtype\":\"{dtype:?}\",\"m\":{m},\"k\":{k},\"d\":{D},\"kernel_ms\":{kernel_ms:.4},\"call_ms\":{:.4},\"tflops\":{tflops:.1},\"max_rel_err\":{max_rel:.3e},\"assign_mismatch\":{mismatched},\"checked_rows\":{rows}}}",
+            "{{\"bench\":\"gradnorm\",\"label\":\"{label}\",\"config\":\"{config}\",\"dtype\":\"{dtype:?}\",\"m\":{m},\"k\":{k},\"d\":{D},\"kernel_ms\":{kernel_ms:.4},\"call_ms\":{:.4},\"tflops\":{tflops:.1},\"max_rel_err\":{max_rel:.3e},\"assign_mismatch\":{mismatched},\"checked_rows\":{rows}}}",
             median(call)
         );
     }

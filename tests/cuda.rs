@@ -73,6 +73,18 @@ fn auto_takes_cuda_exactly_when_cuda_is_usable() {
 }
 
 #[test]
+fn kernels_are_built_where_the_build_had_nvcc() {
+    // CI installs nvcc and sets LAIC_EXPECT_CUDA_KERNELS=1: a build that silently lost its
+    // kernels must fail there, not pass as a CPU-only build.
+    if std::env::var("LAIC_EXPECT_CUDA_KERNELS").as_deref() == Ok("1") {
+        assert!(
+            laic::backend::cuda::kernels_built(),
+            "LAIC_EXPECT_CUDA_KERNELS=1 but this build has no CUDA kernels"
+        );
+    }
+}
+
+#[test]
 fn c_abi_cuda_gives_no_device_and_auto_falls_back() {
     let has_cuda = Context::new(BackendKind::Cuda).is_ok();
     let mut opts = std::mem::MaybeUninit::<LaicContextOptions>::uninit();

@@ -27,6 +27,17 @@ pub fn last_gradnorm_kernel_ms() -> Option<f32> {
     Some(f32::from_bits(LAST_KERNEL_MS.load(Ordering::Relaxed))).filter(|v| !v.is_nan())
 }
 
+/// Block shape (index into CONFIGS) of the last fused kernel launch; u32::MAX: none yet.
+static LAST_CONFIG: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// The block shape (`"32x4"`: 32 nouns per warp, 4 warps) of the most recent CUDA GradNorm
+/// launch in this process, or `None` before the first. For benchmarks.
+pub fn last_gradnorm_config() -> Option<&'static str> {
+    CONFIGS
+        .get(LAST_CONFIG.load(Ordering::Relaxed) as usize)
+        .map(|c| c.2)
+}
+
 /// Events recorded around one launch.
 type Timing = (cudarc::driver::CudaEvent, cudarc::driver::CudaEvent);
 
@@ -341,6 +352,7 @@ unsafe fn launch_gradnorm(
         )));
     }
     let f = &kernels.main[dtype_index(dtype)][plan.config];
+    LAST_CONFIG.store(plan.config as u32, Ordering::Relaxed);
     f.set_attribute(
         sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
         plan.smem as i32,
@@ -627,6 +639,27 @@ pub(super) unsafe fn scores_device(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_ptx_has_every_kernel_the_wrappers_load() {
+        let Some(ptx) = super::super::kernels::GRADNORM_PTX else {
+            return; // built without nvcc: nothing embedded (CI checks that it is)
+        };
+        for dt in DTYPES {
+            assert!(
+                ptx.contains(&format!(".entry laic_gradnorm_prep_{dt}(")),
+                "prep {dt}"
+            );
+            for (_, _, cfg) in CONFIGS {
+                let name = format!(".entry laic_gradnorm_{dt}_{cfg}(");
+                assert!(ptx.contains(&name), "{name}");
+            }
+        }
+        assert!(ptx.contains("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"));
+        assert!(ptx.contains("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"));
+        assert!(ptx.contains("cp.async.cg.shared.global"));
+        assert!(ptx.contains(".version 9.0") || ptx.contains(".version 8."));
+    }
 
     #[test]
     fn parameter_structs_have_the_c_layout() {

@@ -11,7 +11,7 @@
 mod gradnorm;
 mod kernels;
 
-pub use gradnorm::last_gradnorm_kernel_ms;
+pub use gradnorm::{last_gradnorm_config, last_gradnorm_kernel_ms};
 pub use kernels::kernels_built;
 
 use super::cpu::CpuBackend;
