@@ -108,6 +108,29 @@ fn build_kernels(root: &Path) {
         println!("cargo:rustc-cfg=laic_cuda_kernels");
         return;
     }
+    // Another build-script run of this crate (cargo build and cargo test unify features
+    // differently and get separate OUT_DIRs) may have compiled the same key already.
+    let shared = out
+        .ancestors()
+        .nth(2)
+        .map(|build_dir| build_dir.join("laic-kernel-cache").join(&key));
+    let stems: Vec<String> = sources
+        .iter()
+        .filter_map(|s| s.file_stem().and_then(|s| s.to_str()).map(String::from))
+        .collect();
+    if let Some(cache) = &shared
+        && stems
+            .iter()
+            .all(|s| cache.join(format!("{s}.ptx")).is_file())
+    {
+        for s in &stems {
+            std::fs::copy(cache.join(format!("{s}.ptx")), out.join(format!("{s}.ptx")))
+                .expect("can copy cached PTX");
+        }
+        std::fs::write(&stamp, &key).expect("can write the kernel stamp");
+        println!("cargo:rustc-cfg=laic_cuda_kernels");
+        return;
+    }
     let _ = std::fs::remove_file(&stamp);
     for src in &sources {
         let stem = src
@@ -136,6 +159,17 @@ fn build_kernels(root: &Path) {
                 .arg(out.join(format!("{stem}.sm_90.cubin"))),
             &format!("ptxas -arch=sm_90 {}", ptx.display()),
         );
+    }
+    if let Some(cache) = &shared
+        && std::fs::create_dir_all(cache).is_ok()
+    {
+        for s in &stems {
+            // Copy then rename: a reader never sees a half-written file.
+            let tmp = cache.join(format!("{s}.ptx.tmp{}", std::process::id()));
+            if std::fs::copy(out.join(format!("{s}.ptx")), &tmp).is_ok() {
+                let _ = std::fs::rename(&tmp, cache.join(format!("{s}.ptx")));
+            }
+        }
     }
     std::fs::write(&stamp, key).expect("can write the kernel stamp");
     println!("cargo:rustc-cfg=laic_cuda_kernels");
