@@ -57,7 +57,7 @@ struct GradNormParams {
     int power;                    // Power
     int normalize;
     int uniform;
-    int reserved;
+    int vec16;                    // rows may be read as 16-byte vectors (aligned, d*size % 16 == 0)
 };
 
 // Parameters of the centre-packing kernel; mirrored by `PrepParams` in Rust.
@@ -121,6 +121,114 @@ __device__ __forceinline__ float fold_power(float acc, float ax, int power, floa
     }
 }
 
+// A unit of a noun row as loaded from global memory: 16 bytes (VEC) or one element.
+template <typename TIn, bool VEC> struct Unit;
+template <typename TIn> struct Unit<TIn, true> {
+    using T = uint4;
+    static constexpr int EPV = 16 / sizeof(TIn);
+    static __device__ __forceinline__ T zero() { return make_uint4(0u, 0u, 0u, 0u); }
+};
+template <typename TIn> struct Unit<TIn, false> {
+    using T = TIn;
+    static constexpr int EPV = 1;
+    static __device__ __forceinline__ T zero() { return from_f32_in<TIn>(0.f); }
+};
+
+// Loads this warp's WM nouns into the shared noun tile (operand planes, zero-padded to dp
+// columns), computes each row's logit scale and ||t||_q into row_info, and raises the flags.
+// RG rows at a time with U units per lane each, all loads issued before any is used, so that
+// RG * U loads are in flight per lane (a block per SM cannot hide a row-by-row chain).
+template <typename TIn, typename TM, int PLANES, int WM, bool VEC>
+__device__ __forceinline__ void load_nouns(const GradNormParams& p, TM* As, size_t a_plane,
+                                           int astride, float* row_info,
+                                           unsigned long long row0, int warp, int lane) {
+    using U8 = Unit<TIn, VEC>;
+    using T = typename U8::T;
+    constexpr int EPV = U8::EPV;
+    constexpr int RG = 8;
+    constexpr int UN = VEC ? 2 : 4;
+    static_assert(WM % RG == 0, "rows per warp must be a multiple of the row group");
+    const int nv = VEC ? p.d / EPV : p.d;    // units holding data (VEC: d % EPV == 0)
+    const int nvp = p.dp / EPV;              // units per padded row
+    float warp_max_norm = 0.f;
+    bool bad_any = false, zero_any = false;
+    for (int r0 = 0; r0 < WM; r0 += RG) {
+        const T* src[RG];
+        bool valid[RG], bad[RG];
+        float ss[RG], sq[RG];
+#pragma unroll
+        for (int rr = 0; rr < RG; ++rr) {
+            const unsigned long long gr = row0 + warp * WM + r0 + rr;
+            valid[rr] = gr < p.m;
+            src[rr] = reinterpret_cast<const T*>(static_cast<const TIn*>(p.nouns) +
+                                                 (valid[rr] ? gr * p.noun_stride : 0ull));
+            bad[rr] = false;
+            ss[rr] = 0.f;
+            sq[rr] = 0.f;
+        }
+        for (int u0 = lane; u0 < nvp; u0 += 32 * UN) {
+            T raw[RG][UN];
+#pragma unroll
+            for (int rr = 0; rr < RG; ++rr)
+#pragma unroll
+                for (int uu = 0; uu < UN; ++uu) {
+                    const int u = u0 + uu * 32;
+                    raw[rr][uu] = (valid[rr] && u < nv) ? src[rr][u] : U8::zero();
+                }
+#pragma unroll
+            for (int rr = 0; rr < RG; ++rr)
+#pragma unroll
+                for (int uu = 0; uu < UN; ++uu) {
+                    const int u = u0 + uu * 32;
+                    if (u >= nvp) continue;
+                    const TIn* e = reinterpret_cast<const TIn*>(&raw[rr][uu]);
+                    TM* dst = As + (size_t)(warp * WM + r0 + rr) * astride + u * EPV;
+#pragma unroll
+                    for (int j = 0; j < EPV; ++j) {
+                        // Scalar path: columns d..dp were zero-filled above (u >= nv).
+                        float v = to_f32(e[j]);
+                        if (!isfinite(v)) {
+                            bad[rr] = true;
+                            v = 0.f;
+                        }
+                        store_split<TM, PLANES>(dst + j, a_plane, v);
+                        ss[rr] = fmaf(v, v, ss[rr]);
+                        sq[rr] = fold_power(sq[rr], fabsf(v), p.power, p.q);
+                    }
+                }
+        }
+#pragma unroll
+        for (int rr = 0; rr < RG; ++rr) {
+            const int lr = warp * WM + r0 + rr;
+            const float sum_sq = warp_sum(ss[rr]);
+            const float sum_q = p.power == POWER_INF ? warp_max(sq[rr]) : warp_sum(sq[rr]);
+            const bool row_bad = __any_sync(0xffffffffu, bad[rr]);
+            const float l2 = sqrtf(sum_sq);
+            const float inv = p.normalize ? (sum_sq > 0.f ? 1.f / l2 : 0.f) : 1.f;
+            float tq;
+            switch (p.power) {
+                case POWER_TWO: tq = l2; break;
+                case POWER_GENERAL: tq = powf(sum_q, 1.f / p.q); break;
+                default: tq = sum_q; break;
+            }
+            if (lane == 0) {
+                row_info[2 * lr] = inv * p.logit_scale;
+                row_info[2 * lr + 1] = tq * inv;
+            }
+            if (valid[rr]) {
+                warp_max_norm = fmaxf(warp_max_norm, l2);
+                bad_any |= row_bad;
+                zero_any |= (p.normalize && sum_sq == 0.f);
+            }
+        }
+    }
+    if (lane == 0) {
+        if (bad_any) atomicOr(&p.flags[0], FLAG_NOUN_NONFINITE);
+        if (zero_any) atomicOr(&p.flags[0], FLAG_NOUN_ZERO);
+        if (warp_max_norm > 0.f) atomicMax(&p.flags[1], __float_as_uint(warp_max_norm));
+    }
+}
+
 template <typename TIn, typename TM, int PLANES, int WM, int WARPS>
 __device__ __forceinline__ void gradnorm_body(const GradNormParams& p) {
     constexpr int MT = WM / 16;         // m16 tiles per warp
@@ -144,55 +252,10 @@ __device__ __forceinline__ void gradnorm_body(const GradNormParams& p) {
     const unsigned long long row0 = (unsigned long long)blockIdx.x * BM;
 
     // ---- Phase 1: this warp's WM nouns into shared memory, with their norms. ----
-    {
-        const TIn* nouns = static_cast<const TIn*>(p.nouns);
-        float warp_max_norm = 0.f;
-        bool bad_any = false, zero_any = false;
-        for (int r = 0; r < WM; ++r) {
-            const int lr = warp * WM + r;
-            const unsigned long long gr = row0 + lr;
-            const bool valid = gr < p.m;
-            const TIn* src = nouns + (valid ? gr * p.noun_stride : 0ull);
-            TM* dst = As + (size_t)lr * astride;
-            float ss = 0.f, sq = 0.f;
-            bool bad = false;
-#pragma unroll 4
-            for (int c = lane; c < p.dp; c += 32) {
-                float v = (valid && c < p.d) ? to_f32(src[c]) : 0.f;
-                if (!isfinite(v)) {
-                    bad = true;
-                    v = 0.f;
-                }
-                store_split<TM, PLANES>(dst + c, a_plane, v);
-                ss = fmaf(v, v, ss);
-                sq = fold_power(sq, fabsf(v), p.power, p.q);
-            }
-            ss = warp_sum(ss);
-            sq = p.power == POWER_INF ? warp_max(sq) : warp_sum(sq);
-            bad = __any_sync(0xffffffffu, bad);
-            const float l2 = sqrtf(ss);
-            const float inv = p.normalize ? (ss > 0.f ? 1.f / l2 : 0.f) : 1.f;
-            float tq;
-            switch (p.power) {
-                case POWER_TWO: tq = l2; break;
-                case POWER_GENERAL: tq = powf(sq, 1.f / p.q); break;
-                default: tq = sq; break;
-            }
-            if (lane == 0) {
-                row_info[2 * lr] = inv * p.logit_scale;
-                row_info[2 * lr + 1] = tq * inv;
-            }
-            if (valid) {
-                warp_max_norm = fmaxf(warp_max_norm, l2);
-                bad_any |= bad;
-                zero_any |= (p.normalize && ss == 0.f);
-            }
-        }
-        if (lane == 0) {
-            if (bad_any) atomicOr(&p.flags[0], FLAG_NOUN_NONFINITE);
-            if (zero_any) atomicOr(&p.flags[0], FLAG_NOUN_ZERO);
-            if (warp_max_norm > 0.f) atomicMax(&p.flags[1], __float_as_uint(warp_max_norm));
-        }
+    if (p.vec16) {
+        load_nouns<TIn, TM, PLANES, WM, true>(p, As, a_plane, astride, row_info, row0, warp, lane);
+    } else {
+        load_nouns<TIn, TM, PLANES, WM, false>(p, As, a_plane, astride, row_info, row0, warp, lane);
     }
 
     // ---- Phase 2: stream the centres. ----

@@ -27,6 +27,16 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(flo
     return __float2bfloat16_rn(v);
 }
 
+// An input element from f32 (for zero fills of any input type).
+template <typename T> __device__ __forceinline__ T from_f32_in(float v);
+template <> __device__ __forceinline__ float from_f32_in<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f32_in<__half>(float v) {
+    return __float2half_rn(v);
+}
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32_in<__nv_bfloat16>(float v) {
+    return __float2bfloat16_rn(v);
+}
+
 // Writes `v` as PLANES operands: PLANES == 1 stores round(v); PLANES == 2 stores hi = round(v)
 // and lo = round(v - hi) (the "split" that carries f32 inputs through 16-bit tensor cores with
 // ~16 significant bits: hi*hi + hi*lo + lo*hi).

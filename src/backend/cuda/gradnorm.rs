@@ -102,7 +102,8 @@ struct GradNormParams {
     power: i32,
     normalize: i32,
     uniform: i32,
-    reserved: i32,
+    /// Non-zero: noun rows may be read as 16-byte vectors.
+    vec16: i32,
 }
 
 /// Parameters of the centre-packing kernel: the C struct `PrepParams` of gradnorm.cu.
@@ -379,7 +380,7 @@ unsafe fn launch_gradnorm(
         power: power_code(opts.q),
         normalize: opts.normalize as i32,
         uniform: (opts.target == Target::Uniform) as i32,
-        reserved: 0,
+        vec16: vec16_rows(nouns, stride, d, dtype) as i32,
     };
     let cfg = LaunchConfig {
         grid_dim: (blocks as u32, 1, 1),
@@ -396,6 +397,12 @@ unsafe fn launch_gradnorm(
     unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
         .map_err(|e| cuda_error("launching the GradNorm kernel", e))?;
     Ok((start, event()?))
+}
+
+/// Whether rows at `ptr`, `stride` elements apart, can be read as whole 16-byte vectors.
+fn vec16_rows(ptr: u64, stride: usize, d: usize, dtype: Dtype) -> bool {
+    let size = dtype.size();
+    ptr.is_multiple_of(16) && (stride * size).is_multiple_of(16) && (d * size).is_multiple_of(16)
 }
 
 /// Turns the kernels' flag words into the error validation would have given on the host.
@@ -686,6 +693,25 @@ mod tests {
         // Too wide for any block: an error naming the limit (the backend then uses the CPU).
         let e = plan(Dtype::F32, 8192, h100).unwrap_err().to_string();
         assert!(e.contains("too wide"), "{e}");
+    }
+
+    #[test]
+    fn vector_loads_only_on_aligned_whole_vectors() {
+        assert!(vec16_rows(0x1000, 512, 512, Dtype::F16));
+        assert!(vec16_rows(0x1000, 516, 512, Dtype::F32));
+        assert!(
+            !vec16_rows(0x1008, 512, 512, Dtype::F16),
+            "base not aligned"
+        );
+        assert!(
+            !vec16_rows(0x1000, 515, 512, Dtype::F16),
+            "stride breaks alignment"
+        );
+        assert!(
+            !vec16_rows(0x1000, 100, 100, Dtype::F16),
+            "a partial last vector"
+        );
+        assert!(vec16_rows(0x1000, 104, 104, Dtype::Bf16));
     }
 
     #[test]
