@@ -64,6 +64,17 @@ fn auto_takes_cuda_exactly_when_cuda_is_usable() {
         Err(Error::NoDevice(why)) => {
             assert_eq!(auto.backend_name(), "cpu", "AUTO falls back to the CPU");
             assert!(!why.is_empty());
+            // The fallback computes what the CPU backend computes, bit for bit.
+            let mut rng = rng("auto_fallback");
+            let (m, k, d) = (37, 11, 20);
+            let nv = random_rows(&mut rng, m, d, d);
+            let cv = random_rows(&mut rng, k, d, d);
+            let n = MatrixRef::from_f32(&nv, m, d).unwrap();
+            let c = MatrixRef::from_f32(&cv, k, d).unwrap();
+            let opts = GradNormOptions::default();
+            let a = auto.gradnorm_scores(&n, &c, &opts).unwrap();
+            let b = Context::cpu().gradnorm_scores(&n, &c, &opts).unwrap();
+            assert_eq!(a, b);
             if !laic::backend::cuda::kernels_built() {
                 assert!(why.contains("no CUDA kernels"), "{why}");
             }
