@@ -111,15 +111,30 @@ __device__ __forceinline__ void prep_body(const PrepParams& p) {
     }
 }
 
-// |x|^q folded into a running value (sum, or max for q = inf).
-__device__ __forceinline__ float fold_power(float acc, float ax, int power, float q) {
-    switch (power) {
-        case POWER_ONE: return acc + ax;
-        case POWER_TWO: return fmaf(ax, ax, acc);
-        case POWER_INF: return fmaxf(acc, ax);
-        default: return acc + (ax > 0.f ? powf(ax, q) : 0.f);
+// x^q for x >= 0, out of line: general q is rare, and powf inlined into every unrolled element
+// of the loader and the epilogue multiplies the code ptxas must assemble.
+__device__ __noinline__ float pow_nonneg(float x, float q) { return x > 0.f ? powf(x, q) : 0.f; }
+
+// Running sums of |x|, x^2, max |x| and (general q only) |x|^q: branch-free for q in {1, 2, inf},
+// so that unrolled loops do not carry a four-way switch per element.
+struct PowerSums {
+    float s1 = 0.f, s2 = 0.f, mx = 0.f, sg = 0.f;
+    __device__ __forceinline__ void add(float ax, bool general, float q) {
+        s1 += ax;
+        s2 = fmaf(ax, ax, s2);
+        mx = fmaxf(mx, ax);
+        if (general) sg += pow_nonneg(ax, q);
     }
-}
+    // The sum (or max) that `power` asks for.
+    __device__ __forceinline__ float pick(int power) const {
+        switch (power) {
+            case POWER_ONE: return s1;
+            case POWER_TWO: return s2;
+            case POWER_INF: return mx;
+            default: return sg;
+        }
+    }
+};
 
 // A unit of a noun row as loaded from global memory: 16 bytes (VEC) or one element.
 template <typename TIn, bool VEC> struct Unit;
@@ -155,7 +170,7 @@ __device__ __forceinline__ void load_nouns(const GradNormParams& p, TM* As, size
     for (int r0 = 0; r0 < WM; r0 += RG) {
         const T* src[RG];
         bool valid[RG], bad[RG];
-        float ss[RG], sq[RG];
+        PowerSums acc[RG];
 #pragma unroll
         for (int rr = 0; rr < RG; ++rr) {
             const unsigned long long gr = row0 + warp * WM + r0 + rr;
@@ -163,9 +178,8 @@ __device__ __forceinline__ void load_nouns(const GradNormParams& p, TM* As, size
             src[rr] = reinterpret_cast<const T*>(static_cast<const TIn*>(p.nouns) +
                                                  (valid[rr] ? gr * p.noun_stride : 0ull));
             bad[rr] = false;
-            ss[rr] = 0.f;
-            sq[rr] = 0.f;
         }
+        const bool general = p.power == POWER_GENERAL;
         for (int u0 = lane; u0 < nvp; u0 += 32 * UN) {
             T raw[RG][UN];
 #pragma unroll
@@ -192,16 +206,16 @@ __device__ __forceinline__ void load_nouns(const GradNormParams& p, TM* As, size
                             v = 0.f;
                         }
                         store_split<TM, PLANES>(dst + j, a_plane, v);
-                        ss[rr] = fmaf(v, v, ss[rr]);
-                        sq[rr] = fold_power(sq[rr], fabsf(v), p.power, p.q);
+                        acc[rr].add(fabsf(v), general, p.q);
                     }
                 }
         }
 #pragma unroll
         for (int rr = 0; rr < RG; ++rr) {
             const int lr = warp * WM + r0 + rr;
-            const float sum_sq = warp_sum(ss[rr]);
-            const float sum_q = p.power == POWER_INF ? warp_max(sq[rr]) : warp_sum(sq[rr]);
+            const float sum_sq = warp_sum(acc[rr].s2);
+            const float own_q = acc[rr].pick(p.power);
+            const float sum_q = p.power == POWER_INF ? warp_max(own_q) : warp_sum(own_q);
             const bool row_bad = __any_sync(0xffffffffu, bad[rr]);
             const float l2 = sqrtf(sum_sq);
             const float inv = p.normalize ? (sum_sq > 0.f ? 1.f / l2 : 0.f) : 1.f;
@@ -439,18 +453,19 @@ __device__ __forceinline__ void gradnorm_body(const GradNormParams& p) {
                 restq[i] += (double)s2;
             } else {
                 const float m = mx[i];
-                float su = 0.f;
+                PowerSums ps;
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
                     for (int j = 0; j < 2; ++j) {
                         const int col = colbase + nt * 8 + j;
-                        if (col < p.k) {
-                            const float dd = fabsf(ex2(z[nt][j] - m) * invz[i] - inv_k);
-                            su = fold_power(su, dd, p.power, p.q);
-                        }
+                        // Padding columns add |0 - 0| = 0: p is 0 there and so is the target.
+                        const float dd =
+                            col < p.k ? fabsf(ex2(z[nt][j] - m) * invz[i] - inv_k) : 0.f;
+                        ps.add(dd, p.power == POWER_GENERAL, p.q);
                     }
                 }
+                const float su = ps.pick(p.power);
                 uacc[i] = p.power == POWER_INF ? fmax(uacc[i], (double)su) : uacc[i] + (double)su;
             }
         }
