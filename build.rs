@@ -3,8 +3,8 @@
 //!    builds do not dirty the tree);
 //! 2. compiles every `kernels/*.cu` to PTX with nvcc (`-arch=compute_80`, PTX ISA <= 9.0, which
 //!    the GPU machines' driver 580 accepts), assembles each for sm_90 with ptxas to prove it
-//!    is valid (a ptxas error fails the build), and leaves `<stem>.ptx` in `OUT_DIR` for
-//!    `include_str!`. With PTX built it sets `cfg(laic_cuda_kernels)`. Without nvcc the
+//!    is valid (a ptxas error fails the build), and leaves `<stem>.ptx` and `<stem>.sm_90.cubin` in
+//!    `OUT_DIR` for `include_str!`/`include_bytes!`. With PTX built it sets `cfg(laic_cuda_kernels)`. Without nvcc the
 //!    library builds without kernels (one warning) and its CUDA backend reports itself
 //!    unavailable.
 //!
@@ -46,6 +46,10 @@ fn write_header(root: &Path) {
         std::fs::write(&path, &text).expect("can write include/laic.h");
     }
 }
+
+/// What each kernel file compiles to in OUT_DIR: PTX (any sm_80+ device, JIT-compiled at load)
+/// and the sm_90 cubin ptxas made from it (H100/H200 load it without JIT).
+const OUTPUTS: [&str; 2] = ["ptx", "sm_90.cubin"];
 
 /// Highest PTX ISA the target driver (580, CUDA 13.0) loads, as (major, minor).
 const MAX_PTX_ISA: (u32, u32) = (9, 0);
@@ -102,7 +106,9 @@ fn build_kernels(root: &Path) {
     let fresh = std::fs::read_to_string(&stamp).ok().as_deref() == Some(key.as_str())
         && sources.iter().all(|s| {
             let stem = s.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-            out.join(format!("{stem}.ptx")).is_file()
+            OUTPUTS
+                .iter()
+                .all(|ext| out.join(format!("{stem}.{ext}")).is_file())
         });
     if fresh {
         println!("cargo:rustc-cfg=laic_cuda_kernels");
@@ -119,13 +125,17 @@ fn build_kernels(root: &Path) {
         .filter_map(|s| s.file_stem().and_then(|s| s.to_str()).map(String::from))
         .collect();
     if let Some(cache) = &shared
-        && stems
-            .iter()
-            .all(|s| cache.join(format!("{s}.ptx")).is_file())
+        && stems.iter().all(|s| {
+            OUTPUTS
+                .iter()
+                .all(|ext| cache.join(format!("{s}.{ext}")).is_file())
+        })
     {
         for s in &stems {
-            std::fs::copy(cache.join(format!("{s}.ptx")), out.join(format!("{s}.ptx")))
-                .expect("can copy cached PTX");
+            for ext in OUTPUTS {
+                let name = format!("{s}.{ext}");
+                std::fs::copy(cache.join(&name), out.join(&name)).expect("can copy cached kernels");
+            }
         }
         std::fs::write(&stamp, &key).expect("can write the kernel stamp");
         println!("cargo:rustc-cfg=laic_cuda_kernels");
@@ -164,10 +174,13 @@ fn build_kernels(root: &Path) {
         && std::fs::create_dir_all(cache).is_ok()
     {
         for s in &stems {
-            // Copy then rename: a reader never sees a half-written file.
-            let tmp = cache.join(format!("{s}.ptx.tmp{}", std::process::id()));
-            if std::fs::copy(out.join(format!("{s}.ptx")), &tmp).is_ok() {
-                let _ = std::fs::rename(&tmp, cache.join(format!("{s}.ptx")));
+            for ext in OUTPUTS {
+                // Copy then rename: a reader never sees a half-written file.
+                let name = format!("{s}.{ext}");
+                let tmp = cache.join(format!("{name}.tmp{}", std::process::id()));
+                if std::fs::copy(out.join(&name), &tmp).is_ok() {
+                    let _ = std::fs::rename(&tmp, cache.join(&name));
+                }
             }
         }
     }

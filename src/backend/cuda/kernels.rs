@@ -10,6 +10,18 @@ pub(crate) const GRADNORM_PTX: Option<&str> =
 #[cfg(not(laic_cuda_kernels))]
 pub(crate) const GRADNORM_PTX: Option<&str> = None;
 
+/// `kernels/gradnorm.cu` assembled for sm_90 by ptxas at build time: H100/H200 load it
+/// without JIT-compiling the PTX (which costs as long as ptxas itself, minutes for this module).
+#[cfg(laic_cuda_kernels)]
+pub(crate) const GRADNORM_SM90: Option<&[u8]> = Some(include_bytes!(concat!(
+    env!("OUT_DIR"),
+    "/gradnorm.sm_90.cubin"
+)));
+
+/// `kernels/gradnorm.cu` assembled for sm_90.
+#[cfg(not(laic_cuda_kernels))]
+pub(crate) const GRADNORM_SM90: Option<&[u8]> = None;
+
 /// Whether this build of the library carries compiled CUDA kernels.
 pub fn kernels_built() -> bool {
     GRADNORM_PTX.is_some()

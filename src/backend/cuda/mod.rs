@@ -103,9 +103,20 @@ impl CudaBackend {
                 sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
             )
             .map_err(|e| no_device("cannot read the shared-memory limit", e))? as usize;
-        let module = ctx
-            .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-            .map_err(|e| no_device("the CUDA driver rejected laic's PTX (gradnorm)", e))?;
+        // sm_90 loads the cubin made at build time (no JIT); anything else, or a driver that
+        // refuses the cubin, JIT-compiles the PTX.
+        let cubin = kernels::GRADNORM_SM90
+            .filter(|_| cc == (9, 0))
+            .and_then(|bin| {
+                ctx.load_module(cudarc::nvrtc::Ptx::from_binary(bin.to_vec()))
+                    .ok()
+            });
+        let module = match cubin {
+            Some(m) => m,
+            None => ctx
+                .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+                .map_err(|e| no_device("the CUDA driver rejected laic's PTX (gradnorm)", e))?,
+        };
         let gradnorm = gradnorm::GradNormKernels::load(&module)
             .map_err(|e| no_device("cannot find a kernel in laic's PTX", e))?;
         let stream = ctx
