@@ -511,6 +511,30 @@ LaicStatus laic_gradnorm_scores(const LaicContext *ctx,
                                 float *out_confidence,
                                 size_t out_len);
 
+// GradNorm scores of data already on the GPU: like `laic_gradnorm_scores()`, but
+// `nouns->data`, `centres->data` and the three outputs are CUDA device pointers (of the
+// context's device, in its primary context, e.g. from `cudaMalloc`), so nothing crosses PCIe.
+// Needs a context on `LAIC_BACKEND_CUDA` (or AUTO that found a device); a CPU context gives
+// `LAIC_STATUS_NO_DEVICE`.
+//
+// Inputs must be ready: synchronise the stream that wrote them before the call. The call
+// returns after the outputs are written. Values are validated on the device (NaN/Inf, zero
+// rows when normalising, logit overflow) before any output is written: on an error status
+// the outputs are untouched. `d_assignment` and `d_confidence` may be NULL.
+//
+// # Safety
+// The device pointers are valid for the spans described (`out_len` elements per output) and
+// the outputs do not overlap the inputs; host pointers (`ctx`, `nouns`, `centres`, `options`)
+// are valid for reads.
+LaicStatus laic_gradnorm_scores_device(const LaicContext *ctx,
+                                       const LaicMatrix *nouns,
+                                       const LaicMatrix *centres,
+                                       const LaicGradNormOptions *options,
+                                       float *d_scores,
+                                       uint32_t *d_assignment,
+                                       float *d_confidence,
+                                       size_t out_len);
+
 // Selects positive nouns: per centre, the `top_k` nouns assigned to it whose `values` rank
 // first (`LAIC_ORDER_SMALLEST` for one-hot GradNorm scores, `LAIC_ORDER_LARGEST` for
 // uniform-target scores or TAC confidences; ties to the lower index). Writes the union,

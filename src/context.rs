@@ -1,11 +1,12 @@
 //! [`Context`]: the backend and thread pool that every operation runs on.
 
 use crate::backend::cpu::CpuBackend;
+use crate::backend::cuda::CudaBackend;
 use crate::backend::{Backend, BackendKind};
 use crate::error::{Error, Result};
 use crate::gradnorm::{self, GradNormOptions, GradNormOut, GradNormScores};
 use crate::kmeans::{self, KMeansOptions, KMeansResult};
-use crate::matrix::MatrixRef;
+use crate::matrix::{DeviceGradNormOut, DeviceMatrix, MatrixRef};
 use crate::pipeline::{self, PipelineInput, PipelineOptions, PipelineResult};
 use crate::progress::{Progress, Stage};
 use crate::retrieve::{self, RetrieveOptions, RetrieveOut, Retrieved};
@@ -63,16 +64,18 @@ impl Context {
         }
     }
 
-    /// A context as `opts` describe. Errors with [`Error::NoDevice`] when CUDA is asked for
-    /// and unusable.
+    /// A context as `opts` describe. [`BackendKind::Auto`] takes CUDA device `opts.device`
+    /// when it is usable and the CPU otherwise; [`BackendKind::Cuda`] errors with
+    /// [`Error::NoDevice`] and the reason (no kernels in this build, no driver, no such device)
+    /// when it is not.
     pub fn with_options(opts: &ContextOptions) -> Result<Self> {
         let backend: Box<dyn Backend> = match opts.backend {
-            BackendKind::Cpu | BackendKind::Auto => Box::new(CpuBackend),
-            BackendKind::Cuda => {
-                return Err(Error::NoDevice(
-                    "this build of laic has no CUDA backend".into(),
-                ));
-            }
+            BackendKind::Cpu => Box::new(CpuBackend),
+            BackendKind::Auto => match CudaBackend::new(opts.device) {
+                Ok(cuda) => Box::new(cuda),
+                Err(_) => Box::new(CpuBackend),
+            },
+            BackendKind::Cuda => Box::new(CudaBackend::new(opts.device)?),
         };
         let pool = match opts.n_threads {
             0 => None,
@@ -184,5 +187,63 @@ impl Context {
         progress: Progress<'_>,
     ) -> Result<PipelineResult> {
         self.install(|| pipeline::run(self, input, opts, &progress))
+    }
+
+    /// GradNorm scores of matrices already in device memory, into device buffers: for callers
+    /// whose data lives on the GPU (no round trip through the host). Needs a CUDA context.
+    ///
+    /// Checks the options, shapes, pointers and `out.len` first; the device checks values
+    /// (NaN/Inf, zero rows when normalising, logit overflow) before anything is written, so
+    /// on error the outputs are untouched. Returns after the outputs are written. Inputs must
+    /// be ready (synchronise the stream that produced them first).
+    ///
+    /// # Safety
+    /// Every address is device memory of this context's device, valid for the span it
+    /// describes; the outputs hold `out.len` elements each and do not overlap the inputs.
+    pub unsafe fn gradnorm_scores_device(
+        &self,
+        nouns: &DeviceMatrix,
+        centres: &DeviceMatrix,
+        opts: &GradNormOptions,
+        out: &DeviceGradNormOut,
+    ) -> Result<()> {
+        opts.validate()?;
+        nouns.validate("nouns")?;
+        centres.validate("centres")?;
+        if nouns.cols != centres.cols {
+            return Err(Error::invalid(format!(
+                "nouns have {} columns but centres have {}",
+                nouns.cols, centres.cols
+            )));
+        }
+        if centres.rows > u32::MAX as usize {
+            return Err(Error::invalid("more than 2^32 - 1 centres"));
+        }
+        if out.len < nouns.rows {
+            return Err(Error::BufferTooSmall {
+                what: "outputs",
+                needed: nouns.rows,
+                got: out.len,
+            });
+        }
+        if out.scores == 0 {
+            return Err(Error::invalid("scores: device pointer is NULL"));
+        }
+        for (what, ptr) in [
+            ("scores", out.scores),
+            ("assignment", out.assignment),
+            ("confidence", out.confidence),
+        ] {
+            if !ptr.is_multiple_of(4) {
+                return Err(Error::invalid(format!(
+                    "{what}: device pointer is not aligned to 4 bytes"
+                )));
+            }
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            self.backend
+                .gradnorm_scores_device(nouns, centres, opts, out)
+        }
     }
 }

@@ -111,7 +111,7 @@ impl GradNormScores {
 }
 
 /// Largest `‖t‖·‖w‖/τ` accepted: keeps every logit and its exponentials finite in f32.
-const MAX_LOGIT: f64 = 1e30;
+pub(crate) const MAX_LOGIT: f64 = 1e30;
 
 /// Checks everything a backend relies on before any output is written: options, shapes,
 /// output lengths, finite inputs, non-zero rows when normalising, logits that cannot overflow.

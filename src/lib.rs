@@ -50,7 +50,7 @@ pub use gradnorm::{
     GradNormOptions, GradNormOut, GradNormScores, Order, Target, max_selected, select_nouns,
 };
 pub use kmeans::{KMeansOptions, KMeansResult, Metric};
-pub use matrix::{Dtype, MatrixData, MatrixRef};
+pub use matrix::{DeviceGradNormOut, DeviceMatrix, Dtype, MatrixData, MatrixRef};
 pub use metrics::{ClusterMetrics, cluster_metrics};
 pub use pipeline::{Filter, PipelineInput, PipelineOptions, PipelineResult};
 pub use progress::{Progress, ProgressFn, Stage};

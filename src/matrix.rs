@@ -236,6 +236,74 @@ impl<'a> MatrixRef<'a> {
     }
 }
 
+/// A row-major matrix in device (GPU) memory: element (i, j) is at byte address
+/// `ptr + (i * row_stride + j) * dtype.size()`. laic cannot see the memory behind it: whoever
+/// makes one vouches that the span it describes is allocated on the device in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceMatrix {
+    /// Device address of the first element (a CUDA `CUdeviceptr`).
+    pub ptr: u64,
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns.
+    pub cols: usize,
+    /// Elements between the starts of consecutive rows.
+    pub row_stride: usize,
+    /// Element type.
+    pub dtype: Dtype,
+}
+
+impl DeviceMatrix {
+    /// Checks what can be checked without reading the memory: a non-null address aligned to
+    /// the element size, non-zero sizes, `row_stride >= cols`, a byte span that fits in the
+    /// address space. `what` names the argument in errors.
+    pub fn validate(&self, what: &str) -> Result<()> {
+        if self.ptr == 0 {
+            return Err(Error::invalid(format!("{what}: device pointer is NULL")));
+        }
+        if !self.ptr.is_multiple_of(self.dtype.size() as u64) {
+            return Err(Error::invalid(format!(
+                "{what}: device pointer is not aligned to {} bytes",
+                self.dtype.size()
+            )));
+        }
+        if self.rows == 0 || self.cols == 0 {
+            return Err(Error::invalid(format!(
+                "{what}: matrix must have at least one row and one column, got {}×{}",
+                self.rows, self.cols
+            )));
+        }
+        if self.row_stride < self.cols {
+            return Err(Error::invalid(format!(
+                "{what}: row stride {} is smaller than the number of columns {}",
+                self.row_stride, self.cols
+            )));
+        }
+        span_len(self.rows, self.cols, self.row_stride)
+            .map_err(|e| e.in_arg(what))?
+            .checked_mul(self.dtype.size())
+            .and_then(|b| self.ptr.checked_add(b as u64))
+            .ok_or_else(|| {
+                Error::invalid(format!("{what}: byte span overflows the address space"))
+            })?;
+        Ok(())
+    }
+}
+
+/// Device-memory outputs of a GradNorm scoring: addresses of `len` elements each (f32 scores,
+/// u32 assignments, f32 confidences). `assignment` and `confidence` may be 0 (not wanted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceGradNormOut {
+    /// Device address of the scores (f32), never 0.
+    pub scores: u64,
+    /// Device address of the assigned centres (u32), or 0.
+    pub assignment: u64,
+    /// Device address of the confidences (f32), or 0.
+    pub confidence: u64,
+    /// Elements each output holds.
+    pub len: usize,
+}
+
 impl MatrixData<'_> {
     /// Element type.
     pub fn dtype(&self) -> Dtype {

@@ -5,11 +5,12 @@
 //! [`Backend`].
 
 pub mod cpu;
+pub mod cuda;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gradnorm::{GradNormOptions, GradNormOut};
 use crate::kmeans::{AssignOut, Metric};
-use crate::matrix::MatrixRef;
+use crate::matrix::{DeviceGradNormOut, DeviceMatrix, MatrixRef};
 use crate::retrieve::{RetrieveOptions, RetrieveOut};
 
 /// Which backend a [`crate::Context`] uses.
@@ -88,4 +89,28 @@ pub trait Backend: Send + Sync {
         opts: &RetrieveOptions,
         out: RetrieveOut<'_>,
     ) -> Result<()>;
+
+    /// GradNorm scores of matrices that already live in this backend's device memory, into
+    /// device buffers. Only device backends implement it; the default says there is no device.
+    ///
+    /// The caller has checked the options, the shapes and the output length; the backend checks
+    /// what it can only check on the device (finite values, non-zero rows when normalising,
+    /// logits that cannot overflow) before any output is written.
+    ///
+    /// # Safety
+    /// Every address in `nouns`, `centres` and `out` is device memory of this backend's device,
+    /// valid for the span it describes, and the outputs do not overlap the inputs.
+    unsafe fn gradnorm_scores_device(
+        &self,
+        nouns: &DeviceMatrix,
+        centres: &DeviceMatrix,
+        opts: &GradNormOptions,
+        out: &DeviceGradNormOut,
+    ) -> Result<()> {
+        let _ = (nouns, centres, opts, out);
+        Err(Error::NoDevice(format!(
+            "the {} backend has no device memory: device-pointer scoring needs a CUDA context",
+            self.name()
+        )))
+    }
 }

@@ -1,10 +1,13 @@
 //! GradNorm scoring and noun selection.
 
 use super::context::LaicContext;
-use super::types::{LaicGradNormOptions, LaicMatrix, LaicOrder, matrix_from_c, order_from_c};
+use super::types::{
+    LaicGradNormOptions, LaicMatrix, LaicOrder, device_matrix_from_c, matrix_from_c, order_from_c,
+};
 use super::{guard, read_options, try_mut_slice, try_ref, try_slice, write_options};
 use crate::error::{Error, LaicStatus};
 use crate::gradnorm::{GradNormOut, select_nouns};
+use crate::matrix::DeviceGradNormOut;
 
 /// Fills `options` with the defaults (τ 0.02, q 2, one-hot target, normalise). Pass
 /// `sizeof(LaicGradNormOptions)` as `struct_size`; nothing past it is written.
@@ -96,6 +99,56 @@ pub unsafe extern "C" fn laic_gradnorm_scores(
                     scores,
                     assignment,
                     confidence,
+                },
+            )
+        }
+    })
+}
+
+/// GradNorm scores of data already on the GPU: like `laic_gradnorm_scores()`, but
+/// `nouns->data`, `centres->data` and the three outputs are CUDA device pointers (of the
+/// context's device, in its primary context, e.g. from `cudaMalloc`), so nothing crosses PCIe.
+/// Needs a context on `LAIC_BACKEND_CUDA` (or AUTO that found a device); a CPU context gives
+/// `LAIC_STATUS_NO_DEVICE`.
+///
+/// Inputs must be ready: synchronise the stream that wrote them before the call. The call
+/// returns after the outputs are written. Values are validated on the device (NaN/Inf, zero
+/// rows when normalising, logit overflow) before any output is written: on an error status
+/// the outputs are untouched. `d_assignment` and `d_confidence` may be NULL.
+///
+/// # Safety
+/// The device pointers are valid for the spans described (`out_len` elements per output) and
+/// the outputs do not overlap the inputs; host pointers (`ctx`, `nouns`, `centres`, `options`)
+/// are valid for reads.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn laic_gradnorm_scores_device(
+    ctx: *const LaicContext,
+    nouns: *const LaicMatrix,
+    centres: *const LaicMatrix,
+    options: *const LaicGradNormOptions,
+    d_scores: *mut f32,
+    d_assignment: *mut u32,
+    d_confidence: *mut f32,
+    out_len: usize,
+) -> LaicStatus {
+    guard(|| {
+        // SAFETY (block): host pointers are valid per the caller contract; device pointers are
+        // only passed on, never dereferenced on the host.
+        unsafe {
+            let ctx = &try_ref(ctx, "ctx")?.inner;
+            let nouns = device_matrix_from_c(nouns, "nouns")?;
+            let centres = device_matrix_from_c(centres, "centres")?;
+            let opts =
+                read_options(options, LaicGradNormOptions::defaults(), "options")?.to_rust()?;
+            ctx.gradnorm_scores_device(
+                &nouns,
+                &centres,
+                &opts,
+                &DeviceGradNormOut {
+                    scores: d_scores as u64,
+                    assignment: d_assignment as u64,
+                    confidence: d_confidence as u64,
+                    len: out_len,
                 },
             )
         }

@@ -8,7 +8,7 @@ use crate::backend::BackendKind;
 use crate::error::{Error, Result};
 use crate::gradnorm::{Order, Target};
 use crate::kmeans::Metric;
-use crate::matrix::{MatrixData, MatrixRef, span_len};
+use crate::matrix::{DeviceMatrix, Dtype, MatrixData, MatrixRef, span_len};
 use crate::pipeline::Filter;
 use std::ffi::c_void;
 
@@ -465,4 +465,32 @@ pub(crate) fn progress_from_c(
             unsafe { f(user as *mut c_void, stage as LaicStage, fraction) == 0 }
         }
     })
+}
+
+/// Reads a C matrix whose `data` is a device (GPU) address as a [`DeviceMatrix`], checking
+/// everything that can be checked without touching the memory.
+///
+/// # Safety
+/// `m` is NULL or points to a readable `LaicMatrix`.
+pub(crate) unsafe fn device_matrix_from_c(
+    m: *const LaicMatrix,
+    what: &str,
+) -> Result<DeviceMatrix> {
+    // SAFETY: forwarded from the caller.
+    let m = unsafe { try_ref(m, what) }?;
+    let dtype = match m.dtype {
+        LAIC_DTYPE_F32 => Dtype::F32,
+        LAIC_DTYPE_F16 => Dtype::F16,
+        LAIC_DTYPE_BF16 => Dtype::Bf16,
+        d => return Err(Error::invalid(format!("{what}: unknown dtype {d}"))),
+    };
+    let dm = DeviceMatrix {
+        ptr: m.data as u64,
+        rows: m.rows,
+        cols: m.cols,
+        row_stride: m.row_stride,
+        dtype,
+    };
+    dm.validate(what)?;
+    Ok(dm)
 }

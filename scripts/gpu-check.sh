@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every GPU test and benchmark on the GPU machine in one call and prints a short table
+# last. Expects gpu-bin/ from scripts/build-gpu-bin.sh (carried with the call); the GPU machine
+# has the driver, CUDA 13.0 and PyTorch but no Rust.
+#
+# Usage (GPU machine, repository root): bash scripts/gpu-check.sh [--quick]
+#   --quick: 16,384 nouns instead of 146,347 (a smoke run).
+# Full logs and JSON lines go to $OUT (the device tool's output folder) or a temporary folder.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$(mktemp -d)}"
+QUICK=""
+[[ "${1:-}" == "--quick" ]] && QUICK="--quick"
+export LAIC_REQUIRE_CUDA=1
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader |
+  tee "${OUT}/gpu.txt"
+
+# 1. GPU tests (parity with the CPU on awkward sizes, device-pointer path, errors).
+: >"${OUT}/tests.txt"
+for t in gpu-bin/tests/*; do
+  name="$(basename "${t}")"
+  timeout 300 "${t}" --test-threads=1 --nocapture >"${OUT}/test-${name}.log" 2>&1
+  rc=$?
+  summary="$(grep -E '^test result:' "${OUT}/test-${name}.log" | tail -n 1)"
+  echo "${name}: rc=${rc} ${summary}" | tee -a "${OUT}/tests.txt"
+  grep -E 'max relative error|panicked|FAILED|SKIPPED' "${OUT}/test-${name}.log" | tail -n 40
+done
+
+# 2. The kernel at the issue's sizes, with the default block shape and two others.
+: >"${OUT}/bench.jsonl"
+for cfg in default 16x8 16x4; do
+  if [[ "${cfg}" == default ]]; then
+    unset LAIC_CUDA_GRADNORM_CONFIG
+  else
+    export LAIC_CUDA_GRADNORM_CONFIG="${cfg}"
+  fi
+  timeout 240 gpu-bin/gpu_bench ${QUICK} --label "${cfg}" >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" ||
+    echo "gpu_bench ${cfg}: rc=$?" | tee -a "${OUT}/bench.err"
+done
+unset LAIC_CUDA_GRADNORM_CONFIG
+
+# 3. PyTorch eager and torch.compile on the same card, in the same call.
+timeout 300 python3 scripts/torch_gradnorm_anchor.py ${QUICK} >"${OUT}/torch.jsonl" 2>"${OUT}/torch.err" ||
+  { echo "torch anchor: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
+
+# 4. The table.
+python3 scripts/gpu_table.py "${OUT}"

@@ -1,0 +1,274 @@
+//! The CUDA backend: a cudarc context on one device, the PTX modules that build.rs embedded,
+//! and one launch wrapper per kernel (beside the other wrappers of its stage).
+//!
+//! cudarc loads `libcuda` at run time (`dynamic-loading`), so the library links and runs on
+//! machines without CUDA. cudarc panics when the library is missing, so
+//! [`CudaBackend::new`] asks `is_culib_present()` before any CUDA call and also runs device
+//! setup under `catch_unwind`: a machine without a driver, without a device, or a build without
+//! kernels gives [`Error::NoDevice`] with the reason, and `BackendKind::Auto` falls back to
+//! the CPU. Primitives that have no CUDA kernel yet are delegated to the CPU backend.
+
+mod gradnorm;
+mod kernels;
+
+pub use gradnorm::{last_gradnorm_config, last_gradnorm_kernel_ms};
+pub use kernels::kernels_built;
+
+use super::cpu::CpuBackend;
+use super::{Backend, BackendKind};
+use crate::error::{Error, Result};
+use crate::gradnorm::{GradNormOptions, GradNormOut};
+use crate::kmeans::{AssignOut, Metric};
+use crate::matrix::{DeviceGradNormOut, DeviceMatrix, MatrixRef};
+use crate::retrieve::{RetrieveOptions, RetrieveOut};
+use cudarc::driver::{CudaContext, CudaStream, DriverError, sys};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+
+/// Lowest compute capability the kernels run on (cp.async, bf16 mma.sync: sm_80).
+const MIN_COMPUTE_CAPABILITY: (i32, i32) = (8, 0);
+
+/// The CUDA backend on one device. Calls from many threads are serialised on its stream.
+pub struct CudaBackend {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    gradnorm: gradnorm::GradNormKernels,
+    /// Largest dynamic shared memory a block may opt into, in bytes.
+    max_smem: usize,
+    device_name: String,
+    /// Serialises work on `stream` (scratch buffers are per call; the stream is shared).
+    lock: Mutex<()>,
+    cpu: CpuBackend,
+}
+
+impl std::fmt::Debug for CudaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaBackend")
+            .field("device", &self.device_name)
+            .field("ordinal", &self.ctx.ordinal())
+            .finish()
+    }
+}
+
+impl CudaBackend {
+    /// Opens device `ordinal` and loads the kernels. Errors with [`Error::NoDevice`] (and the
+    /// reason) when the library was built without kernels, no CUDA driver is installed, the
+    /// device does not exist or is older than sm_80, or the driver rejects the PTX.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        let Some(ptx) = kernels::GRADNORM_PTX else {
+            return Err(Error::NoDevice(
+                "this build of laic has no CUDA kernels (nvcc was not found when it was \
+                 compiled; see scripts/install-nvcc.sh)"
+                    .into(),
+            ));
+        };
+        // SAFETY: only tries to dlopen libcuda; no CUDA call is made.
+        if !unsafe { sys::is_culib_present() } {
+            return Err(Error::NoDevice(
+                "no CUDA driver on this machine (libcuda could not be loaded)".into(),
+            ));
+        }
+        match catch_unwind(AssertUnwindSafe(|| Self::setup(ordinal, ptx))) {
+            Ok(r) => r,
+            Err(panic) => Err(Error::NoDevice(format!(
+                "CUDA setup failed: {}",
+                panic_message(panic.as_ref())
+            ))),
+        }
+    }
+
+    fn setup(ordinal: usize, ptx: &str) -> Result<Self> {
+        let no_device = |what: &str, e: DriverError| Error::NoDevice(format!("{what}: {e}"));
+        let count = CudaContext::device_count().map_err(|e| no_device("cuInit failed", e))?;
+        if count <= 0 {
+            return Err(Error::NoDevice("the CUDA driver sees no device".into()));
+        }
+        if ordinal >= count as usize {
+            return Err(Error::NoDevice(format!(
+                "device {ordinal} requested but only {count} CUDA device(s) present"
+            )));
+        }
+        let ctx = CudaContext::new(ordinal)
+            .map_err(|e| no_device(&format!("cannot open CUDA device {ordinal}"), e))?;
+        let cc = ctx
+            .compute_capability()
+            .map_err(|e| no_device("cannot read the compute capability", e))?;
+        if cc < MIN_COMPUTE_CAPABILITY {
+            return Err(Error::NoDevice(format!(
+                "CUDA device {ordinal} has compute capability {}.{}; laic's kernels need {}.{}",
+                cc.0, cc.1, MIN_COMPUTE_CAPABILITY.0, MIN_COMPUTE_CAPABILITY.1
+            )));
+        }
+        let device_name = ctx.name().unwrap_or_else(|_| "unknown".into());
+        let max_smem =
+            ctx.attribute(
+                sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            )
+            .map_err(|e| no_device("cannot read the shared-memory limit", e))? as usize;
+        // sm_90 loads the cubin made at build time (no JIT); anything else, or a driver that
+        // refuses the cubin, JIT-compiles the PTX.
+        let cubin = kernels::GRADNORM_SM90
+            .filter(|_| cc == (9, 0))
+            .and_then(|bin| {
+                ctx.load_module(cudarc::nvrtc::Ptx::from_binary(bin.to_vec()))
+                    .ok()
+            });
+        let module = match cubin {
+            Some(m) => m,
+            None => ctx
+                .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+                .map_err(|e| no_device("the CUDA driver rejected laic's PTX (gradnorm)", e))?,
+        };
+        let gradnorm = gradnorm::GradNormKernels::load(&module)
+            .map_err(|e| no_device("cannot find a kernel in laic's PTX", e))?;
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| no_device("cannot create a CUDA stream", e))?;
+        Ok(CudaBackend {
+            ctx,
+            stream,
+            gradnorm,
+            max_smem,
+            device_name,
+            lock: Mutex::new(()),
+            cpu: CpuBackend,
+        })
+    }
+
+    /// The device's name as the driver reports it.
+    pub fn device_name(&self) -> &str {
+        &self.device_name
+    }
+
+    /// Runs `f` with the context bound to this thread and the stream to itself; panics inside
+    /// (cudarc asserts) become [`Error::Cuda`].
+    fn with_stream<R>(&self, f: impl FnOnce(&Arc<CudaStream>) -> Result<R>) -> Result<R> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| cuda_error("cannot bind the CUDA context", e))?;
+        match catch_unwind(AssertUnwindSafe(|| f(&self.stream))) {
+            Ok(r) => r,
+            Err(panic) => Err(Error::Cuda(format!(
+                "panic inside the CUDA backend: {}",
+                panic_message(panic.as_ref())
+            ))),
+        }
+    }
+}
+
+impl Backend for CudaBackend {
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cuda
+    }
+
+    fn gradnorm_scores(
+        &self,
+        nouns: &MatrixRef<'_>,
+        centres: &MatrixRef<'_>,
+        opts: &GradNormOptions,
+        out: GradNormOut<'_>,
+    ) -> Result<()> {
+        if gradnorm::plan(nouns.dtype(), nouns.cols(), self.max_smem).is_err() {
+            // Rows too wide for a shared-memory noun tile: the CPU kernel has no such limit.
+            return self.cpu.gradnorm_scores(nouns, centres, opts, out);
+        }
+        self.with_stream(|stream| {
+            gradnorm::scores_host(
+                stream,
+                &self.gradnorm,
+                self.max_smem,
+                nouns,
+                centres,
+                opts,
+                out,
+            )
+        })
+    }
+
+    // k-means and retrieval have no CUDA kernels yet (issue 8): they run on the CPU.
+    fn kmeans_assign(
+        &self,
+        x: &MatrixRef<'_>,
+        centres: &[f32],
+        metric: Metric,
+        out: AssignOut<'_>,
+    ) -> Result<()> {
+        self.cpu.kmeans_assign(x, centres, metric, out)
+    }
+
+    fn distances(
+        &self,
+        x: &MatrixRef<'_>,
+        centres: &[f32],
+        metric: Metric,
+        out: &mut [f32],
+    ) -> Result<()> {
+        self.cpu.distances(x, centres, metric, out)
+    }
+
+    fn cluster_sums(
+        &self,
+        x: &MatrixRef<'_>,
+        labels: &[u32],
+        sums: &mut [f64],
+        counts: &mut [u64],
+    ) -> Result<()> {
+        self.cpu.cluster_sums(x, labels, sums, counts)
+    }
+
+    fn retrieve(
+        &self,
+        images: &MatrixRef<'_>,
+        nouns: &MatrixRef<'_>,
+        opts: &RetrieveOptions,
+        out: RetrieveOut<'_>,
+    ) -> Result<()> {
+        self.cpu.retrieve(images, nouns, opts, out)
+    }
+
+    unsafe fn gradnorm_scores_device(
+        &self,
+        nouns: &DeviceMatrix,
+        centres: &DeviceMatrix,
+        opts: &GradNormOptions,
+        out: &DeviceGradNormOut,
+    ) -> Result<()> {
+        self.with_stream(|stream| {
+            // SAFETY: forwarded from the caller (device spans valid, outputs disjoint).
+            unsafe {
+                gradnorm::scores_device(
+                    stream,
+                    &self.gradnorm,
+                    self.max_smem,
+                    nouns,
+                    centres,
+                    opts,
+                    out,
+                )
+            }
+        })
+    }
+}
+
+/// A driver error as a laic error: out-of-memory becomes [`Error::OutOfMemory`], anything else
+/// [`Error::Cuda`]; `what` says which step failed.
+pub(crate) fn cuda_error(what: &str, e: DriverError) -> Error {
+    if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+        Error::OutOfMemory(format!("{what}: device memory exhausted ({e})"))
+    } else {
+        Error::Cuda(format!("{what}: {e}"))
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
