@@ -309,7 +309,11 @@ fn bad_inputs_are_errors_not_crashes() {
         assert!(matches!(e, laic::Error::InvalidArgument(_)), "{e}");
     }
     // Pixels of the wrong size or not finite.
-    assert!(model.encode_pixels(&ctx, &[0.0; 10], 1, Progress::none()).is_err());
+    assert!(
+        model
+            .encode_pixels(&ctx, &[0.0; 10], 1, Progress::none())
+            .is_err()
+    );
     let mut px = vec![0.0f32; 3 * 224 * 224];
     px[5] = f32::NAN;
     assert!(model.encode_pixels(&ctx, &px, 1, Progress::none()).is_err());
