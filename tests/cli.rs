@@ -489,3 +489,85 @@ fn demo_json_matches_the_reference_within_tolerance() {
     let total: u64 = clusters.iter().map(|c| c["size"].as_u64().unwrap()).sum();
     assert_eq!(total, 3669);
 }
+
+/// The chromium binary, if any (`LAIC_REQUIRE_CHROMIUM=1` turns its absence into a failure).
+fn chromium() -> Option<PathBuf> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file())
+            })
+        });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("LAIC_REQUIRE_CHROMIUM").is_none(),
+            "LAIC_REQUIRE_CHROMIUM is set but no chromium is on PATH"
+        );
+        eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium)");
+    }
+    found
+}
+
+#[test]
+fn report_html_loads_every_thumbnail_in_headless_chromium() {
+    let Some(chromium) = chromium() else { return };
+    let root = temp_dir("report");
+    let images = root.join("photos");
+    let good = make_images(&images);
+    let nouns = nouns_file(&root);
+    let out = root.join("out");
+    let o = run(&mut cluster_cmd(
+        &images,
+        &out,
+        &root.join("cache"),
+        &nouns,
+        "3",
+    ));
+    assert!(o.status.success());
+    // A copy of the report with a check that runs after load and writes its verdict into
+    // the DOM, which chromium then dumps.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let check = r#"<script>window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  const ids = [...document.querySelectorAll('section.cluster')].map(s => s.id).join(' ');
+  const p = document.createElement('pre'); p.id = 'laic-check';
+  p.textContent = `LAIC-CHECK images=${imgs.length} loaded=${ok} sections=${ids} END`;
+  document.body.appendChild(p);
+});</script></body>"#;
+    std::fs::write(out.join("check.html"), html.replace("</body>", check)).unwrap();
+    let profile = root.join("chromium-profile");
+    let o = run(Command::new(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("file://{}", out.join("check.html").display())));
+    assert!(o.status.success());
+    let dom = String::from_utf8_lossy(&o.stdout);
+    let line = dom
+        .split("LAIC-CHECK ")
+        .nth(1)
+        .and_then(|s| s.split(" END").next())
+        .unwrap_or_else(|| panic!("no check marker in the dumped DOM:\n{dom}"));
+    let n = good.len();
+    assert!(
+        line.starts_with(&format!("images={n} loaded={n} ")),
+        "{line}"
+    );
+    let mut ids: Vec<&str> = line.split("sections=").nth(1).unwrap().split(' ').collect();
+    ids.sort();
+    assert_eq!(ids, ["cluster-0", "cluster-1", "cluster-2"]);
+}
