@@ -558,7 +558,7 @@ fn report_html_loads_every_thumbnail_in_headless_chromium() {
     assert!(o.status.success());
     let dom = String::from_utf8_lossy(&o.stdout);
     let line = dom
-        .split("LAIC-CHECK ")
+        .split("<pre id=\"laic-check\">LAIC-CHECK ")
         .nth(1)
         .and_then(|s| s.split(" END").next())
         .unwrap_or_else(|| panic!("no check marker in the dumped DOM:\n{dom}"));
