@@ -4,9 +4,14 @@
 //! 0 success; 1 the job failed (bad input, unreadable file, ...: one line on stderr says why);
 //! 2 wrong usage (unknown flag, missing argument); 3 an internal error (a bug: please report).
 
+mod cluster;
 mod common;
 mod demo;
+mod embed;
 mod eval;
+mod files;
+mod nouns;
+mod report;
 mod score;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +36,13 @@ enum Command {
     Eval(eval::Args),
     /// GradNorm scores of a noun file against centres, and the selected nouns.
     Score(score::Args),
+    /// Cluster a folder of images with a CLIP model: writes clusters.csv, clusters.json and
+    /// report.html (with thumbnails) into --out.
+    Cluster(cluster::Args),
+    /// CLIP embeddings of the lines of a text file or of image files, into a safetensors file.
+    Embed(embed::Args),
+    /// Noun embeddings (mean over prompt templates) into a safetensors cache for `cluster`.
+    EmbedNouns(embed::NounsArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +51,9 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(&a),
         Command::Eval(a) => eval::run(&a),
         Command::Score(a) => score::run(&a),
+        Command::Cluster(a) => cluster::run(&a),
+        Command::Embed(a) => embed::run(&a),
+        Command::EmbedNouns(a) => embed::run_nouns(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
