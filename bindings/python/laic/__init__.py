@@ -7,7 +7,8 @@ GradNorm filters a noun corpus down to the nouns that describe a set of images::
     keep = laic.select_nouns(scores, assign, n_centers=len(image_centers), top_k=5)
 
 The whole method, with names and metrics: ``laic.Pipeline(n_clusters).run(images, nouns, ...)``;
-its stages: :func:`kmeans`, :func:`retrieve`, :func:`cluster_metrics`.
+its stages: :func:`kmeans`, :func:`retrieve`, :func:`cluster_metrics`. Embeddings from a CLIP
+model: ``with laic.ClipModel(path) as m: m.encode_texts([...]); m.encode_image_files([...])``.
 
 Arrays are numpy float32/float16 (bfloat16 with ml_dtypes); failures raise :class:`LaicError`
 subclasses carrying the library's message and status.
@@ -30,6 +31,7 @@ from ._errors import (
     Status,
 )
 from ._ffi import lib as _lib
+from .clip import ClipModel
 from .context import Context, default_context, set_default_context
 from .gradnorm import gradnorm_scores, select_nouns
 from .kmeans import KMeansResult, kmeans
@@ -53,6 +55,7 @@ def library_path() -> str:
 __all__ = [
     "BufferTooSmallError",
     "CancelledError",
+    "ClipModel",
     "ClusterMetrics",
     "Context",
     "CudaError",

@@ -57,6 +57,8 @@ STAGE_SCORES = 1
 STAGE_RETRIEVAL = 2
 STAGE_CLUSTERING = 3
 STAGE_NAMING = 4
+STAGE_TEXT_ENCODING = 5
+STAGE_IMAGE_ENCODING = 6
 
 N_CENTRES_AUTO = -1
 
@@ -151,6 +153,22 @@ class LaicPipelineOptions(ctypes.Structure):
     ]
 
 
+class LaicImageRgb8(ctypes.Structure):
+    """``LaicImageRgb8``: a borrowed 8-bit RGB image; pixel (x, y) is the 3 bytes at
+    ``data + y * row_stride + 3 * x``."""
+
+    _fields_ = [
+        ("data", POINTER(ctypes.c_uint8)),
+        ("width", c_size_t),
+        ("height", c_size_t),
+        ("row_stride", c_size_t),
+    ]
+
+
+class LaicClipModel(ctypes.Structure):
+    """Opaque ``LaicClipModel`` (only ever used through a pointer)."""
+
+
 class LaicContext(ctypes.Structure):
     """Opaque ``LaicContext`` (only ever used through a pointer)."""
 
@@ -174,11 +192,36 @@ _matp = POINTER(LaicMatrix)
 _i64p = POINTER(c_int64)
 _u32pp = POINTER(_u32p)
 _sizep = POINTER(c_size_t)
+_clipp = POINTER(LaicClipModel)
 
 #: name -> (return type, argument types), in the order of ``laic.h``.
 SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "laic_last_error": (c_char_p, []),
     "laic_version": (c_char_p, []),
+    "laic_clip_load": (STATUS, [_ctxp, c_char_p, POINTER(_clipp)]),
+    "laic_clip_free": (None, [_clipp]),
+    "laic_clip_embed_dim": (STATUS, [_clipp, _sizep]),
+    "laic_clip_encode_texts": (
+        STATUS,
+        [_ctxp, _clipp, POINTER(c_char_p), c_size_t, PROGRESS, c_void_p, _f32p, c_size_t],
+    ),
+    "laic_clip_encode_image_files": (
+        STATUS,
+        [_ctxp, _clipp, POINTER(c_char_p), c_size_t, PROGRESS, c_void_p, _f32p, c_size_t],
+    ),
+    "laic_clip_encode_images_rgb8": (
+        STATUS,
+        [
+            _ctxp,
+            _clipp,
+            POINTER(LaicImageRgb8),
+            c_size_t,
+            PROGRESS,
+            c_void_p,
+            _f32p,
+            c_size_t,
+        ],
+    ),
     "laic_kmeans_options_default": (STATUS, [POINTER(LaicKMeansOptions), c_size_t]),
     "laic_kmeans": (
         STATUS,

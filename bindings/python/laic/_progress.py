@@ -9,10 +9,18 @@ from typing import Any
 from ._errors import CancelledError
 from ._ffi import PROGRESS
 
-STAGES = {0: "centres", 1: "scores", 2: "retrieval", 3: "clustering", 4: "naming"}
+STAGES = {
+    0: "centres",
+    1: "scores",
+    2: "retrieval",
+    3: "clustering",
+    4: "naming",
+    5: "text_encoding",
+    6: "image_encoding",
+}
 
-#: ``progress(stage, fraction)``: stage is "centres", "scores", "retrieval", "clustering" or
-#: "naming"; fraction in [0, 1]. Returning ``False`` cancels (:class:`CancelledError`); an
+#: ``progress(stage, fraction)``: stage is "centres", "scores", "retrieval", "clustering",
+#: "naming", "text_encoding" or "image_encoding"; fraction in [0, 1]. Returning ``False`` cancels (:class:`CancelledError`); an
 #: exception raised inside cancels too and is re-raised from the laic call.
 ProgressCallback = Callable[[str, float], "bool | None"]
 
