@@ -44,7 +44,8 @@ readelf -d "$WORK/build-pc/consumer_cxx17" | grep -q 'NEEDED.*\[liblaic\.so\]'
 echo "== plain c++ with pkg-config"
 export PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig
 # shellcheck disable=SC2046
-c++ -std=c++17 -O1 -Wall -Wextra -Werror tests/cpp_consumer/main.cpp -o "$WORK/consumer_pc" \
+c++ -std=c++17 -O1 -Wall -Wextra -Werror -DLAIC_CLIP_FIXTURES="\"$ROOT/tests/fixtures/clip\"" \
+    tests/cpp_consumer/main.cpp -o "$WORK/consumer_pc" \
     $(pkg-config --cflags --libs laic) -Wl,-rpath,"$(pkg-config --variable=libdir laic)"
 "$WORK/consumer_pc"
 

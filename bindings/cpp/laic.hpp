@@ -448,6 +448,70 @@ inline PipelineResult pipeline_run(const Context& ctx, const Matrix& images, con
   return PipelineResult(out);
 }
 
+/// A CLIP model (laic_clip_load), uniquely owned. `path` is a folder holding
+/// model.safetensors (config.json, tokenizer.json optional) or the .safetensors file itself;
+/// Hugging Face and OpenAI layouts, f32/f16/bf16 weights. Every encode_* returns n ×
+/// embed_dim() floats, row-major, L2-normalised rows. Thread safety: immutable once loaded;
+/// any number of threads may encode with one model at the same time.
+class ClipModel {
+ public:
+  ClipModel(const Context& ctx, const std::string& path) {
+    LaicClipModel* raw = nullptr;
+    check(laic_clip_load(ctx.get(), path.c_str(), &raw));
+    handle_.reset(raw);
+  }
+
+  /// Width of the embeddings (512 for ViT-B/32).
+  size_t embed_dim() const {
+    size_t d = 0;
+    check(laic_clip_embed_dim(get(), &d));
+    return d;
+  }
+
+  /// Embeds `texts` (row i = text i). `progress`/`user` as in laic.h (NULL = none).
+  std::vector<float> encode_texts(const Context& ctx, const std::vector<std::string>& texts,
+                                  LaicProgressFn progress = nullptr,
+                                  void* user = nullptr) const {
+    return encode(ctx, texts, progress, user, laic_clip_encode_texts);
+  }
+
+  /// Embeds image files (JPEG, PNG, WebP) with CLIP's preprocessing.
+  std::vector<float> encode_image_files(const Context& ctx,
+                                        const std::vector<std::string>& paths,
+                                        LaicProgressFn progress = nullptr,
+                                        void* user = nullptr) const {
+    return encode(ctx, paths, progress, user, laic_clip_encode_image_files);
+  }
+
+  /// Embeds `n` decoded RGB8 images (borrowed LaicImageRgb8 descriptors).
+  std::vector<float> encode_images_rgb8(const Context& ctx, const LaicImageRgb8* images,
+                                        size_t n, LaicProgressFn progress = nullptr,
+                                        void* user = nullptr) const {
+    std::vector<float> out(n * embed_dim());
+    check(laic_clip_encode_images_rgb8(ctx.get(), get(), images, n, progress, user, out.data(),
+                                       out.size()));
+    return out;
+  }
+
+  /// The C handle (still owned by this object); NULL after a move.
+  const LaicClipModel* get() const noexcept { return handle_.get(); }
+
+ private:
+  using EncodeFn = LaicStatus (*)(const LaicContext*, const LaicClipModel*, const char* const*,
+                                  size_t, LaicProgressFn, void*, float*, size_t);
+  std::vector<float> encode(const Context& ctx, const std::vector<std::string>& items,
+                            LaicProgressFn progress, void* user, EncodeFn fn) const {
+    std::vector<const char*> ptrs;
+    ptrs.reserve(items.size());
+    for (const std::string& s : items) ptrs.push_back(s.c_str());
+    std::vector<float> out(items.size() * embed_dim());
+    check(fn(ctx.get(), get(), ptrs.data(), ptrs.size(), progress, user, out.data(), out.size()));
+    return out;
+  }
+
+  detail::Handle<LaicClipModel, laic_clip_free> handle_;
+};
+
 #ifdef LAIC_HPP_HAS_SPAN
 /// GradNorm into spans: `out_len` is the smallest non-empty span; an empty assignment or
 /// confidence span means "not wanted".

@@ -479,6 +479,72 @@ void test_kmeans_retrieve_pipeline(const laic::Context& ctx, std::mt19937& rng) 
   EXPECT_ERROR(laic::Status::InvalidArgument, "", laic::pipeline_run(ctx, xm, &nouns, po));
 }
 
+// ClipModel on the committed random CLIP fixture (tests/fixtures/clip/hf, embed_dim 20):
+// rows equal transformers' (tests/fixtures/clip/expected.json, tolerance as tests/clip.rs),
+// are unit-norm, a batch row equals the prompt alone, errors carry the library's message,
+// and the handle moves.
+void test_clip(const laic::Context& ctx) {
+  const std::string dir = LAIC_CLIP_FIXTURES;
+  laic::ClipModel model(ctx, dir + "/hf");
+  const size_t d = model.embed_dim();
+  CHECK(d == 20);
+  // expected.json: hf.text[0] ("a photo of a cat.") and hf.image[1] (img1.png).
+  const float want_text[20] = {
+      -1.22183844e-01f, -2.54258215e-02f, 1.70700505e-01f, -2.27171496e-01f, 1.09129794e-01f,
+      8.34461004e-02f,  -1.52519450e-01f, -1.79679662e-01f, 1.35534450e-01f, -7.64526576e-02f,
+      2.31105573e-02f,  3.30761133e-04f,  3.13780420e-02f,  2.75021821e-01f, -3.40552777e-01f,
+      2.13692442e-01f,  -1.91224918e-01f, 4.02356505e-01f,  -5.84427595e-01f, -1.61973029e-01f};
+  const float want_image[20] = {
+      -4.89698574e-02f, 3.94973829e-02f,  2.13682383e-01f,  -3.23710769e-01f, -1.01239137e-01f,
+      3.52807716e-02f,  -1.78751618e-01f, -3.61597508e-01f, 9.26374123e-02f,  3.34291339e-01f,
+      -1.92526653e-01f, -3.26122999e-01f, 5.42833433e-02f,  -1.10357881e-01f, -1.12418756e-01f,
+      1.38473243e-01f,  2.23474160e-01f,  -5.41359365e-01f, -5.41832596e-02f, 1.21466614e-01f};
+  const std::vector<float> t = model.encode_texts(ctx, {"a photo of a cat.", "", "itap of a dog."});
+  const std::vector<float> i = model.encode_image_files(
+      ctx, {dir + "/images/img0.png", dir + "/images/img1.png"});
+  CHECK(t.size() == 3 * d && i.size() == 2 * d);
+  if (t.size() != 3 * d || i.size() != 2 * d) return;
+  float err = 0;
+  for (size_t j = 0; j < d; ++j)
+    err = std::max({err, std::fabs(t[j] - want_text[j]), std::fabs(i[d + j] - want_image[j])});
+  CHECK(err <= 1e-4f);
+  for (size_t r = 0; r < 5; ++r) {
+    const float* row = r < 3 ? &t[r * d] : &i[(r - 3) * d];
+    double n2 = 0;
+    for (size_t j = 0; j < d; ++j) n2 += double(row[j]) * row[j];
+    CHECK(std::fabs(std::sqrt(n2) - 1.0) <= 1e-5);
+  }
+  const std::vector<float> alone = model.encode_texts(ctx, {"itap of a dog."});
+  float diff = 0;
+  for (size_t j = 0; j < d; ++j) diff = std::max(diff, std::fabs(alone[j] - t[2 * d + j]));
+  CHECK(diff <= 1e-5f);
+  // Decoded pixels: a flat grey 40x30 image twice, the second inside a wider buffer.
+  std::vector<uint8_t> grey(30 * 40 * 3, 128), wide(30 * 50 * 3, 128);
+  const LaicImageRgb8 imgs[2] = {{grey.data(), 40, 30, 120}, {wide.data(), 40, 30, 150}};
+  const std::vector<float> g = model.encode_images_rgb8(ctx, imgs, 2);
+  CHECK(g.size() == 2 * d && std::equal(g.begin(), g.begin() + d, g.begin() + d));
+  int calls = 0;
+  struct Counter {
+    static int32_t fn(void* user, LaicStage stage, double) {
+      ++*static_cast<int*>(user);
+      return stage == LAIC_STAGE_TEXT_ENCODING ? 0 : 1;
+    }
+  };
+  model.encode_texts(ctx, {"x"}, Counter::fn, &calls);
+  CHECK(calls > 0);
+
+  EXPECT_ERROR(laic::Status::Io, "no-such-model", laic::ClipModel(ctx, dir + "/no-such-model"));
+  EXPECT_ERROR(laic::Status::Io, "missing.png",
+               model.encode_image_files(ctx, {dir + "/images/missing.png"}));
+  EXPECT_ERROR(laic::Status::InvalidArgument, "", model.encode_texts(ctx, {}));
+  EXPECT_ERROR(laic::Status::Cancelled, "",
+               model.encode_image_files(ctx, {dir + "/images/img0.png"}, Counter::fn, &calls));
+
+  laic::ClipModel moved(std::move(model));
+  CHECK(model.get() == nullptr && moved.get() != nullptr);  // NOLINT(bugprone-use-after-move)
+  CHECK(moved.embed_dim() == d);
+}
+
 #ifdef LAIC_HPP_HAS_SPAN
 void test_spans(const laic::Context& ctx, std::mt19937& rng) {
   std::normal_distribution<float> g;
@@ -526,6 +592,7 @@ int main() {
     test_defaults_match_the_library();
     test_metrics();
     test_kmeans_retrieve_pipeline(ctx, rng);
+    test_clip(ctx);
 #ifdef LAIC_HPP_HAS_SPAN
     test_spans(ctx, rng);
     std::printf("C++20: std::span overloads tested\n");
