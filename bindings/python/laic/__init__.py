@@ -33,7 +33,7 @@ from ._errors import (
 from ._ffi import lib as _lib
 from .clip import ClipModel
 from .context import Context, default_context, set_default_context
-from .gradnorm import gradnorm_scores, select_nouns
+from .gradnorm import gradnorm_scores, gradnorm_scores_device, select_nouns
 from .kmeans import KMeansResult, kmeans
 from .metrics import ClusterMetrics, cluster_metrics
 from .pipeline import Pipeline, PipelineResult
@@ -75,6 +75,7 @@ __all__ = [
     "cluster_metrics",
     "default_context",
     "gradnorm_scores",
+    "gradnorm_scores_device",
     "kmeans",
     "library_path",
     "library_version",

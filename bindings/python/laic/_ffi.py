@@ -272,6 +272,19 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
             c_size_t,
         ],
     ),
+    "laic_gradnorm_scores_device": (
+        STATUS,
+        [
+            _ctxp,
+            POINTER(LaicMatrix),
+            POINTER(LaicMatrix),
+            POINTER(LaicGradNormOptions),
+            c_void_p,
+            c_void_p,
+            c_void_p,
+            c_size_t,
+        ],
+    ),
     "laic_select_nouns": (
         STATUS,
         [_f32p, _u32p, c_size_t, c_size_t, c_size_t, c_uint32, _u32p, c_size_t, POINTER(c_size_t)],

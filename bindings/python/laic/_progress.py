@@ -20,8 +20,9 @@ STAGES = {
 }
 
 #: ``progress(stage, fraction)``: stage is "centres", "scores", "retrieval", "clustering",
-#: "naming", "text_encoding" or "image_encoding"; fraction in [0, 1]. Returning ``False`` cancels (:class:`CancelledError`); an
-#: exception raised inside cancels too and is re-raised from the laic call.
+#: "naming", "text_encoding" or "image_encoding"; fraction in [0, 1]. Returning ``False``
+#: cancels (:class:`CancelledError`); an exception raised inside cancels too and is re-raised
+#: from the laic call.
 ProgressCallback = Callable[[str, float], "bool | None"]
 
 

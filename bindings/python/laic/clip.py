@@ -25,9 +25,7 @@ def _invalid(message: str) -> InvalidArgumentError:
 
 def _sequence(value: Any, name: str) -> Sequence[Any]:
     """``value`` as a list, refusing a bare string (a common slip for a list of one)."""
-    if isinstance(value, (str, bytes, os.PathLike, np.ndarray)) or not isinstance(
-        value, Sequence
-    ):
+    if isinstance(value, (str, bytes, os.PathLike, np.ndarray)) or not isinstance(value, Sequence):
         raise _invalid(f"{name} must be a list, got {type(value).__name__}")
     return list(value)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ctypes
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -11,11 +11,14 @@ import numpy.typing as npt
 from ._arrays import as_count, as_matrix, as_vector, pointer
 from ._errors import InvalidArgumentError, Status
 from ._ffi import (
+    DTYPE_F16,
+    DTYPE_F32,
     ORDER_LARGEST,
     ORDER_SMALLEST,
     TARGET_ONE_HOT,
     TARGET_UNIFORM,
     LaicGradNormOptions,
+    LaicMatrix,
     lib,
 )
 from .context import Context, resolve
@@ -90,6 +93,107 @@ def gradnorm_scores(
     )
     del n_arr, c_arr  # kept alive across the call above
     return scores, assignment, confidence
+
+
+_DEVICE_DTYPES = {"<f4": DTYPE_F32, "<f2": DTYPE_F16}
+
+
+def _invalid(message: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"invalid argument: {message}", Status.INVALID_ARGUMENT)
+
+
+def _cuda_interface(obj: Any, name: str) -> dict[str, Any]:
+    iface = getattr(obj, "__cuda_array_interface__", None)
+    if not isinstance(iface, dict):
+        raise _invalid(
+            f"{name} must be a CUDA array exposing __cuda_array_interface__ (CuPy, PyTorch, "
+            f"Numba), got {type(obj).__name__}"
+        )
+    return iface
+
+
+def _device_matrix(obj: Any, name: str) -> LaicMatrix:
+    iface = _cuda_interface(obj, name)
+    shape, typestr, strides = tuple(iface["shape"]), iface["typestr"], iface.get("strides")
+    if len(shape) != 2:
+        raise _invalid(f"{name} must be 2-D, got shape {shape}")
+    if typestr not in _DEVICE_DTYPES:
+        raise _invalid(f"{name} must be float32 or float16 on the device, got {typestr!r}")
+    item = int(typestr[2:])
+    rows, cols = shape
+    if strides is None:
+        row_stride = cols
+    else:
+        s0, s1 = strides
+        if (s1 != item and cols > 1) or s0 <= 0 or s0 % item:
+            raise _invalid(
+                f"{name} must have contiguous, equally spaced rows, got strides {strides}"
+            )
+        row_stride = s0 // item
+    return LaicMatrix(iface["data"][0], rows, cols, row_stride, _DEVICE_DTYPES[typestr])
+
+
+def _device_vector(obj: Any, name: str, typestr: str) -> tuple[int, int]:
+    iface = _cuda_interface(obj, name)
+    shape, strides = tuple(iface["shape"]), iface.get("strides")
+    if len(shape) != 1 or iface["typestr"] != typestr:
+        raise _invalid(f"{name} must be 1-D {typestr}, got shape {shape}, {iface['typestr']!r}")
+    if strides is not None and strides != (int(typestr[2:]),) and shape[0] > 1:
+        raise _invalid(f"{name} must be contiguous, got strides {strides}")
+    return iface["data"][0], shape[0]
+
+
+def gradnorm_scores_device(
+    nouns: Any,
+    centers: Any,
+    scores: Any,
+    assignment: Any = None,
+    confidence: Any = None,
+    tau: float = 0.02,
+    q: float = 2.0,
+    target: Target = "one_hot",
+    normalize: bool = True,
+    context: Context | None = None,
+) -> None:
+    """GradNorm scores of data already on the GPU (``laic_gradnorm_scores_device``): as
+    :func:`gradnorm_scores`, but every array is a CUDA array of the context's device
+    (anything with ``__cuda_array_interface__``: CuPy, PyTorch, Numba), and the results are
+    written into ``scores`` (float32, M), ``assignment`` (uint32, M) and ``confidence``
+    (float32, M); the last two may be None. ``nouns``/``centers`` are float32 or float16 with
+    contiguous, equally spaced rows. Synchronise the stream that wrote the inputs first. Needs
+    a CUDA context (a CPU one raises :class:`NoDeviceError`)."""
+    n_mat = _device_matrix(nouns, "nouns")
+    c_mat = _device_matrix(centers, "centers")
+    d_scores, out_len = _device_vector(scores, "scores", "<f4")
+    outs: list[int | None] = []
+    for obj, name, typestr in [
+        (assignment, "assignment", "<u4"),
+        (confidence, "confidence", "<f4"),
+    ]:
+        if obj is None:
+            outs.append(None)
+            continue
+        ptr, n = _device_vector(obj, name, typestr)
+        if n != out_len:
+            raise _invalid(f"{name} has {n} elements but scores has {out_len}")
+        outs.append(ptr)
+    opts = LaicGradNormOptions()
+    raw = lib()
+    raw.laic_gradnorm_options_default(ctypes.byref(opts), ctypes.sizeof(opts))
+    opts.tau = float(tau)
+    opts.q = float(q)
+    opts.target = _choice(_TARGETS, target, "target")
+    opts.normalize = 1 if normalize else 0
+    raw.laic_gradnorm_scores_device(
+        resolve(context),
+        ctypes.byref(n_mat),
+        ctypes.byref(c_mat),
+        ctypes.byref(opts),
+        d_scores,
+        outs[0],
+        outs[1],
+        out_len,
+    )
 
 
 def select_nouns(

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 import laic
-
-from conftest import REPO
 
 FIXTURES = REPO / "tests" / "fixtures" / "clip"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
@@ -236,3 +235,16 @@ def test_context_manager_closes_and_close_is_idempotent():
         m.encode_texts(["x"])
     with pytest.raises(laic.InvalidArgumentError, match="closed"):
         _ = m.embed_dim
+
+
+def test_every_c_function_of_the_header_is_declared_and_bound():
+    import re
+
+    from laic import _ffi
+
+    header = (REPO / "include" / "laic.h").read_text(encoding="utf-8")
+    declared = set(re.findall(r"^[A-Za-z][\w \*]*?\b(laic_\w+)\(", header, re.MULTILINE))
+    assert "laic_clip_encode_images_rgb8" in declared and len(declared) > 20
+    assert declared == set(_ffi.SIGNATURES)
+    raw = _ffi.lib()
+    assert [name for name in sorted(declared) if not raw.has(name)] == []
