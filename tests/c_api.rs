@@ -7,14 +7,14 @@ use std::process::Command;
 #[test]
 fn c_program_scores_selects_and_gets_errors_through_the_header() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    // The test binary lives in target/<profile>/deps; the cdylib one level up.
+    // The test binary lives in target/<profile>/deps; `cargo test` leaves the cdylib there,
+    // `cargo build` also copies it one level up.
     let exe = std::env::current_exe().unwrap();
-    let lib_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    assert!(
-        lib_dir.join("liblaic.so").exists(),
-        "liblaic.so not found in {}",
-        lib_dir.display()
-    );
+    let deps = exe.parent().unwrap().to_path_buf();
+    let lib_dir = [deps.clone(), deps.parent().unwrap().to_path_buf()]
+        .into_iter()
+        .find(|d| d.join("liblaic.so").exists())
+        .unwrap_or_else(|| panic!("liblaic.so not found in {} or its parent", deps.display()));
     let out = std::env::temp_dir().join(format!("laic_c_api_{}", std::process::id()));
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let status = Command::new(&cc)
