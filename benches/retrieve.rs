@@ -3,21 +3,12 @@
 //! `normalize(softmax(X @ S.T / 0.006) @ S)`, torch 10.5 s). `LAIC_BENCH_SMALL=1` runs a
 //! tenth of N.
 
+mod common;
+
+use common::random_unit_rows;
 use criterion::{Criterion, criterion_group, criterion_main};
 use laic::{Context, ContextOptions, MatrixRef, RetrieveOptions};
 use rand::SeedableRng;
-use rand_distr::{Distribution, StandardNormal};
-
-fn random_unit_rows(rng: &mut impl rand::Rng, rows: usize, d: usize) -> Vec<f32> {
-    let mut v: Vec<f32> = (0..rows * d)
-        .map(|_| StandardNormal.sample(&mut *rng))
-        .collect();
-    for r in v.chunks_exact_mut(d) {
-        let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
-        r.iter_mut().for_each(|x| *x /= n);
-    }
-    v
-}
 
 fn bench(c: &mut Criterion) {
     let small = std::env::var_os("LAIC_BENCH_SMALL").is_some();
