@@ -21,7 +21,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 : >"${OUT}/tests.txt"
 for t in gpu-bin/tests/*; do
   name="$(basename "${t}")"
-  timeout 300 "${t}" --test-threads=1 --nocapture >"${OUT}/test-${name}.log" 2>&1
+  timeout 150 "${t}" --test-threads=1 --nocapture >"${OUT}/test-${name}.log" 2>&1
   rc=$?
   summary="$(grep -E '^test result:' "${OUT}/test-${name}.log" | tail -n 1)"
   echo "${name}: rc=${rc} ${summary}" | tee -a "${OUT}/tests.txt"
@@ -36,13 +36,13 @@ for cfg in default 16x8 16x4; do
   else
     export LAIC_CUDA_GRADNORM_CONFIG="${cfg}"
   fi
-  timeout 240 gpu-bin/gpu_bench ${QUICK} --label "${cfg}" >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" ||
+  timeout 60 gpu-bin/gpu_bench ${QUICK} --label "${cfg}" >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" ||
     echo "gpu_bench ${cfg}: rc=$?" | tee -a "${OUT}/bench.err"
 done
 unset LAIC_CUDA_GRADNORM_CONFIG
 
 # 3. PyTorch eager and torch.compile on the same card, in the same call.
-timeout 300 python3 scripts/torch_gradnorm_anchor.py ${QUICK} >"${OUT}/torch.jsonl" 2>"${OUT}/torch.err" ||
+timeout 150 python3 scripts/torch_gradnorm_anchor.py ${QUICK} >"${OUT}/torch.jsonl" 2>"${OUT}/torch.err" ||
   { echo "torch anchor: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
 
 # 4. The table.
