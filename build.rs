@@ -4,7 +4,9 @@
 //! 2. compiles every `kernels/*.cu` to PTX with nvcc (`-arch=compute_80`, PTX ISA <= 9.0, which
 //!    the GPU machines' driver 580 accepts), assembles each for sm_90 with ptxas to prove it
 //!    is valid (a ptxas error fails the build), and leaves `<stem>.ptx` and `<stem>.sm_90.cubin` in
-//!    `OUT_DIR` for `include_str!`/`include_bytes!`. With PTX built it sets `cfg(laic_cuda_kernels)`. Without nvcc the
+//!    `OUT_DIR` for `include_str!`/`include_bytes!` (files marked `// laic-arch: sm_90a` on their
+//!    first line target compute_90a/sm_90a instead: see `compile_kernel`). With PTX built it
+//!    sets `cfg(laic_cuda_kernels)`. Without nvcc the
 //!    library builds without kernels (one warning) and its CUDA backend reports itself
 //!    unavailable.
 //!
@@ -157,34 +159,13 @@ fn build_kernels(root: &Path) {
         return;
     }
     let _ = std::fs::remove_file(&stamp);
-    for src in &sources {
-        let stem = src
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .expect("utf-8 kernel name");
-        let ptx = out.join(format!("{stem}.ptx"));
-        run(
-            Command::new(&nvcc)
-                .arg("--ptx")
-                .arg("-arch=compute_80")
-                .arg("-std=c++17")
-                .arg(format!("-I{}", home.join("include").display()))
-                .arg(format!("-I{}", dir.display()))
-                .arg(src)
-                .arg("-o")
-                .arg(&ptx),
-            &format!("nvcc --ptx {}", src.display()),
-        );
-        check_ptx_version(&ptx);
-        run(
-            Command::new(&ptxas)
-                .arg("-arch=sm_90")
-                .arg(&ptx)
-                .arg("-o")
-                .arg(out.join(format!("{stem}.sm_90.cubin"))),
-            &format!("ptxas -arch=sm_90 {}", ptx.display()),
-        );
-    }
+    // One thread per kernel file: nvcc and ptxas are single-threaded and take minutes.
+    std::thread::scope(|scope| {
+        for src in &sources {
+            let (nvcc, ptxas, home, dir, out) = (&nvcc, &ptxas, &home, &dir, &out);
+            scope.spawn(move || compile_kernel(src, nvcc, ptxas, home, dir, out));
+        }
+    });
     if let Some(cache) = &shared
         && std::fs::create_dir_all(cache).is_ok()
     {
@@ -201,6 +182,49 @@ fn build_kernels(root: &Path) {
     }
     std::fs::write(&stamp, key).expect("can write the kernel stamp");
     println!("cargo:rustc-cfg=laic_cuda_kernels");
+}
+
+/// Compiles one kernel file to `<stem>.ptx` and assembles it to `<stem>.sm_90.cubin`.
+///
+/// A file whose first line is `// laic-arch: sm_90a` uses Hopper-only instructions (wgmma): it
+/// is compiled for compute_90a and assembled for sm_90a (the cubin loads on H100/H200 only);
+/// every other file targets compute_80 (any sm_80+ device JIT-compiles its PTX) and is
+/// assembled for sm_90 to prove it valid and to spare H100/H200 the JIT.
+fn compile_kernel(src: &Path, nvcc: &Path, ptxas: &Path, home: &Path, dir: &Path, out: &Path) {
+    let stem = src
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("utf-8 kernel name");
+    let hopper = std::fs::read_to_string(src)
+        .map(|t| t.lines().next().unwrap_or_default().trim() == "// laic-arch: sm_90a")
+        .unwrap_or(false);
+    let (virtual_arch, real_arch) = if hopper {
+        ("compute_90a", "sm_90a")
+    } else {
+        ("compute_80", "sm_90")
+    };
+    let ptx = out.join(format!("{stem}.ptx"));
+    run(
+        Command::new(nvcc)
+            .arg("--ptx")
+            .arg(format!("-arch={virtual_arch}"))
+            .arg("-std=c++17")
+            .arg(format!("-I{}", home.join("include").display()))
+            .arg(format!("-I{}", dir.display()))
+            .arg(src)
+            .arg("-o")
+            .arg(&ptx),
+        &format!("nvcc --ptx {}", src.display()),
+    );
+    check_ptx_version(&ptx);
+    run(
+        Command::new(ptxas)
+            .arg(format!("-arch={real_arch}"))
+            .arg(&ptx)
+            .arg("-o")
+            .arg(out.join(format!("{stem}.sm_90.cubin"))),
+        &format!("ptxas -arch={real_arch} {}", ptx.display()),
+    );
 }
 
 /// What the compiled kernels depend on: the compiler's path and version, this script's flags

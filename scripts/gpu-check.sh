@@ -5,7 +5,8 @@
 #
 # Usage (GPU machine, repository root): bash scripts/gpu-check.sh [--quick]
 #   --quick: 16,384 nouns instead of 146,347 (a smoke run).
-# Full logs and JSON lines go to $OUT (the device tool's output folder) or a temporary folder.
+# Full logs and JSON lines go to $OUT (the device tool's output folder, which returns at most 8
+# files: keep them few) or a temporary folder.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d)}"
@@ -14,23 +15,34 @@ QUICK=""
 export LAIC_REQUIRE_CUDA=1
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 
+# scripts/build-gpu-bin.sh gzips the executables to fit the carry limit.
+find gpu-bin -name '*.gz' -exec gunzip -f {} + && chmod +x gpu-bin/gpu_bench gpu-bin/tests/*
+
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader |
   tee "${OUT}/gpu.txt"
 
-# 1. GPU tests (parity with the CPU on awkward sizes, device-pointer path, errors).
+# 1. GPU tests (parity with the CPU on awkward sizes, device-pointer path, errors), with the
+#    default kernels and again with each alternative GradNorm kernel forced.
 : >"${OUT}/tests.txt"
 for t in gpu-bin/tests/*; do
   name="$(basename "${t}")"
-  timeout 150 "${t}" --test-threads=1 --nocapture >"${OUT}/test-${name}.log" 2>&1
-  rc=$?
-  summary="$(grep -E '^test result:' "${OUT}/test-${name}.log" | tail -n 1)"
-  echo "${name}: rc=${rc} ${summary}" | tee -a "${OUT}/tests.txt"
-  grep -E 'max relative error|panicked|FAILED|SKIPPED' "${OUT}/test-${name}.log" | tail -n 40
+  for cfg in default wg2o 32x4; do
+    [[ "${name}" != cuda && "${cfg}" != default ]] && continue
+    if [[ "${cfg}" == default ]]; then unset LAIC_CUDA_GRADNORM_CONFIG; else export LAIC_CUDA_GRADNORM_CONFIG="${cfg}"; fi
+    log="$(mktemp)"
+    timeout 150 "${t}" --test-threads=1 --nocapture >"${log}" 2>&1
+    rc=$?
+    { echo "=== ${name} [${cfg}] rc=${rc}"; cat "${log}"; } >>"${OUT}/tests.log"
+    summary="$(grep -E '^test result:' "${log}" | tail -n 1)"
+    echo "${name} [${cfg}]: rc=${rc} ${summary}" | tee -a "${OUT}/tests.txt"
+    grep -E 'max relative error|max abs|panicked|FAILED|SKIPPED' "${log}" | tail -n 25
+  done
 done
+unset LAIC_CUDA_GRADNORM_CONFIG
 
 # 2. The kernel at the issue's sizes, with the default block shape and two others.
 : >"${OUT}/bench.jsonl"
-for cfg in default 16x8 16x4; do
+for cfg in default wg2o 32x4; do
   if [[ "${cfg}" == default ]]; then
     unset LAIC_CUDA_GRADNORM_CONFIG
   else

@@ -30,12 +30,13 @@ pub fn last_gradnorm_kernel_ms() -> Option<f32> {
 /// Block shape (index into CONFIGS) of the last fused kernel launch; u32::MAX: none yet.
 static LAST_CONFIG: AtomicU32 = AtomicU32::new(u32::MAX);
 
-/// The block shape (`"32x4"`: 32 nouns per warp, 4 warps) of the most recent CUDA GradNorm
+/// The block shape (`"wg2"`: two warpgroups of wgmma; `"32x4"`: mma.sync, 32 nouns per warp,
+/// 4 warps) of the most recent CUDA GradNorm
 /// launch in this process, or `None` before the first. For benchmarks.
 pub fn last_gradnorm_config() -> Option<&'static str> {
     CONFIGS
         .get(LAST_CONFIG.load(Ordering::Relaxed) as usize)
-        .map(|c| c.2)
+        .map(|c| c.1)
 }
 
 /// Events recorded around one launch.
@@ -63,16 +64,57 @@ const PREP_ROWS_PER_BLOCK: usize = 8;
 /// Bytes of nouns uploaded per chunk on the host path.
 const HOST_CHUNK_BYTES: usize = 256 << 20;
 
-/// Block shapes of the fused kernel: (rows per warp, warps, name suffix), in the order they
-/// are tried; the first whose shared memory fits is used. `16x8` is only used when asked for
-/// through `LAIC_CUDA_GRADNORM_CONFIG` (a tuning knob for `scripts/gpu-check.sh`).
-const CONFIGS: [(usize, usize, &str); 4] = [
-    (32, 4, "32x4"),
-    (16, 8, "16x8"),
-    (16, 4, "16x4"),
-    (16, 2, "16x2"),
+/// Centres per tile of the wgmma kernels (`wg::BN` in gradnorm_wgmma.cu).
+const WG_BN: usize = 128;
+
+/// A fused kernel's family and block shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// gradnorm.cu (mma.sync, any sm_80+ device): nouns per warp, warps per block.
+    Mma { wm: usize, warps: usize },
+    /// gradnorm_wgmma.cu (wgmma, sm_90a only): warpgroups of 64 nouns, centre pipeline
+    /// stages (f32 input: 3, whatever this says).
+    Wg { groups: usize, stages: usize },
+}
+
+/// Block shapes of the fused kernels with their name suffixes, in the order they are tried;
+/// the first that exists for the dtype and device and whose shared memory fits is used.
+/// `wg2d` and `16x8` are only used when asked for through `LAIC_CUDA_GRADNORM_CONFIG` (a
+/// tuning knob for `scripts/gpu-check.sh`).
+const CONFIGS: [(Shape, &str); 7] = [
+    (
+        Shape::Wg {
+            groups: 2,
+            stages: 4,
+        },
+        "wg2",
+    ),
+    (
+        Shape::Wg {
+            groups: 2,
+            stages: 6,
+        },
+        "wg2d",
+    ),
+    (
+        Shape::Wg {
+            groups: 1,
+            stages: 4,
+        },
+        "wg1",
+    ),
+    (Shape::Mma { wm: 32, warps: 4 }, "32x4"),
+    (Shape::Mma { wm: 16, warps: 8 }, "16x8"),
+    (Shape::Mma { wm: 16, warps: 4 }, "16x4"),
+    (Shape::Mma { wm: 16, warps: 2 }, "16x2"),
 ];
-const DEFAULT_ORDER: [usize; 3] = [0, 2, 3];
+const DEFAULT_ORDER: [usize; 5] = [0, 2, 3, 5, 6];
+
+/// Whether gradnorm_wgmma.cu has a kernel of this shape for this dtype (f32 input, with two
+/// operand planes, only fits one warpgroup).
+fn wg_kernel_exists(dtype: Dtype, groups: usize, stages: usize) -> bool {
+    dtype != Dtype::F32 || (groups == 1 && stages == 4)
+}
 
 const FLAG_NOUN_NONFINITE: u32 = 1;
 const FLAG_NOUN_ZERO: u32 = 2;
@@ -129,13 +171,15 @@ unsafe impl DeviceRepr for GradNormParams {}
 // SAFETY: as above.
 unsafe impl DeviceRepr for PrepParams {}
 
-/// The kernels of gradnorm.cu, indexed by input dtype (f32, f16, bf16).
+/// The kernels of gradnorm.cu and gradnorm_wgmma.cu, indexed by input dtype (f32, f16, bf16)
+/// and then by `CONFIGS` (None: no such kernel, or the wgmma module is not loaded).
 pub(super) struct GradNormKernels {
     prep: [CudaFunction; 3],
-    main: [[CudaFunction; 4]; 3],
+    main: [[Option<CudaFunction>; CONFIGS.len()]; 3],
 }
 
 const DTYPES: [&str; 3] = ["f32", "f16", "bf16"];
+const DTYPE_OF: [Dtype; 3] = [Dtype::F32, Dtype::F16, Dtype::Bf16];
 
 fn dtype_index(d: Dtype) -> usize {
     match d {
@@ -146,27 +190,45 @@ fn dtype_index(d: Dtype) -> usize {
 }
 
 impl GradNormKernels {
+    /// The kernels of `module` (gradnorm.cu) and, when given, `wgmma` (gradnorm_wgmma.cu).
     pub(super) fn load(
         module: &Arc<CudaModule>,
+        wgmma: Option<&Arc<CudaModule>>,
     ) -> std::result::Result<Self, cudarc::driver::DriverError> {
-        let f = |name: String| module.load_function(&name);
         let prep = [
-            f(format!("laic_gradnorm_prep_{}", DTYPES[0]))?,
-            f(format!("laic_gradnorm_prep_{}", DTYPES[1]))?,
-            f(format!("laic_gradnorm_prep_{}", DTYPES[2]))?,
+            module.load_function(&format!("laic_gradnorm_prep_{}", DTYPES[0]))?,
+            module.load_function(&format!("laic_gradnorm_prep_{}", DTYPES[1]))?,
+            module.load_function(&format!("laic_gradnorm_prep_{}", DTYPES[2]))?,
         ];
-        let row = |dt: &str| -> std::result::Result<[CudaFunction; 4], _> {
-            Ok([
-                f(format!("laic_gradnorm_{dt}_{}", CONFIGS[0].2))?,
-                f(format!("laic_gradnorm_{dt}_{}", CONFIGS[1].2))?,
-                f(format!("laic_gradnorm_{dt}_{}", CONFIGS[2].2))?,
-                f(format!("laic_gradnorm_{dt}_{}", CONFIGS[3].2))?,
-            ])
-        };
-        Ok(GradNormKernels {
-            prep,
-            main: [row(DTYPES[0])?, row(DTYPES[1])?, row(DTYPES[2])?],
-        })
+        let mut main: [[Option<CudaFunction>; CONFIGS.len()]; 3] = Default::default();
+        for (di, dt) in DTYPES.iter().enumerate() {
+            for (ci, (shape, name)) in CONFIGS.iter().enumerate() {
+                main[di][ci] = match *shape {
+                    Shape::Mma { .. } => {
+                        Some(module.load_function(&format!("laic_gradnorm_{dt}_{name}"))?)
+                    }
+                    Shape::Wg { groups, stages } => match wgmma {
+                        Some(m) if wg_kernel_exists(DTYPE_OF[di], groups, stages) => {
+                            Some(m.load_function(&format!("laic_gradnorm_wg_{dt}_{name}"))?)
+                        }
+                        _ => None,
+                    },
+                };
+            }
+        }
+        Ok(GradNormKernels { prep, main })
+    }
+
+    /// Which `CONFIGS` have a kernel for `dtype`.
+    fn available(&self, dtype: Dtype) -> [bool; CONFIGS.len()] {
+        let row = &self.main[dtype_index(dtype)];
+        std::array::from_fn(|i| row[i].is_some())
+    }
+
+    /// The block shape for `d` columns of `dtype` on a device with `max_smem` bytes of
+    /// shared memory per block, or an error when none fits.
+    pub(super) fn plan(&self, dtype: Dtype, d: usize, max_smem: usize) -> Result<Plan> {
+        plan(dtype, d, max_smem, &self.available(dtype))
     }
 }
 
@@ -183,6 +245,8 @@ pub(super) struct Plan {
     dp: usize,
     /// Operand planes: 2 for f32 input (bf16 hi + lo), else 1.
     planes: usize,
+    /// The packed centres are padded to a multiple of this many rows.
+    kp_align: usize,
 }
 
 fn round_up(x: usize, to: usize) -> usize {
@@ -190,29 +254,50 @@ fn round_up(x: usize, to: usize) -> usize {
 }
 
 /// Shared memory of a block shape: the resident noun tile, the centre pipeline, row info.
-fn smem_bytes(bm: usize, dp: usize, planes: usize) -> usize {
-    planes * bm * (dp + PAD) * 2 + STAGES * planes * BN * (BK + PAD) * 2 + bm * 2 * 4
+fn smem_bytes(shape: Shape, bm: usize, dp: usize, planes: usize) -> usize {
+    match shape {
+        Shape::Mma { .. } => {
+            planes * bm * (dp + PAD) * 2 + STAGES * planes * BN * (BK + PAD) * 2 + bm * 2 * 4
+        }
+        Shape::Wg { stages, .. } => {
+            // 1024 bytes of slack for aligning the swizzled tiles; stages (f32: 3) of
+            // 128 centres x 64 columns per plane.
+            let stages = if planes == 2 { 3 } else { stages };
+            1024 + planes * bm * dp * 2 + stages * planes * WG_BN * BK * 2 + bm * 2 * 4
+        }
+    }
 }
 
-/// The block shape for `d` columns of `dtype` under a shared-memory limit, or an error naming
-/// the limit when even the smallest block does not fit (the caller falls back to the CPU).
-pub(super) fn plan(dtype: Dtype, d: usize, max_smem: usize) -> Result<Plan> {
+/// The block shape for `d` columns of `dtype` under a shared-memory limit, among the
+/// `available` kernels, or an error naming the limit when none fits (the caller falls back to
+/// the CPU).
+fn plan(
+    dtype: Dtype,
+    d: usize,
+    max_smem: usize,
+    available: &[bool; CONFIGS.len()],
+) -> Result<Plan> {
     let dp = round_up(d, BK);
     let planes = if dtype == Dtype::F32 { 2 } else { 1 };
     let make = |config: usize| {
-        let (wm, warps, _) = CONFIGS[config];
-        let bm = wm * warps;
+        let shape = CONFIGS[config].0;
+        let (bm, threads, kp_align) = match shape {
+            Shape::Mma { wm, warps } => (wm * warps, warps * 32, BN),
+            Shape::Wg { groups, .. } => (64 * groups, groups * 128, WG_BN),
+        };
         Plan {
             config,
             bm,
-            threads: (warps * 32) as u32,
-            smem: smem_bytes(bm, dp, planes),
+            threads: threads as u32,
+            smem: smem_bytes(shape, bm, dp, planes),
             dp,
             planes,
+            kp_align,
         }
     };
     if let Ok(name) = std::env::var("LAIC_CUDA_GRADNORM_CONFIG")
-        && let Some(i) = CONFIGS.iter().position(|c| c.2 == name)
+        && let Some(i) = CONFIGS.iter().position(|c| c.1 == name)
+        && available[i]
     {
         let p = make(i);
         if p.smem <= max_smem {
@@ -221,6 +306,7 @@ pub(super) fn plan(dtype: Dtype, d: usize, max_smem: usize) -> Result<Plan> {
     }
     DEFAULT_ORDER
         .iter()
+        .filter(|&&i| available[i])
         .map(|&i| make(i))
         .find(|p| p.smem <= max_smem)
         .ok_or_else(|| {
@@ -257,7 +343,7 @@ struct PackedCentres {
 /// `src` is a device address of `rows` rows of `d` elements of `dtype`, `stride` elements
 /// apart (the kernel reads element `(r, c)` for `r < rows`, `c < d` only); `flags` addresses
 /// at least 4 u32. The kernel writes all of `planes × kp × dp` packed elements and `kp`
-/// scales (both allocated here with exactly those sizes), with `kp = round_up(rows, BN)` and
+/// scales (both allocated here with exactly those sizes), with `kp = round_up(rows, plan.kp_align)` and
 /// `dp = plan.dp`, using one warp per packed row and `ceil(kp / 8)` blocks of 256 threads.
 #[allow(clippy::too_many_arguments)]
 unsafe fn launch_prep(
@@ -272,7 +358,7 @@ unsafe fn launch_prep(
     plan: &Plan,
     flags: u64,
 ) -> Result<PackedCentres> {
-    let kp = round_up(rows, BN);
+    let kp = round_up(rows, plan.kp_align);
     if kp > i32::MAX as usize / 2 || plan.dp > i32::MAX as usize / 2 {
         return Err(Error::invalid(format!(
             "{rows} centres of {d} columns are too many for the CUDA GradNorm kernel"
@@ -352,7 +438,9 @@ unsafe fn launch_gradnorm(
             centres.k
         )));
     }
-    let f = &kernels.main[dtype_index(dtype)][plan.config];
+    let f = kernels.main[dtype_index(dtype)][plan.config]
+        .as_ref()
+        .ok_or_else(|| Error::Internal("a planned GradNorm kernel is not loaded".into()))?;
     LAST_CONFIG.store(plan.config as u32, Ordering::Relaxed);
     f.set_attribute(
         sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -473,7 +561,7 @@ pub(super) fn scores_host(
 ) -> Result<()> {
     let d = nouns.cols();
     let m = nouns.rows();
-    let plan = plan(nouns.dtype(), d, max_smem)?;
+    let plan = kernels.plan(nouns.dtype(), d, max_smem)?;
     let flags = alloc_zeros::<u32>(stream, 4, "flags")?;
     let (fptr, _gf) = flags.device_ptr(stream);
     let d_centres = stream
@@ -577,7 +665,7 @@ pub(super) unsafe fn scores_device(
 ) -> Result<()> {
     let d = nouns.cols;
     let m = nouns.rows;
-    let plan = plan(nouns.dtype, d, max_smem)?;
+    let plan = kernels.plan(nouns.dtype, d, max_smem)?;
     let flags = alloc_zeros::<u32>(stream, 4, "flags")?;
     let (fptr, _gf) = flags.device_ptr(stream);
     // SAFETY: `centres` describes a valid device span (caller contract).
@@ -657,9 +745,11 @@ mod tests {
                 ptx.contains(&format!(".entry laic_gradnorm_prep_{dt}(")),
                 "prep {dt}"
             );
-            for (_, _, cfg) in CONFIGS {
-                let name = format!(".entry laic_gradnorm_{dt}_{cfg}(");
-                assert!(ptx.contains(&name), "{name}");
+            for (shape, cfg) in CONFIGS {
+                if let Shape::Mma { .. } = shape {
+                    let name = format!(".entry laic_gradnorm_{dt}_{cfg}(");
+                    assert!(ptx.contains(&name), "{name}");
+                }
             }
         }
         assert!(ptx.contains("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"));
@@ -677,22 +767,59 @@ mod tests {
     }
 
     #[test]
+    fn the_embedded_sm90a_cubin_has_every_wgmma_kernel() {
+        let Some(cubin) = super::super::kernels::GRADNORM_WGMMA_SM90A else {
+            return; // built without nvcc
+        };
+        let has = |name: &str| cubin.windows(name.len()).any(|w| w == name.as_bytes());
+        for (di, dt) in DTYPES.iter().enumerate() {
+            for (shape, cfg) in CONFIGS {
+                if let Shape::Wg { groups, stages } = shape {
+                    let name = format!("laic_gradnorm_wg_{dt}_{cfg}\0");
+                    assert_eq!(
+                        has(&name),
+                        wg_kernel_exists(DTYPE_OF[di], groups, stages),
+                        "{name}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn plans_fit_the_shared_memory_of_an_h100() {
         let h100 = 227 * 1024;
-        let p = plan(Dtype::F16, 512, h100).unwrap();
-        assert_eq!((p.bm, p.dp, p.planes), (128, 512, 1));
+        let mma_only: [bool; CONFIGS.len()] =
+            std::array::from_fn(|i| matches!(CONFIGS[i].0, Shape::Mma { .. }));
+        let all = [true; CONFIGS.len()];
+        let name = |p: &Plan| CONFIGS[p.config].1;
+        let p = plan(Dtype::F16, 512, h100, &mma_only).unwrap();
+        assert_eq!((p.bm, p.dp, p.planes, p.kp_align), (128, 512, 1, 64));
         assert!(p.smem <= h100);
         // f32 carries two operand planes: a smaller block.
-        let p = plan(Dtype::F32, 512, h100).unwrap();
+        let p = plan(Dtype::F32, 512, h100, &mma_only).unwrap();
         assert_eq!((p.bm, p.planes), (64, 2));
-        let p = plan(Dtype::F32, 1024, h100).unwrap();
+        let p = plan(Dtype::F32, 1024, h100, &mma_only).unwrap();
         assert_eq!(p.bm, 32);
         assert!(p.smem <= h100);
         // Odd widths pad up to the chunk.
-        assert_eq!(plan(Dtype::Bf16, 100, h100).unwrap().dp, 128);
+        assert_eq!(plan(Dtype::Bf16, 100, h100, &mma_only).unwrap().dp, 128);
         // Too wide for any block: an error naming the limit (the backend then uses the CPU).
-        let e = plan(Dtype::F32, 8192, h100).unwrap_err().to_string();
+        let e = plan(Dtype::F32, 8192, h100, &mma_only)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("too wide"), "{e}");
+        // With the wgmma kernels: two warpgroups up to 512 columns, then one, then mma.sync.
+        let p = plan(Dtype::F16, 512, h100, &all).unwrap();
+        assert_eq!((name(&p), p.bm, p.kp_align), ("wg2", 128, 128));
+        assert!(p.smem <= h100);
+        assert_eq!(name(&plan(Dtype::Bf16, 768, h100, &all).unwrap()), "wg1");
+        assert_eq!(name(&plan(Dtype::F16, 1024, h100, &all).unwrap()), "wg1");
+        assert_eq!(name(&plan(Dtype::F16, 2048, h100, &all).unwrap()), "16x4");
+        let p = plan(Dtype::F32, 512, h100, &all).unwrap();
+        assert_eq!((name(&p), p.bm), ("wg1", 64));
+        assert!(p.smem <= h100);
+        assert_eq!(name(&plan(Dtype::F32, 768, h100, &all).unwrap()), "16x4");
     }
 
     #[test]

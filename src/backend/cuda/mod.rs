@@ -119,7 +119,14 @@ impl CudaBackend {
                 .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
                 .map_err(|e| no_device("the CUDA driver rejected laic's PTX (gradnorm)", e))?,
         };
-        let gradnorm = gradnorm::GradNormKernels::load(&module)
+        // The wgmma kernels: H100/H200 only; without them the mma.sync kernels serve.
+        let wgmma = kernels::GRADNORM_WGMMA_SM90A
+            .filter(|_| cc == (9, 0))
+            .and_then(|bin| {
+                ctx.load_module(cudarc::nvrtc::Ptx::from_binary(bin.to_vec()))
+                    .ok()
+            });
+        let gradnorm = gradnorm::GradNormKernels::load(&module, wgmma.as_ref())
             .map_err(|e| no_device("cannot find a kernel in laic's PTX", e))?;
         let stream = ctx
             .new_stream()
@@ -173,7 +180,11 @@ impl Backend for CudaBackend {
         opts: &GradNormOptions,
         out: GradNormOut<'_>,
     ) -> Result<()> {
-        if gradnorm::plan(nouns.dtype(), nouns.cols(), self.max_smem).is_err() {
+        if self
+            .gradnorm
+            .plan(nouns.dtype(), nouns.cols(), self.max_smem)
+            .is_err()
+        {
             // Rows too wide for a shared-memory noun tile: the CPU kernel has no such limit.
             return self.cpu.gradnorm_scores(nouns, centres, opts, out);
         }
