@@ -2,7 +2,8 @@
 //! into panels of [`NR`] columns (each panel stored k-major, padded with zeros past the last
 //! column), and the left-hand operand `A` is read in place, row-major with any row stride. The
 //! kernels stream many row blocks of images against the same nouns (or centres), so packing
-//! `B` once for the whole call removes all per-tile packing.
+//! `B` once for the whole call removes all per-tile packing. `A` is copied once ([`PackedA`]) into
+//! groups of [`MR`] rows interleaved by depth, so the micro-kernel reads it from one pointer.
 //!
 //! The micro-kernel computes an `MR × NR` (6 × 16) block of `C` in twelve AVX2 registers with
 //! FMA; a portable version (the reference, also used on CPUs without AVX2+FMA) does the same
@@ -72,17 +73,46 @@ impl PackedB {
     }
 }
 
+/// `A` (`rows × kd`) copied into groups of [`MR`] rows, each stored depth-major (`kd × MR`,
+/// the rows of a group side by side; zeros for the missing rows of the last group).
+#[derive(Default)]
+pub(crate) struct PackedA {
+    data: Vec<f32>,
+    rows: usize,
+    kd: usize,
+}
+
+impl PackedA {
+    /// Packs `rows` rows of `kd` values of `a` (row `r` starts at `a[r·lda]`), reusing the
+    /// buffer.
+    pub(crate) fn pack(&mut self, a: &[f32], lda: usize, rows: usize, kd: usize) {
+        assert!(rows == 0 || a.len() >= (rows - 1) * lda + kd);
+        let groups = rows.div_ceil(MR);
+        self.data.resize(groups * MR * kd, 0.0);
+        (self.rows, self.kd) = (rows, kd);
+        if kd == 0 {
+            return;
+        }
+        for (g, dst) in self.data.chunks_exact_mut(MR * kd).enumerate() {
+            let mr = MR.min(rows - g * MR);
+            let src = &a[g * MR * lda..];
+            for (k, out) in dst.chunks_exact_mut(MR).enumerate() {
+                for (r, o) in out.iter_mut().enumerate() {
+                    *o = if r < mr { src[r * lda + k] } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
 /// `C (=|+=) A · B[k0..k1, panels p0..p1]`.
 ///
-/// `A` holds `rows` rows of `k1 − k0` values (row `r` starts at `a[r·lda]`); `C` receives, for
-/// each row `r` and panel `p`, the `NR` values at `c[r·ldc + (p − p0)·NR ..]` — padding columns
-/// included (they come out as zeros when `C` is not accumulated). With `accumulate` the
-/// products are added to `C`, else they replace it.
-#[allow(clippy::too_many_arguments)]
+/// `A` is packed with `k1 − k0` columns; `C` receives, for each row `r` of `A` and panel `p`,
+/// the `NR` values at `c[r·ldc + (p − p0)·NR ..]` — padding columns included (they come out as
+/// zeros when `C` is not accumulated). With `accumulate` the products are added to `C`, else
+/// they replace it.
 pub(crate) fn gemm_packed(
-    a: &[f32],
-    lda: usize,
-    rows: usize,
+    a: &PackedA,
     b: &PackedB,
     (k0, k1): (usize, usize),
     (p0, p1): (usize, usize),
@@ -90,13 +120,12 @@ pub(crate) fn gemm_packed(
     ldc: usize,
     accumulate: bool,
 ) {
-    let kd = k1 - k0;
-    assert!(k0 <= k1 && k1 <= b.k && p0 <= p1 && p1 <= b.panels());
+    let (rows, kd) = (a.rows, a.kd);
+    assert!(k0 <= k1 && k1 <= b.k && k1 - k0 == kd && p0 <= p1 && p1 <= b.panels());
     assert!(ldc >= (p1 - p0) * NR);
     if rows == 0 || p0 == p1 {
         return;
     }
-    assert!(kd == 0 || a.len() >= (rows - 1) * lda + kd);
     assert!(c.len() >= (rows - 1) * ldc + (p1 - p0) * NR);
     if kd == 0 {
         if !accumulate {
@@ -107,6 +136,7 @@ pub(crate) fn gemm_packed(
         return;
     }
     let fast = has_avx2_fma();
+    let ap = &a.data;
     for p in p0..p1 {
         for kc0 in (0..kd).step_by(KC) {
             let kc = KC.min(kd - kc0);
@@ -114,9 +144,9 @@ pub(crate) fn gemm_packed(
             let add = accumulate || kc0 > 0;
             for r0 in (0..rows).step_by(MR) {
                 let mr = MR.min(rows - r0);
-                let a_blk = &a[r0 * lda + kc0..];
+                let a_blk = &ap[(r0 * kd + kc0 * MR)..(r0 * kd + (kc0 + kc) * MR)];
                 let c_blk = &mut c[r0 * ldc + (p - p0) * NR..];
-                block(fast, mr, kc, a_blk, lda, panel, c_blk, ldc, add);
+                block(fast, mr, kc, a_blk, panel, c_blk, ldc, add);
             }
         }
     }
@@ -130,52 +160,42 @@ fn block(
     mr: usize,
     kc: usize,
     a: &[f32],
-    lda: usize,
     b: &[Lane],
     c: &mut [f32],
     ldc: usize,
     add: bool,
 ) {
-    debug_assert!(b.len() == kc && a.len() >= (mr - 1) * lda + kc);
+    debug_assert!(b.len() == kc && a.len() == kc * MR);
     debug_assert!(c.len() >= (mr - 1) * ldc + NR);
     #[cfg(target_arch = "x86_64")]
     if fast {
-        // SAFETY: the CPU has AVX2 and FMA (`fast`); the slice lengths cover every row the
-        // kernel reads (`mr` rows of `kc` values of `a` at stride `lda`, `kc` lanes of `b`) and
-        // writes (`mr` rows of `NR` values of `c` at stride `ldc`), as asserted by the caller.
+        // SAFETY: the CPU has AVX2 and FMA (`fast`); the slice lengths cover everything the
+        // kernel reads (`kc × MR` values of `a`, `kc` lanes of `b`) and writes (`mr` rows of
+        // `NR` values of `c` at stride `ldc`), as asserted above and by the caller.
         unsafe {
             let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
             match mr {
-                6 => avx2::kernel::<6>(kc, a, lda, b, c, ldc, add),
-                5 => avx2::kernel::<5>(kc, a, lda, b, c, ldc, add),
-                4 => avx2::kernel::<4>(kc, a, lda, b, c, ldc, add),
-                3 => avx2::kernel::<3>(kc, a, lda, b, c, ldc, add),
-                2 => avx2::kernel::<2>(kc, a, lda, b, c, ldc, add),
-                _ => avx2::kernel::<1>(kc, a, lda, b, c, ldc, add),
+                6 => avx2::kernel::<6>(kc, a, b, c, ldc, add),
+                5 => avx2::kernel::<5>(kc, a, b, c, ldc, add),
+                4 => avx2::kernel::<4>(kc, a, b, c, ldc, add),
+                3 => avx2::kernel::<3>(kc, a, b, c, ldc, add),
+                2 => avx2::kernel::<2>(kc, a, b, c, ldc, add),
+                _ => avx2::kernel::<1>(kc, a, b, c, ldc, add),
             }
         }
         return;
     }
     let _ = fast;
-    portable(mr, kc, a, lda, b, c, ldc, add);
+    portable(mr, kc, a, b, c, ldc, add);
 }
 
 /// The portable micro-kernel (the reference for the AVX2 one).
 #[allow(clippy::too_many_arguments)]
-fn portable(
-    mr: usize,
-    kc: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[Lane],
-    c: &mut [f32],
-    ldc: usize,
-    add: bool,
-) {
+fn portable(mr: usize, kc: usize, a: &[f32], b: &[Lane], c: &mut [f32], ldc: usize, add: bool) {
     let mut acc = [[0f32; NR]; MR];
     for (kk, lane) in b.iter().enumerate().take(kc) {
         for (r, acc_r) in acc.iter_mut().enumerate().take(mr) {
-            let av = a[r * lda + kk];
+            let av = a[kk * MR + r];
             for (o, &bv) in acc_r.iter_mut().zip(&lane.0) {
                 *o += av * bv;
             }
@@ -193,20 +213,19 @@ fn portable(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Lane, NR};
+    use super::{Lane, MR, NR};
     use std::arch::x86_64::*;
 
     /// `C[M × NR] (=|+=) Σ_k A[·, k] ⊗ B[k]`: two 8-lane accumulators per row.
     ///
     /// # Safety
-    /// AVX2 and FMA must be available; `a` must be readable for `M` rows of `kc` floats at
-    /// stride `lda`, `b` for `kc` lanes, and `c` writable for `M` rows of `NR` floats at stride
-    /// `ldc`.
+    /// AVX2 and FMA must be available; `a` must be readable for `kc × MR` floats (depth-major,
+    /// `M ≤ MR` rows used), `b` for `kc` lanes, and `c` writable for `M` rows of `NR` floats at
+    /// stride `ldc`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn kernel<const M: usize>(
         kc: usize,
         a: *const f32,
-        lda: usize,
         b: *const Lane,
         c: *mut f32,
         ldc: usize,
@@ -216,16 +235,12 @@ mod avx2 {
         unsafe {
             let mut lo = [_mm256_setzero_ps(); M];
             let mut hi = [_mm256_setzero_ps(); M];
-            let mut rows = [a; M];
-            for (r, p) in rows.iter_mut().enumerate() {
-                *p = a.add(r * lda);
-            }
             for k in 0..kc {
                 let bp = b.add(k) as *const f32;
                 let b0 = _mm256_load_ps(bp);
                 let b1 = _mm256_load_ps(bp.add(8));
                 for r in 0..M {
-                    let av = _mm256_broadcast_ss(&*rows[r].add(k));
+                    let av = _mm256_broadcast_ss(&*a.add(k * MR + r));
                     lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
                     hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
                 }
@@ -271,17 +286,9 @@ mod tests {
             let p0 = usize::from(bt.panels() > 1);
             let ldc = (bt.panels() - p0) * NR + 2;
             let mut c = vec![f32::NAN; rows * ldc];
-            gemm_packed(
-                &a,
-                lda,
-                rows,
-                &bt,
-                (0, k),
-                (p0, bt.panels()),
-                &mut c,
-                ldc,
-                false,
-            );
+            let mut pa = PackedA::default();
+            pa.pack(&a, lda, rows, k);
+            gemm_packed(&pa, &bt, (0, k), (p0, bt.panels()), &mut c, ldc, false);
             for i in 0..rows {
                 for j in p0 * NR..bt.panels() * NR {
                     let want: f64 = if j < n {
@@ -306,17 +313,8 @@ mod tests {
             let a2: Vec<f32> = (0..rows * lda2).map(|_| lcg(&mut s)).collect();
             let ldc = b.panels() * NR;
             let mut c = vec![1.0f32; rows * ldc];
-            gemm_packed(
-                &a2,
-                lda2,
-                rows,
-                &b,
-                (k0, kb),
-                (0, b.panels()),
-                &mut c,
-                ldc,
-                true,
-            );
+            pa.pack(&a2, lda2, rows, kb - k0);
+            gemm_packed(&pa, &b, (k0, kb), (0, b.panels()), &mut c, ldc, true);
             for i in 0..rows {
                 for j in 0..nb {
                     let want: f64 = 1.0
@@ -340,23 +338,26 @@ mod tests {
         let ldc = b.panels() * NR;
         let mut fast = vec![0f32; rows * ldc];
         let mut slow = vec![0f32; rows * ldc];
+        let mut pa = PackedA::default();
+        pa.pack(&a, k, rows, k);
+        let ap = &pa.data;
         for p in 0..b.panels() {
             for r0 in (0..rows).step_by(MR) {
                 let mr = MR.min(rows - r0);
                 let panel = &b.data[p * k..(p + 1) * k];
+                let a_blk = &ap[r0 * k..(r0 + MR) * k];
                 let off = r0 * ldc + p * NR;
                 block(
                     has_avx2_fma(),
                     mr,
                     k,
-                    &a[r0 * k..],
-                    k,
+                    a_blk,
                     panel,
                     &mut fast[off..],
                     ldc,
                     false,
                 );
-                portable(mr, k, &a[r0 * k..], k, panel, &mut slow[off..], ldc, false);
+                portable(mr, k, a_blk, panel, &mut slow[off..], ldc, false);
             }
         }
         let worst = fast

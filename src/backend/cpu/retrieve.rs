@@ -21,17 +21,19 @@
 //! under that line.
 
 use super::gradnorm::normalize_rows;
-use super::packed_gemm::{NR, PackedB, gemm_packed};
+use super::packed_gemm::{NR, PackedA, PackedB, gemm_packed};
 use super::rows_f32;
 use super::vecmath::{exp_sub_sum, simd_dispatch};
 use crate::matrix::MatrixRef;
 use crate::retrieve::{RetrieveOptions, RetrieveOut};
 use rayon::prelude::*;
 
-/// Images per rayon task (a multiple of the micro-kernel's 6 rows).
-const IMAGE_BLOCK: usize = 48;
+/// Images per rayon task (a multiple of the micro-kernel's 6 rows). Each packed noun panel
+/// comes from memory once per block and is then reused from L1 by all its rows, so blocks are
+/// large; the image rows, logits and accumulator are read from L2/L3 at a low rate.
+const IMAGE_BLOCK: usize = 192;
 /// Nouns per logit tile (a multiple of the packed panel width).
-const NOUN_TILE: usize = 512;
+const NOUN_TILE: usize = 256;
 /// Logit magnitude above which near-max logits are refined in f64.
 const REFINE_ABOVE: f64 = 16.0;
 /// Logits within this distance of the running max are refined (weights down to e^-10 ≈ 5e-5
@@ -42,6 +44,9 @@ const REFINE_CUT: f32 = 10.0;
 struct Scratch {
     rows: Vec<f32>,
     scaled: Vec<f32>,
+    /// The scaled image rows and the weights of the current tile, packed.
+    x_packed: PackedA,
+    p_packed: PackedA,
     inv: Vec<f64>,
     /// Per image, the nouns remembered for refinement: (noun, f32 logit).
     cand: Vec<Vec<(u32, f32)>>,
@@ -116,6 +121,22 @@ simd_dispatch! {
     }
 }
 
+/// Asks the CPU to start loading `row` into cache (a hint; no effect off x86-64).
+#[inline]
+fn prefetch_row(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in row.chunks(16) {
+        // SAFETY: prefetching is a hint that never faults; the address is inside `row`.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr() as *const i8
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
 /// `1/‖row‖` in f64 of each row of a contiguous buffer.
 fn inv_norms(buf: &[f32], d: usize, out: &mut Vec<f64>) {
     out.clear();
@@ -177,6 +198,8 @@ pub(crate) fn retrieve(
             || Scratch {
                 rows: Vec::new(),
                 scaled: Vec::new(),
+                x_packed: PackedA::default(),
+                p_packed: PackedA::default(),
                 inv: Vec::new(),
                 cand: vec![Vec::new(); IMAGE_BLOCK],
                 logits: vec![0.0; IMAGE_BLOCK * NOUN_TILE],
@@ -201,7 +224,7 @@ pub(crate) fn retrieve(
                     };
                     row.iter_mut().for_each(|v| *v *= s);
                 }
-                let xb = &scr.scaled;
+                scr.x_packed.pack(&scr.scaled, d, rows, d);
                 let x_max_norm = x_inv.iter().fold(0f64, |a, &v| a.max(1.0 / v));
                 let bound = if opts.normalize {
                     alpha64
@@ -233,9 +256,7 @@ pub(crate) fn retrieve(
                     let panels = (j0 / NR, (j0 + nt).div_ceil(NR));
                     let logits = &mut scr.logits[..rows * NOUN_TILE];
                     gemm_packed(
-                        xb,
-                        d,
-                        rows,
+                        &scr.x_packed,
                         &t_logit,
                         (0, d),
                         panels,
@@ -280,10 +301,9 @@ pub(crate) fn retrieve(
                         });
                         sm[r] += exp_sub_sum(z, mx[r]) as f64;
                     }
+                    scr.p_packed.pack(logits, NOUN_TILE, rows, nt);
                     gemm_packed(
-                        logits,
-                        NOUN_TILE,
-                        rows,
+                        &scr.p_packed,
                         &t_acc,
                         (j0, j0 + nt),
                         (0, t_acc.panels()),
@@ -303,7 +323,13 @@ pub(crate) fn retrieve(
                         // Swap the f32 weight of every noun near the final max for its f64 one.
                         let cut = mx[r] - REFINE_CUT;
                         for &(j, z) in cands[r].iter().filter(|&&(_, z)| z >= cut) {
-                            fixed.push((j, z, refined(r, j as usize)));
+                            fixed.push((j, z, 0.0));
+                        }
+                        for i in 0..fixed.len() {
+                            if let Some(&(next, _, _)) = fixed.get(i + 1) {
+                                prefetch_row(&t_raw[next as usize * d..(next as usize + 1) * d]);
+                            }
+                            fixed[i].2 = refined(r, fixed[i].0 as usize);
                         }
                         let m_ref = fixed.iter().fold(mr, |a, &(_, _, e)| a.max(e));
                         if m_ref > mr {
@@ -315,10 +341,15 @@ pub(crate) fn retrieve(
                         for &(j, z, e) in &fixed {
                             let delta = (e - mr).exp() - (z as f64 - mr).exp();
                             l += delta;
-                            let tj = &t[j as usize * d..(j as usize + 1) * d];
-                            a.iter_mut()
-                                .zip(tj)
-                                .for_each(|(o, &v)| *o += delta as f32 * v);
+                            // t_j is the raw row (just read by the refinement, so in cache)
+                            // scaled to unit norm when normalising.
+                            let s = if opts.normalize {
+                                delta * t_inv[j as usize]
+                            } else {
+                                delta
+                            };
+                            let tj = &t_raw[j as usize * d..(j as usize + 1) * d];
+                            a.iter_mut().zip(tj).for_each(|(o, &v)| *o += s as f32 * v);
                         }
                     }
                     let norm = a
