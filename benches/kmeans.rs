@@ -2,7 +2,8 @@
 //! N = 200,000 rows, K = 500 centres, D = 512, f32 (`../shared/anchors/cpu_anchors.py`:
 //! `(X @ C.T).argmax(1)` then normalised `index_add_`, torch 1.03 s). The iteration is the
 //! assignment primitive (blocked GEMM + fused argmax) plus the per-cluster sums and the
-//! normalisation of the new centres. `LAIC_BENCH_SMALL=1` runs a tenth of N.
+//! normalisation of the new centres. `LAIC_BENCH_SMALL=1` runs a tenth of N;
+//! `LAIC_BENCH_QUICK=3` times three runs without criterion (wall and CPU seconds).
 
 mod common;
 
@@ -33,35 +34,37 @@ fn bench(c: &mut Criterion) {
     let mut sums = vec![0f64; k * d];
     let mut counts = vec![0u64; k];
     let mut new_centres = vec![0f32; k * d];
+    let mut iteration = || {
+        ctx.install(|| {
+            let be = ctx.backend();
+            be.kmeans_assign(
+                &xm,
+                &centres,
+                Metric::Spherical,
+                AssignOut {
+                    labels: &mut labels,
+                    distances: &mut dist,
+                },
+            )
+            .unwrap();
+            be.cluster_sums(&xm, &labels, &mut sums, &mut counts)
+                .unwrap();
+        });
+        for (s, o) in sums.chunks_exact(d).zip(new_centres.chunks_exact_mut(d)) {
+            let norm = s.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-30);
+            o.iter_mut()
+                .zip(s)
+                .for_each(|(o, &v)| *o = (v / norm) as f32);
+        }
+    };
+    let name = format!("spherical_iteration_N{n}_K{k}_D{d}");
+    if common::quick_timing(&name, &mut iteration) {
+        return;
+    }
     let mut g = c.benchmark_group("kmeans_cpu_2threads");
     g.sample_size(10);
-    g.bench_function(format!("spherical_iteration_N{n}_K{k}_D{d}"), |b| {
-        b.iter(|| {
-            ctx.install(|| {
-                let be = ctx.backend();
-                be.kmeans_assign(
-                    &xm,
-                    &centres,
-                    Metric::Spherical,
-                    AssignOut {
-                        labels: &mut labels,
-                        distances: &mut dist,
-                    },
-                )
-                .unwrap();
-                be.cluster_sums(&xm, &labels, &mut sums, &mut counts)
-                    .unwrap();
-            });
-            for (s, o) in sums.chunks_exact(d).zip(new_centres.chunks_exact_mut(d)) {
-                let norm = s.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-30);
-                o.iter_mut()
-                    .zip(s)
-                    .for_each(|(o, &v)| *o = (v / norm) as f32);
-            }
-        })
-    });
+    g.bench_function(name, |b| b.iter(&mut iteration));
     g.finish();
 }
-
 criterion_group!(benches, bench);
 criterion_main!(benches);

@@ -1,7 +1,8 @@
 //! Retrieval on the CPU (2 threads) at the size of the PyTorch anchor: N = 50,000 images,
 //! M = 10,000 nouns, D = 512, f32, τ_r = 0.006 (`../shared/anchors/cpu_anchors.py`:
 //! `normalize(softmax(X @ S.T / 0.006) @ S)`, torch 10.5 s). `LAIC_BENCH_SMALL=1` runs a
-//! tenth of N.
+//! tenth of N; `LAIC_BENCH_QUICK=3` times three runs
+//! without criterion (wall and CPU seconds).
 
 mod common;
 
@@ -33,11 +34,15 @@ fn bench(c: &mut Criterion) {
         tau: 0.006,
         ..Default::default()
     };
+    let name = format!("f32_N{n}_M{m}_D{d}_tau0.006");
+    if common::quick_timing(&name, || {
+        std::hint::black_box(ctx.retrieve(&xm, &tm, &opts).unwrap());
+    }) {
+        return;
+    }
     let mut g = c.benchmark_group("retrieve_cpu_2threads");
     g.sample_size(10);
-    g.bench_function(format!("f32_N{n}_M{m}_D{d}_tau0.006"), |b| {
-        b.iter(|| ctx.retrieve(&xm, &tm, &opts).unwrap())
-    });
+    g.bench_function(name, |b| b.iter(|| ctx.retrieve(&xm, &tm, &opts).unwrap()));
     g.finish();
 }
 

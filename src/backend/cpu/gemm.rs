@@ -1,4 +1,4 @@
-//! The two GEMM shapes the CPU kernels use, over the `gemm` crate, single-threaded (the
+//! The GEMM shape the GradNorm kernel uses, over the `gemm` crate, single-threaded (the
 //! kernels parallelise over row blocks themselves).
 
 /// Fills `out` (`rows × cols`, row-major) with `alpha · A · Bᵀ`, where `A` is `rows × d` and
@@ -33,43 +33,6 @@ pub(crate) fn gemm_abt<T: 'static + Copy>(
             1,
             alpha, // scales the old `out`: unused, since read_dst is false
             alpha, // scales A·Bᵀ
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
-/// `acc += A · B` for `A` (`rows × k`) and `B` (`k × cols`), all contiguous row-major.
-pub(crate) fn gemm_ab_acc(
-    a: &[f32],
-    b: &[f32],
-    rows: usize,
-    k: usize,
-    cols: usize,
-    acc: &mut [f32],
-) {
-    assert!(a.len() >= rows * k && b.len() >= k * cols && acc.len() >= rows * cols);
-    // SAFETY: acc is rows×cols (column stride 1, row stride cols); a is rows×k (1, k); b is
-    // k×cols (1, cols). The lengths are asserted above, and `acc` does not alias the inputs.
-    unsafe {
-        gemm::gemm(
-            rows,
-            cols,
-            k,
-            acc.as_mut_ptr(),
-            1,
-            cols as isize,
-            true,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            cols as isize,
-            1.0, // scales the old `acc`
-            1.0, // scales A·B
             false,
             false,
             false,

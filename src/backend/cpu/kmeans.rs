@@ -1,24 +1,27 @@
 //! The k-means primitives on the CPU: the assignment step as a blocked GEMM with a fused
-//! argmax (only a block×tile of inner products ever exists, never N×K), and the per-cluster
-//! sums of the update step as parallel partial sums in a fixed order.
+//! argmax (the centres are packed once per call; only a block of rows × all centres of inner
+//! products ever exists, never N×K), and the per-cluster sums of the update step as parallel
+//! partial sums in a fixed order.
 
 use super::gemm::gemm_abt;
+use super::packed_gemm::{NR, PackedA, PackedB, gemm_packed};
 use super::rows_f32;
 use super::vecmath::simd_dispatch;
 use crate::kmeans::{AssignOut, Metric};
 use crate::matrix::MatrixRef;
 use rayon::prelude::*;
 
-/// Rows per rayon task of the assignment.
+/// Rows per rayon task of the assignment (a multiple of the micro-kernel's 6 rows).
+const ASSIGN_BLOCK: usize = 96;
+/// Rows per rayon task of [`distances`].
 const ROW_BLOCK: usize = 256;
-/// Centres per inner-product tile.
-const CENTRE_TILE: usize = 256;
 /// Members per partial sum of the update.
 const SUM_CHUNK: usize = 2048;
 
 /// Scratch buffers of one assignment worker.
 struct Scratch {
     rows: Vec<f32>,
+    packed: PackedA,
     logits: Vec<f32>,
     best: Vec<(f32, u32)>,
 }
@@ -46,6 +49,15 @@ simd_dispatch! {
     }
 }
 
+simd_dispatch! {
+    /// `acc += row`, widened to f64.
+    fn add_to_f64(acc: &mut [f64], row: &[f32]) {
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a += v as f64;
+        }
+    }
+}
+
 /// Nearest centre of every row of `x` (validated: finite, `centres` is K×D contiguous f32).
 pub(crate) fn assign(x: &MatrixRef<'_>, centres: &[f32], metric: Metric, out: AssignOut<'_>) {
     let d = x.cols();
@@ -59,38 +71,31 @@ pub(crate) fn assign(x: &MatrixRef<'_>, centres: &[f32], metric: Metric, out: As
             .collect(),
         Metric::Spherical => vec![0.0; k],
     };
+    let packed = PackedB::from_rows_transposed(centres, k, d);
+    let k_pad = packed.panels() * NR;
     let AssignOut { labels, distances } = out;
     labels[..n]
-        .par_chunks_mut(ROW_BLOCK)
-        .zip(distances[..n].par_chunks_mut(ROW_BLOCK))
+        .par_chunks_mut(ASSIGN_BLOCK)
+        .zip(distances[..n].par_chunks_mut(ASSIGN_BLOCK))
         .enumerate()
         .for_each_init(
             || Scratch {
                 rows: Vec::new(),
-                logits: vec![0.0; ROW_BLOCK * CENTRE_TILE],
-                best: vec![(f32::NEG_INFINITY, 0); ROW_BLOCK],
+                packed: PackedA::default(),
+                logits: vec![0.0; ASSIGN_BLOCK * k_pad],
+                best: vec![(f32::NEG_INFINITY, 0); ASSIGN_BLOCK],
             },
             |scr, (block, (labels, distances))| {
                 let rows = labels.len();
-                let xb = rows_f32(x, block * ROW_BLOCK, rows, &mut scr.rows);
+                let xb = rows_f32(x, block * ASSIGN_BLOCK, rows, &mut scr.rows);
                 let best = &mut scr.best[..rows];
                 best.fill((f32::NEG_INFINITY, 0));
-                for k0 in (0..k).step_by(CENTRE_TILE) {
-                    let kt = CENTRE_TILE.min(k - k0);
-                    let logits = &mut scr.logits[..rows * kt];
-                    gemm_abt(
-                        1.0,
-                        xb,
-                        &centres[k0 * d..(k0 + kt) * d],
-                        rows,
-                        kt,
-                        d,
-                        logits,
-                    );
-                    let h = &half_norms[k0..k0 + kt];
-                    for (z, b) in logits.chunks_exact(kt).zip(best.iter_mut()) {
-                        fold_best(z, h, k0, b);
-                    }
+                let logits = &mut scr.logits[..rows * k_pad];
+                let panels = (0, packed.panels());
+                scr.packed.pack(xb, d, rows, d);
+                gemm_packed(&scr.packed, &packed, (0, d), panels, logits, k_pad, false);
+                for (z, b) in logits.chunks_exact(k_pad).zip(best.iter_mut()) {
+                    fold_best(&z[..k], &half_norms, 0, b);
                 }
                 for (r, &(score, label)) in best.iter().enumerate() {
                     labels[r] = label;
@@ -173,19 +178,13 @@ pub(crate) fn cluster_sums(
     }
     let partials: Vec<Vec<f64>> = tasks
         .par_iter()
-        .map_init(
-            || vec![0f32; d],
-            |row, &(_, s, e)| {
-                let mut acc = vec![0f64; d];
-                for &i in &members[s..e] {
-                    x.row_to_f32(i as usize, row);
-                    acc.iter_mut()
-                        .zip(row.iter())
-                        .for_each(|(a, &v)| *a += v as f64);
-                }
-                acc
-            },
-        )
+        .map_init(Vec::new, |scratch, &(_, s, e)| {
+            let mut acc = vec![0f64; d];
+            for &i in &members[s..e] {
+                add_to_f64(&mut acc, rows_f32(x, i as usize, 1, scratch));
+            }
+            acc
+        })
         .collect();
     sums.fill(0.0);
     for (&(c, _, _), p) in tasks.iter().zip(&partials) {

@@ -3,6 +3,7 @@
 mod gemm;
 mod gradnorm;
 mod kmeans;
+mod packed_gemm;
 mod retrieve;
 pub(crate) mod vecmath;
 

@@ -1,32 +1,38 @@
 //! The fused retrieval kernel on the CPU: t̃ = normalize(softmax(x·Tᵀ/τ)·T) per image.
 //!
 //! Images are cut into blocks (one rayon task each) and streamed against tiles of nouns, as
-//! flash attention does: `gemm_abt` fills a block×tile of logits; per image the epilogue keeps
-//! the running max `m` and the running sum `l = Σ e^{z−m}`, rescales the accumulator when `m`
-//! grows, and turns the logits into `e^{z−m}` ≤ 1 in place; a second GEMM adds those weights
-//! times the noun tile to the accumulator. Every exponent is ≤ 0, so no τ overflows; nothing
-//! N×M is stored. The softmax denominator cancels in the final normalisation, so `l` is only
-//! needed for the weights of the top nouns.
+//! flash attention does. The nouns are packed once, in both layouts the two products need
+//! ([`PackedB`]); per tile, the first product fills a block×tile of logits `z = x·t/τ` (τ folded
+//! into the image rows); per image the epilogue keeps the running max `m` and the running sum
+//! `l = Σ e^{z−m}`, rescales the accumulator when `m` grows, and turns the logits into
+//! `e^{z−m}` ≤ 1 in place (vectorised exp); the second product adds those weights times the
+//! noun tile to the accumulator. Every exponent is ≤ 0, so no τ overflows; nothing N×M is
+//! stored. The softmax denominator cancels in the final normalisation, so `l` is only needed
+//! for the weights of the top nouns.
 //!
 //! Precision: an f32 inner product of width D is off by about √D·2⁻²⁴·|z|, which at τ = 0.001
-//! (|z| up to 1000) moves weights by 1e-4. When the logits can exceed [`REFINE_ABOVE`], the
-//! logits within [`REFINE_CUT`] of the running max — the ones that carry the weight — are
-//! recomputed from the unrounded inputs with f64 accumulation, and weights are formed from f64
-//! differences to the max. The rest keep their f32 value: each weighs less than e^-10 of the
-//! largest, so their f32 error moves t̃ far below 1e-5 unless thousands of nouns crowd just
+//! (|z| up to 1000) moves weights by 1e-4. When the logits can exceed [`REFINE_ABOVE`], every
+//! noun whose f32 logit comes within [`REFINE_CUT`] of the running max — a superset of those
+//! within the cut of the final max, the ones that carry the weight — is remembered; at the end
+//! those within the cut of the final max get their logit recomputed from the unrounded inputs
+//! with f64 accumulation, and the accumulator and the sum are corrected by the difference of
+//! their weights, formed in f64. The rest keep their f32 value: each weighs less than e^-10 of
+//! the largest, so their f32 error moves t̃ far below 1e-5 unless thousands of nouns crowd just
 //! under that line.
 
-use super::gemm::{gemm_ab_acc, gemm_abt};
 use super::gradnorm::normalize_rows;
+use super::packed_gemm::{NR, PackedA, PackedB, gemm_packed};
 use super::rows_f32;
-use super::vecmath::{exp_nonpos, simd_dispatch};
+use super::vecmath::{exp_sub_sum, simd_dispatch};
 use crate::matrix::MatrixRef;
 use crate::retrieve::{RetrieveOptions, RetrieveOut};
 use rayon::prelude::*;
 
-/// Images per rayon task.
-const IMAGE_BLOCK: usize = 128;
-/// Nouns per logit tile.
+/// Images per rayon task (a multiple of the micro-kernel's 6 rows). Each packed noun panel
+/// comes from memory once per block and is then reused from L1 by all its rows, so blocks are
+/// large; the image rows, logits and accumulator are read from L2/L3 at a low rate.
+const IMAGE_BLOCK: usize = 192;
+/// Nouns per logit tile (a multiple of the packed panel width).
 const NOUN_TILE: usize = 256;
 /// Logit magnitude above which near-max logits are refined in f64.
 const REFINE_ABOVE: f64 = 16.0;
@@ -37,12 +43,16 @@ const REFINE_CUT: f32 = 10.0;
 /// Scratch buffers of one worker.
 struct Scratch {
     rows: Vec<f32>,
-    normed: Vec<f32>,
+    scaled: Vec<f32>,
+    /// The scaled image rows and the weights of the current tile, packed.
+    x_packed: PackedA,
+    p_packed: PackedA,
     inv: Vec<f64>,
-    cand: Vec<(usize, f64)>,
+    /// Per image, the nouns remembered for refinement: (noun, f32 logit).
+    cand: Vec<Vec<(u32, f32)>>,
     logits: Vec<f32>,
     acc: Vec<f32>,
-    max: Vec<f64>,
+    max: Vec<f32>,
     sum: Vec<f64>,
     /// Per image, the best `top_n` (logit, noun) pairs, best first.
     top: Vec<(f64, u32)>,
@@ -62,40 +72,37 @@ simd_dispatch! {
 }
 
 simd_dispatch! {
-    /// Replaces each `z` by `e^{z−m}` (all `z ≤ m`) and returns their sum.
-    fn exp_shift_sum(z: &mut [f32], m: f32) -> f32 {
-        let mut lanes = [0f32; 8];
-        let mut chunks = z.chunks_exact_mut(8);
+    /// Calls `f(j, z_j)` for every `z_j ≥ cut`, in order, scanning eight at a time.
+    fn for_each_at_least(z: &[f32], cut: f32, f: &mut dyn FnMut(usize, f32)) {
+        let mut chunks = z.chunks_exact(8);
+        let mut j0 = 0;
         for c in &mut chunks {
-            for l in 0..8 {
-                let e = exp_nonpos(c[l] - m);
-                c[l] = e;
-                lanes[l] += e;
+            let mut hit = false;
+            for &v in c { hit |= v >= cut; }
+            if hit {
+                for (l, &v) in c.iter().enumerate() {
+                    if v >= cut { f(j0 + l, v); }
+                }
             }
+            j0 += 8;
         }
-        let mut s = 0f32;
-        for v in chunks.into_remainder() {
-            *v = exp_nonpos(*v - m);
-            s += *v;
+        for (l, &v) in chunks.remainder().iter().enumerate() {
+            if v >= cut { f(j0 + l, v); }
         }
-        lanes.iter().sum::<f32>() + s
     }
 }
 
-/// Merges one tile of logits `m + z_j` (first noun `j0`) into a sorted top list (best first;
-/// ties keep the lower noun index, which is seen first).
-fn update_top(z: &[f32], m: f64, j0: usize, top: &mut [(f64, u32)]) {
+/// Inserts `(v, j)` into a sorted top list (best first; ties keep the entry already there,
+/// which has the lower noun index) when it beats the last entry.
+fn insert_top(top: &mut [(f64, u32)], v: f64, j: u32) {
     let last = top.len() - 1;
-    for (j, &d) in z.iter().enumerate() {
-        let v = m + d as f64;
-        if v > top[last].0 {
-            let mut p = last;
-            while p > 0 && v > top[p - 1].0 {
-                top[p] = top[p - 1];
-                p -= 1;
-            }
-            top[p] = (v, (j0 + j) as u32);
+    if v > top[last].0 {
+        let mut p = last;
+        while p > 0 && v > top[p - 1].0 {
+            top[p] = top[p - 1];
+            p -= 1;
         }
+        top[p] = (v, j);
     }
 }
 
@@ -112,6 +119,22 @@ simd_dispatch! {
         for j in tail..a.len() { s += a[j] as f64 * b[j] as f64; }
         lanes.iter().sum::<f64>() + s
     }
+}
+
+/// Asks the CPU to start loading `row` into cache (a hint; no effect off x86-64).
+#[inline]
+fn prefetch_row(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in row.chunks(16) {
+        // SAFETY: prefetching is a hint that never faults; the address is inside `row`.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr() as *const i8
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
 }
 
 /// `1/‖row‖` in f64 of each row of a contiguous buffer.
@@ -134,8 +157,8 @@ pub(crate) fn retrieve(
     let m = nouns.rows();
     let n = images.rows();
     let top_n = opts.top_n;
-    // The raw nouns (for refinement), their f64 inverse norms and the normalised copy the
-    // GEMMs use.
+    // The raw nouns (for refinement), their f64 inverse norms, and the (normalised) copy the
+    // products use, packed for both.
     let t_raw = nouns.to_f32_vec();
     let mut t_inv = Vec::new();
     inv_norms(&t_raw, d, &mut t_inv);
@@ -146,7 +169,13 @@ pub(crate) fn retrieve(
         t
     });
     let t = t_norm.as_deref().unwrap_or(&t_raw);
+    let (t_logit, t_acc) = rayon::join(
+        || PackedB::from_rows_transposed(t, m, d),
+        || PackedB::from_rows(t, m, d),
+    );
+    let d_pad = t_acc.panels() * NR;
     let alpha = 1.0 / opts.tau;
+    let alpha64 = 1.0 / opts.tau as f64;
     let RetrieveOut {
         features,
         top_indices,
@@ -168,11 +197,13 @@ pub(crate) fn retrieve(
         .for_each_init(
             || Scratch {
                 rows: Vec::new(),
-                normed: Vec::new(),
+                scaled: Vec::new(),
+                x_packed: PackedA::default(),
+                p_packed: PackedA::default(),
                 inv: Vec::new(),
-                cand: Vec::new(),
+                cand: vec![Vec::new(); IMAGE_BLOCK],
                 logits: vec![0.0; IMAGE_BLOCK * NOUN_TILE],
-                acc: vec![0.0; IMAGE_BLOCK * d],
+                acc: vec![0.0; IMAGE_BLOCK * d_pad],
                 max: vec![0.0; IMAGE_BLOCK],
                 sum: vec![0.0; IMAGE_BLOCK],
                 top: vec![(f64::NEG_INFINITY, 0); IMAGE_BLOCK * top_n],
@@ -182,83 +213,145 @@ pub(crate) fn retrieve(
                 let x_raw = rows_f32(images, block * IMAGE_BLOCK, rows, &mut scr.rows);
                 inv_norms(x_raw, d, &mut scr.inv);
                 let x_inv = &scr.inv;
-                let xb: &[f32] = if opts.normalize {
-                    scr.normed.clear();
-                    scr.normed.extend_from_slice(x_raw);
-                    normalize_rows(&mut scr.normed, d);
-                    &scr.normed
-                } else {
-                    x_raw
-                };
-                // Refinement: logits as computed from the raw rows, in f64.
-                let (x_scale, t_scale) = if opts.normalize {
-                    (Some(x_inv.as_slice()), Some(t_inv.as_slice()))
-                } else {
-                    (None, None)
-                };
+                // The image rows the products use: normalised when asked, times 1/τ.
+                scr.scaled.clear();
+                scr.scaled.extend_from_slice(x_raw);
+                for (row, &inv) in scr.scaled.chunks_exact_mut(d).zip(x_inv) {
+                    let s = if opts.normalize {
+                        (inv * alpha64) as f32
+                    } else {
+                        alpha
+                    };
+                    row.iter_mut().for_each(|v| *v *= s);
+                }
+                scr.x_packed.pack(&scr.scaled, d, rows, d);
                 let x_max_norm = x_inv.iter().fold(0f64, |a, &v| a.max(1.0 / v));
                 let bound = if opts.normalize {
-                    alpha as f64
+                    alpha64
                 } else {
-                    alpha as f64 * x_max_norm * t_max_norm
+                    alpha64 * x_max_norm * t_max_norm
                 };
                 let refine = bound > REFINE_ABOVE;
-                let acc = &mut scr.acc[..rows * d];
+                // The logit of image r and noun j from the unrounded inputs, in f64.
+                let refined = |r: usize, j: usize| -> f64 {
+                    let tj = &t_raw[j * d..(j + 1) * d];
+                    let e = dot_f64(&x_raw[r * d..(r + 1) * d], tj) * alpha64;
+                    if opts.normalize {
+                        e * x_inv[r] * t_inv[j]
+                    } else {
+                        e
+                    }
+                };
+                let acc = &mut scr.acc[..rows * d_pad];
                 acc.fill(0.0);
                 let (mx, sm) = (&mut scr.max[..rows], &mut scr.sum[..rows]);
-                mx.fill(f64::NEG_INFINITY);
+                mx.fill(f32::NEG_INFINITY);
                 sm.fill(0.0);
                 let top = &mut scr.top[..rows * top_n];
                 top.fill((f64::NEG_INFINITY, 0));
-                let cand = &mut scr.cand;
+                let cands = &mut scr.cand[..rows];
+                cands.iter_mut().for_each(Vec::clear);
                 for j0 in (0..m).step_by(NOUN_TILE) {
                     let nt = NOUN_TILE.min(m - j0);
-                    let tile = &t[j0 * d..(j0 + nt) * d];
-                    let logits = &mut scr.logits[..rows * nt];
-                    gemm_abt(alpha, xb, tile, rows, nt, d, logits);
-                    for (r, z) in logits.chunks_exact_mut(nt).enumerate() {
-                        let m_old = mx[r];
+                    let panels = (j0 / NR, (j0 + nt).div_ceil(NR));
+                    let logits = &mut scr.logits[..rows * NOUN_TILE];
+                    gemm_packed(
+                        &scr.x_packed,
+                        &t_logit,
+                        (0, d),
+                        panels,
+                        logits,
+                        NOUN_TILE,
+                        false,
+                    );
+                    for (r, z) in logits.chunks_exact_mut(NOUN_TILE).enumerate() {
+                        let z = &mut z[..nt];
                         let tile_max = max_of(z);
-                        let mut m_new = m_old.max(tile_max as f64);
-                        cand.clear();
-                        if refine {
-                            let cut = (m_new as f32) - REFINE_CUT;
-                            let xr = &x_raw[r * d..(r + 1) * d];
-                            for (j, &v) in z.iter().enumerate() {
-                                if v >= cut {
-                                    let tj = &t_raw[(j0 + j) * d..(j0 + j + 1) * d];
-                                    let mut e = dot_f64(xr, tj) * alpha as f64;
-                                    if let (Some(xs), Some(ts)) = (x_scale, t_scale) {
-                                        e *= xs[r] * ts[j0 + j];
-                                    }
-                                    cand.push((j, e));
-                                }
-                            }
-                            m_new = cand.iter().fold(m_old, |a, &(_, e)| a.max(e));
-                        }
-                        if m_new > m_old {
-                            if m_old > f64::NEG_INFINITY {
-                                let scale = (m_old - m_new).exp();
+                        if tile_max > mx[r] {
+                            if mx[r] > f32::NEG_INFINITY {
+                                let scale = (mx[r] as f64 - tile_max as f64).exp();
                                 sm[r] *= scale;
                                 let scale = scale as f32;
-                                acc[r * d..(r + 1) * d].iter_mut().for_each(|v| *v *= scale);
+                                acc[r * d_pad..(r + 1) * d_pad]
+                                    .iter_mut()
+                                    .for_each(|v| *v *= scale);
                             }
-                            mx[r] = m_new;
+                            mx[r] = tile_max;
+                            if refine {
+                                let cut = tile_max - REFINE_CUT;
+                                cands[r].retain(|&(_, v)| v >= cut);
+                            }
                         }
-                        let mf = mx[r] as f32;
-                        z.iter_mut().for_each(|v| *v = (*v - mf).min(0.0));
-                        for &(j, e) in cand.iter() {
-                            z[j] = (e - mx[r]) as f32;
-                        }
-                        if top_n > 0 {
-                            update_top(z, mx[r], j0, &mut top[r * top_n..(r + 1) * top_n]);
-                        }
-                        sm[r] += exp_shift_sum(z, 0.0) as f64;
+                        let cand_cut = if refine {
+                            mx[r] - REFINE_CUT
+                        } else {
+                            f32::INFINITY
+                        };
+                        let top_r = &mut top[r * top_n..(r + 1) * top_n];
+                        let top_cut = top_r.last().map_or(f32::INFINITY, |&(v, _)| v as f32);
+                        let cand_r = &mut cands[r];
+                        for_each_at_least(z, cand_cut.min(top_cut), &mut |j, v| {
+                            let j = (j0 + j) as u32;
+                            if v >= cand_cut {
+                                cand_r.push((j, v));
+                            }
+                            if !top_r.is_empty() {
+                                insert_top(top_r, v as f64, j);
+                            }
+                        });
+                        sm[r] += exp_sub_sum(z, mx[r]) as f64;
                     }
-                    gemm_ab_acc(logits, tile, rows, nt, d, acc);
+                    scr.p_packed.pack(logits, NOUN_TILE, rows, nt);
+                    gemm_packed(
+                        &scr.p_packed,
+                        &t_acc,
+                        (j0, j0 + nt),
+                        (0, t_acc.panels()),
+                        acc,
+                        d_pad,
+                        true,
+                    );
                 }
+                let mut fixed: Vec<(u32, f32, f64)> = Vec::new();
+                let mut best: Vec<(f64, u32)> = Vec::new();
                 for r in 0..rows {
-                    let a = &acc[r * d..(r + 1) * d];
+                    let a = &mut acc[r * d_pad..r * d_pad + d];
+                    let mut mr = mx[r] as f64;
+                    let mut l = sm[r];
+                    fixed.clear();
+                    if refine {
+                        // Swap the f32 weight of every noun near the final max for its f64 one.
+                        let cut = mx[r] - REFINE_CUT;
+                        for &(j, z) in cands[r].iter().filter(|&&(_, z)| z >= cut) {
+                            fixed.push((j, z, 0.0));
+                        }
+                        for i in 0..fixed.len() {
+                            if let Some(&(next, _, _)) = fixed.get(i + 1) {
+                                prefetch_row(&t_raw[next as usize * d..(next as usize + 1) * d]);
+                            }
+                            fixed[i].2 = refined(r, fixed[i].0 as usize);
+                        }
+                        let m_ref = fixed.iter().fold(mr, |a, &(_, _, e)| a.max(e));
+                        if m_ref > mr {
+                            let s = (mr - m_ref).exp();
+                            l *= s;
+                            a.iter_mut().for_each(|v| *v *= s as f32);
+                            mr = m_ref;
+                        }
+                        for &(j, z, e) in &fixed {
+                            let delta = (e - mr).exp() - (z as f64 - mr).exp();
+                            l += delta;
+                            // t_j is the raw row (just read by the refinement, so in cache)
+                            // scaled to unit norm when normalising.
+                            let s = if opts.normalize {
+                                delta * t_inv[j as usize]
+                            } else {
+                                delta
+                            };
+                            let tj = &t_raw[j as usize * d..(j as usize + 1) * d];
+                            a.iter_mut().zip(tj).for_each(|(o, &v)| *o += s as f32 * v);
+                        }
+                    }
                     let norm = a
                         .iter()
                         .map(|&v| (v as f64) * (v as f64))
@@ -267,11 +360,25 @@ pub(crate) fn retrieve(
                     let inv = if norm > 0.0 { (1.0 / norm) as f32 } else { 0.0 };
                     feat[r * d..(r + 1) * d]
                         .iter_mut()
-                        .zip(a)
+                        .zip(a.iter())
                         .for_each(|(o, &v)| *o = v * inv);
-                    for (s, &(z, j)) in top[r * top_n..(r + 1) * top_n].iter().enumerate() {
+                    if top_n == 0 {
+                        continue;
+                    }
+                    // The best nouns by refined logit: the refined ones and the f32 top list
+                    // (refined too when refining), best first, ties to the lower index.
+                    best.clear();
+                    best.extend(fixed.iter().map(|&(j, _, e)| (e, j)));
+                    for &(v, j) in &top[r * top_n..(r + 1) * top_n] {
+                        if v == f64::NEG_INFINITY || fixed.iter().any(|f| f.0 == j) {
+                            continue;
+                        }
+                        best.push((if refine { refined(r, j as usize) } else { v }, j));
+                    }
+                    best.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                    for (s, &(v, j)) in best.iter().take(top_n).enumerate() {
                         tidx[r * top_n + s] = j;
-                        tw[r * top_n + s] = ((z - mx[r]).exp() / sm[r]) as f32;
+                        tw[r * top_n + s] = ((v - mr).exp() / l) as f32;
                     }
                 }
             },
