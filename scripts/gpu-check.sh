@@ -14,6 +14,14 @@ QUICK=""
 export LAIC_REQUIRE_CUDA=1
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 
+# build-gpu-bin.sh leaves the executables gzip-compressed (carry limit): unpack them.
+if compgen -G "gpu-bin/*.gz" >/dev/null || compgen -G "gpu-bin/tests/*.gz" >/dev/null; then
+  for f in gpu-bin/*.gz gpu-bin/tests/*.gz; do
+    [[ -e "${f}" ]] || continue
+    gunzip -f "${f}" && chmod +x "${f%.gz}"
+  done
+fi
+
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader |
   tee "${OUT}/gpu.txt"
 
@@ -25,7 +33,7 @@ for t in gpu-bin/tests/*; do
   rc=$?
   summary="$(grep -E '^test result:' "${OUT}/test-${name}.log" | tail -n 1)"
   echo "${name}: rc=${rc} ${summary}" | tee -a "${OUT}/tests.txt"
-  grep -E 'max relative error|panicked|FAILED|SKIPPED' "${OUT}/test-${name}.log" | tail -n 40
+  grep -E 'max relative error|panicked|FAILED|SKIPPED|mismatch|NMI|objective' "${OUT}/test-${name}.log" | tail -n 60
 done
 
 # 2. The kernel at the issue's sizes, with the default block shape and two others.
@@ -41,9 +49,15 @@ for cfg in default 16x8 16x4; do
 done
 unset LAIC_CUDA_GRADNORM_CONFIG
 
+# 2b. k-means iteration and retrieval at issue 8's sizes.
+timeout 90 gpu-bin/gpu_bench_kmeans ${QUICK} >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" ||
+  echo "gpu_bench_kmeans: rc=$?" | tee -a "${OUT}/bench.err"
+
 # 3. PyTorch eager and torch.compile on the same card, in the same call.
 timeout 150 python3 scripts/torch_gradnorm_anchor.py ${QUICK} >"${OUT}/torch.jsonl" 2>"${OUT}/torch.err" ||
   { echo "torch anchor: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
+timeout 90 python3 scripts/torch_kmeans_anchor.py ${QUICK} >>"${OUT}/torch.jsonl" 2>>"${OUT}/torch.err" ||
+  { echo "torch k-means anchor: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
 
 # 4. The table.
 python3 scripts/gpu_table.py "${OUT}"
