@@ -487,8 +487,16 @@ fn the_pipeline_on_oxford_pets_matches_the_cpu_pipeline() {
     use laic::data::{bundled_dir, load_feature_set, load_imagenet_nouns};
     use laic::eval::run_feature_set;
     use laic::pipeline::{Filter, PipelineOptions};
-    let set = load_feature_set(&bundled_dir().join("oxford_pets.safetensors")).unwrap();
-    let nouns = load_imagenet_nouns(bundled_dir()).unwrap();
+    // The executable may run from another checkout (gpu-check.sh on the GPU machine runs in
+    // the repository root): LAIC_DATA_DIR, then the compile-time data/, then ./data.
+    let dir = std::env::var_os("LAIC_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain([bundled_dir().to_path_buf(), "data".into()])
+        .find(|d| d.join("oxford_pets.safetensors").is_file())
+        .expect("data/oxford_pets.safetensors (set LAIC_DATA_DIR)");
+    let set = load_feature_set(&dir.join("oxford_pets.safetensors")).unwrap();
+    let nouns = load_imagenet_nouns(&dir).unwrap();
     let filters = [Filter::None, Filter::Tac, Filter::GradNorm];
     let opts = PipelineOptions::default();
     let t0 = std::time::Instant::now();
