@@ -283,10 +283,269 @@ __device__ __forceinline__ void retrieve_body(const RetrieveParams& p) {
     }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Top nouns per image (for naming): a second streaming pass over the nouns with the logits on
+// tensor cores (the same operands as above) and, per image, the online softmax statistics
+// (max m and sum l of 2^(z - m)) and a sorted list of the TOPK largest logits in each lane
+// (value descending, index ascending on ties, as the CPU's update_top), merged over the quad
+// at the end. Writes top_n <= TOPK (noun index, softmax weight) pairs per image.
+// ---------------------------------------------------------------------------------------------
+
+constexpr int TOPK = 8;
+constexpr int TBN = 64;             // nouns per tile
+constexpr int TBK = 64;             // columns per streamed chunk
+constexpr int TSTAGES = 3;
+constexpr int TBSTRIDE = TBK + PAD;
+
+// Mirrored by `TopParams` in src/backend/cuda/retrieve.rs.
+struct TopParams {
+    const void* images;           // XPL planes of np x dp operands (packed)
+    const float* image_scale;     // np: (1/||x|| or 1) * log2(e) / tau
+    const void* nouns;            // XPL planes of mtp x dp operands (packed, mtp % TBN == 0)
+    const float* noun_scale;      // mtp
+    unsigned* top_index;          // n x top_n
+    float* top_weight;            // n x top_n
+    unsigned long long n;
+    unsigned long long np;        // multiple of the block's BM
+    unsigned long long mtp;
+    int m;
+    int d;
+    int dp;
+    int top_n;                    // 1 ..= TOPK
+};
+
+// (v, c) goes before (w, e): larger value, or equal value and lower index.
+__device__ __forceinline__ bool before(float v, int c, float w, int e) {
+    return v > w || (v == w && c < e);
+}
+
+template <typename TM, int XPL, int WM, int WARPS>
+__device__ __forceinline__ void top_body(const TopParams& p) {
+    constexpr int MT = WM / 16;
+    constexpr int NT = TBN / 8;
+    constexpr int R = 2 * MT;
+    constexpr int BM = WM * WARPS;
+    constexpr int NTHREADS = WARPS * 32;
+    constexpr int B_PLANE = TBN * TBSTRIDE;
+    constexpr int B_STAGE = XPL * B_PLANE;
+    constexpr int SEGS = TBK / 8;
+
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    const int astride = p.dp + PAD;
+    const size_t a_plane = (size_t)BM * astride;
+    TM* As = reinterpret_cast<TM*>(smem_raw);
+    TM* Bs = As + XPL * a_plane;
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2, t = lane & 3;
+    const unsigned long long row0 = (unsigned long long)blockIdx.x * BM;
+    {
+        const TM* src = static_cast<const TM*>(p.images);
+        const size_t plane = (size_t)p.np * p.dp;
+        const int segs_row = p.dp / 8;
+        const int total = XPL * BM * segs_row;
+        for (int i = threadIdx.x; i < total; i += NTHREADS) {
+            const int pl = i / (BM * segs_row);
+            const int rem = i - pl * (BM * segs_row);
+            const int r = rem / segs_row, s = rem - r * segs_row;
+            cp_async_16(As + pl * a_plane + (size_t)r * astride + s * 8,
+                        src + pl * plane + (size_t)(row0 + r) * p.dp + s * 8);
+        }
+        cp_async_commit();
+    }
+    const int nchunks = p.dp / TBK;
+    const int ntiles = (int)(p.mtp / TBN);
+    const int steps = ntiles * nchunks;
+    const TM* nouns = static_cast<const TM*>(p.nouns);
+    const size_t n_plane = (size_t)p.mtp * p.dp;
+    auto load_step = [&](int s) {
+        const int chunk = s % nchunks;
+        const int tile = s / nchunks;
+        TM* dst = Bs + (s % TSTAGES) * B_STAGE;
+        const TM* src = nouns + (size_t)tile * TBN * p.dp + chunk * TBK;
+        for (int i = threadIdx.x; i < XPL * TBN * SEGS; i += NTHREADS) {
+            const int pl = i / (TBN * SEGS);
+            const int rem = i - pl * (TBN * SEGS);
+            const int row = rem / SEGS, seg = rem % SEGS;
+            cp_async_16(dst + pl * B_PLANE + row * TBSTRIDE + seg * 8,
+                        src + pl * n_plane + (size_t)row * p.dp + seg * 8);
+        }
+    };
+#pragma unroll
+    for (int s = 0; s < TSTAGES - 1; ++s) {
+        if (s < steps) load_step(s);
+        cp_async_commit();
+    }
+
+    float rs[R], mx[R], sum[R];
+    float tv[R][TOPK];
+    int ti[R][TOPK];
+#pragma unroll
+    for (int i = 0; i < R; ++i) {
+        const unsigned long long gr = row0 + warp * WM + (i >> 1) * 16 + (i & 1) * 8 + g;
+        rs[i] = __ldg(p.image_scale + gr);
+        mx[i] = -INFINITY;
+        sum[i] = 0.f;
+#pragma unroll
+        for (int k = 0; k < TOPK; ++k) {
+            tv[i][k] = -INFINITY;
+            ti[i][k] = 0x7fffffff;
+        }
+    }
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) acc[mt][nt][j] = 0.f;
+    float ns[NT][2];
+
+    for (int s = 0; s < steps; ++s) {
+        cp_async_wait<TSTAGES - 2>();
+        __syncthreads();
+        {
+            const int nx = s + TSTAGES - 1;
+            if (nx < steps) load_step(nx);
+            cp_async_commit();
+        }
+        const int chunk = s % nchunks;
+        const int tile = s / nchunks;
+        if (chunk == 0) {
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+                const float2 v = __ldg(
+                    reinterpret_cast<const float2*>(p.noun_scale + tile * TBN + nt * 8 + 2 * t));
+                ns[nt][0] = v.x;
+                ns[nt][1] = v.y;
+            }
+        }
+        const TM* bst = Bs + (s % TSTAGES) * B_STAGE;
+#pragma unroll
+        for (int kk = 0; kk < TBK / 16; ++kk) {
+            uint32_t a[XPL][MT][4];
+            uint32_t b[XPL][NT][2];
+#pragma unroll
+            for (int pl = 0; pl < XPL; ++pl) {
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    ldmatrix_x4(a[pl][mt],
+                                As + pl * a_plane +
+                                    (size_t)(warp * WM + mt * 16 + (lane & 15)) * astride +
+                                    chunk * TBK + kk * 16 + (lane >> 4) * 8);
+                }
+#pragma unroll
+                for (int np2 = 0; np2 < NT / 2; ++np2) {
+                    uint32_t r4[4];
+                    ldmatrix_x4(r4, bst + pl * B_PLANE +
+                                        (np2 * 16 + (lane & 7) + ((lane >> 4) << 3)) * TBSTRIDE +
+                                        kk * 16 + ((lane >> 3) & 1) * 8);
+                    b[pl][2 * np2][0] = r4[0];
+                    b[pl][2 * np2][1] = r4[1];
+                    b[pl][2 * np2 + 1][0] = r4[2];
+                    b[pl][2 * np2 + 1][1] = r4[3];
+                }
+            }
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt) {
+                    Mma<TM>::run(acc[mt][nt], a[0][mt], b[0][nt][0], b[0][nt][1]);
+                    if constexpr (XPL == 2) {
+                        Mma<TM>::run(acc[mt][nt], a[0][mt], b[1][nt][0], b[1][nt][1]);
+                        Mma<TM>::run(acc[mt][nt], a[1][mt], b[0][nt][0], b[0][nt][1]);
+                    }
+                }
+            }
+        }
+        if (chunk != nchunks - 1) continue;
+
+        const int colbase = tile * TBN + 2 * t;
+#pragma unroll
+        for (int i = 0; i < R; ++i) {
+            const int mt = i >> 1, h = i & 1;
+            float z[NT][2];
+            float tmax = -INFINITY;
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+                for (int j = 0; j < 2; ++j) {
+                    const int col = colbase + nt * 8 + j;
+                    const float v =
+                        col < p.m ? acc[mt][nt][2 * h + j] * rs[i] * ns[nt][j] : -INFINITY;
+                    z[nt][j] = v;
+                    tmax = fmaxf(tmax, v);
+                }
+            }
+            const float mnew = fmaxf(mx[i], quad_max(tmax));
+            float e = 0.f;
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+                for (int j = 0; j < 2; ++j) {
+                    const int col = colbase + nt * 8 + j;
+                    e += ex2(z[nt][j] - mnew);
+                    float v = z[nt][j];
+                    int c = col;
+                    if (col < p.m && before(v, c, tv[i][TOPK - 1], ti[i][TOPK - 1])) {
+#pragma unroll
+                        for (int k = 0; k < TOPK; ++k) {
+                            if (before(v, c, tv[i][k], ti[i][k])) {
+                                const float fv = tv[i][k];
+                                const int fc = ti[i][k];
+                                tv[i][k] = v;
+                                ti[i][k] = c;
+                                v = fv;
+                                c = fc;
+                            }
+                        }
+                    }
+                }
+            }
+            sum[i] = sum[i] * ex2(mx[i] - mnew) + e;
+            mx[i] = mnew;
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[mt][nt][j] = 0.f;
+    }
+    cp_async_wait<0>();
+
+    // Merge the quad's four lists: top_n rounds of "largest head wins, its lane pops".
+#pragma unroll
+    for (int i = 0; i < R; ++i) {
+        const float total = quad_sum(sum[i]);
+        const unsigned long long gr = row0 + warp * WM + (i >> 1) * 16 + (i & 1) * 8 + g;
+        for (int s = 0; s < p.top_n; ++s) {
+            float hv = tv[i][0];
+            int hc = ti[i][0];
+            quad_argmax(hv, hc);
+            if (ti[i][0] == hc) {
+#pragma unroll
+                for (int k = 0; k < TOPK - 1; ++k) {
+                    tv[i][k] = tv[i][k + 1];
+                    ti[i][k] = ti[i][k + 1];
+                }
+                tv[i][TOPK - 1] = -INFINITY;
+                ti[i][TOPK - 1] = 0x7fffffff;
+            }
+            if (t == 0 && gr < p.n) {
+                p.top_index[gr * p.top_n + s] = (unsigned)hc;
+                p.top_weight[gr * p.top_n + s] = ex2(hv - mx[i]) / total;
+            }
+        }
+    }
+}
+
 }  // namespace rt
 }  // namespace laic
 
 using laic::rt::RetrieveParams;
+using laic::rt::TopParams;
 
 LAIC_PACK_ALL(laic_rt_pack)
 
@@ -306,3 +565,13 @@ LAIC_PACK_ALL(laic_rt_pack)
 LAIC_RETRIEVE_CONFIGS(f16, __half, 1, 1)
 LAIC_RETRIEVE_CONFIGS(bf16, __nv_bfloat16, 1, 2)
 LAIC_RETRIEVE_CONFIGS(f32, __nv_bfloat16, 2, 2)
+
+#define LAIC_RETRIEVE_TOP(DT, TM, XPL)                                                    \
+    extern "C" __global__ void __launch_bounds__(128, 1)                                  \
+        laic_retrieve_top_##DT(const TopParams p) {                                       \
+        laic::rt::top_body<TM, XPL, 16, 4>(p);                                            \
+    }
+
+LAIC_RETRIEVE_TOP(f16, __half, 1)
+LAIC_RETRIEVE_TOP(bf16, __nv_bfloat16, 1)
+LAIC_RETRIEVE_TOP(f32, __nv_bfloat16, 2)

@@ -396,7 +396,8 @@ fn retrieval_matches_the_cpu() {
     let cpu = CpuBackend;
     for (n, m, d) in [(333, 1001, 64), (130, 517, 512), (65, 300, 768), (1, 1, 64)] {
         for dtype in DTYPES {
-            for (tau, normalize) in [(0.01f32, true), (0.05, true), (0.02, false)] {
+            for (tau, normalize, top) in [(0.01f32, true, 0), (0.05, true, 3), (0.02, false, 8)] {
+                let top_n = top.min(m);
                 let mut x = normal_rows(&mut rng, n, d, 1.0);
                 let mut t = normal_rows(&mut rng, m, d, 1.0);
                 if !normalize {
@@ -411,34 +412,42 @@ fn retrieval_matches_the_cpu() {
                 let opts = RetrieveOptions {
                     tau,
                     normalize,
-                    top_n: 0,
+                    top_n,
                 };
                 let mut gf = vec![f32::NAN; n * d + 5];
+                let mut gi = vec![u32::MAX; n * top_n + 2];
+                let mut gw = vec![f32::NAN; n * top_n + 2];
                 gpu.retrieve(
                     &xm,
                     &tm,
                     &opts,
                     RetrieveOut {
                         features: &mut gf,
-                        top_indices: &mut [],
-                        top_weights: &mut [],
+                        top_indices: &mut gi,
+                        top_weights: &mut gw,
                     },
                 )
                 .unwrap();
+                let fallback = laic::backend::cuda::last_retrieve_kernel_ms().is_none();
                 let mut cf = vec![0f32; n * d];
+                let mut ci = vec![0u32; n * top_n];
+                let mut cw = vec![0f32; n * top_n];
                 cpu.retrieve(
                     &xm,
                     &tm,
                     &opts,
                     RetrieveOut {
                         features: &mut cf,
-                        top_indices: &mut [],
-                        top_weights: &mut [],
+                        top_indices: &mut ci,
+                        top_weights: &mut cw,
                     },
                 )
                 .unwrap();
                 assert!(gf[n * d..].iter().all(|v| v.is_nan()), "wrote past N×D");
-                let fallback = laic::backend::cuda::last_retrieve_kernel_ms().is_none();
+                assert!(
+                    gi[n * top_n..].iter().all(|&v| v == u32::MAX),
+                    "wrote past N×top_n"
+                );
                 let mut max_err = 0f64;
                 let mut first = None;
                 for i in 0..n {
@@ -461,10 +470,32 @@ fn retrieval_matches_the_cpu() {
                     }
                 }
                 let tol = if dtype == Dtype::F32 { 1e-4 } else { 2e-3 };
+                // Top nouns: the same weight at every rank; the same noun unless the weights
+                // of the two nouns are within the tolerance of each other (a near tie).
+                let (mut max_w, mut swapped, mut top_first) = (0f64, 0usize, None);
+                for e in 0..n * top_n {
+                    assert!(gi[e] < m as u32 && gw[e].is_finite(), "top {e} unwritten");
+                    let dw = (gw[e] as f64 - cw[e] as f64).abs();
+                    max_w = max_w.max(dw);
+                    if gi[e] != ci[e] {
+                        swapped += 1;
+                    }
+                    if dw > tol && top_first.is_none() {
+                        top_first = Some(format!(
+                            "image {} rank {}: gpu noun {} weight {} cpu noun {} weight {}",
+                            e / top_n,
+                            e % top_n,
+                            gi[e],
+                            gw[e],
+                            ci[e],
+                            cw[e]
+                        ));
+                    }
+                }
                 report(&format!(
-                    "retrieve {dtype:?} n={n} m={m} d={d} tau={tau} normalize={normalize}: max relative error {max_err:.2e}{}",
+                    "retrieve {dtype:?} n={n} m={m} d={d} tau={tau} normalize={normalize} top_n={top_n}: max relative error {max_err:.2e}, top weights max error {max_w:.2e}, top nouns swapped (near ties) {swapped}{}",
                     if fallback {
-                        " (no GPU kernel has run: CPU fallback)"
+                        " (CPU fallback: no GPU kernel ran)"
                     } else {
                         ""
                     }
@@ -473,6 +504,11 @@ fn retrieval_matches_the_cpu() {
                     max_err <= tol,
                     "{dtype:?} n={n} m={m} d={d} tau={tau}: {max_err:e}; worst {}",
                     first.unwrap_or_default()
+                );
+                assert!(
+                    max_w <= tol,
+                    "{dtype:?} n={n} m={m} d={d} tau={tau}: top weights {max_w:e}; first {}",
+                    top_first.unwrap_or_default()
                 );
             }
         }

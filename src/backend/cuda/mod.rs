@@ -6,8 +6,8 @@
 //! [`CudaBackend::new`] asks `is_culib_present()` before any CUDA call and also runs device
 //! setup under `catch_unwind`: a machine without a driver, without a device, or a build without
 //! kernels gives [`Error::NoDevice`] with the reason, and `BackendKind::Auto` falls back to
-//! the CPU. Calls the kernels cannot take (rows too wide for shared memory, retrieval with top
-//! nouns) are delegated to the CPU backend.
+//! the CPU. Calls the kernels cannot take (rows too wide for shared memory, retrieval of more
+//! than 8 top nouns, images and nouns of different dtypes) are delegated to the CPU backend.
 
 mod gradnorm;
 mod kernels;

@@ -2,7 +2,8 @@
 //!
 //! A call packs the images (scale per row: (1/‖x‖ or 1)·log₂e/τ) and the nouns (1/‖t‖ or 1)
 //! into operand layout on the device, runs the fused kernel, and copies t̃ back. The top
-//! nouns per image (`top_n > 0`) are not computed on the GPU yet: such calls run on the CPU.
+//! nouns per image (`0 < top_n <= 8`) come from a second kernel over the same packed operands
+//! (`laic_retrieve_top_<dt>`); larger `top_n` runs on the CPU.
 
 use super::operands::{self, Layout, PackKernels, RowValue};
 use super::{CudaBackend, cuda_error};
@@ -34,6 +35,15 @@ const CONFIGS: [(usize, usize, usize, &str); 4] = [
     (1, 2, 1024, "16x2_d1024"),
     (1, 1, 1024, "16x1_d1024"),
 ];
+
+/// Most top nouns per image the GPU kernel keeps (`TOPK` in retrieve.cu).
+const TOPK: usize = 8;
+/// Nouns per tile of the top-nouns kernel (`TBN`); its streamed chunks are 64 columns wide.
+const TBN: usize = 64;
+/// Images per block of the top-nouns kernel (16 rows per warp, 4 warps).
+const TOP_BM: usize = 64;
+/// Pipeline depth of the top-nouns kernel (`TSTAGES`).
+const TSTAGES: usize = 3;
 
 /// Device time of the last retrieval kernel, f32 bits (NaN: none yet).
 static LAST_MS: AtomicU32 = AtomicU32::new(0x7fc0_0000);
@@ -69,14 +79,41 @@ struct RetrieveParams {
     reserved: i32,
 }
 
-// SAFETY: a plain #[repr(C)] struct of integers with the C layout of retrieve.cu's
-// `RetrieveParams` (size checked by a test), passed by value.
+/// `TopParams` of retrieve.cu.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct TopParams {
+    images: u64,
+    image_scale: u64,
+    nouns: u64,
+    noun_scale: u64,
+    top_index: u64,
+    top_weight: u64,
+    n: u64,
+    np: u64,
+    mtp: u64,
+    m: i32,
+    d: i32,
+    dp: i32,
+    top_n: i32,
+}
+
+// SAFETY: plain #[repr(C)] structs of integers with the C layout of retrieve.cu's
+// `RetrieveParams` and `TopParams` (sizes checked by a test), passed by value.
 unsafe impl DeviceRepr for RetrieveParams {}
+// SAFETY: as above.
+unsafe impl DeviceRepr for TopParams {}
+
+/// Shared memory of the top-nouns kernel: resident images and the noun-chunk pipeline.
+fn top_smem_bytes(dp: usize, xpl: usize) -> usize {
+    xpl * TOP_BM * (dp + PAD) * 2 + TSTAGES * xpl * TBN * (64 + PAD) * 2
+}
 
 /// The kernels of retrieve.cu; indexed by dtype (f32, f16, bf16), then config.
 pub(super) struct RetrieveKernels {
     pack: PackKernels,
     main: [[CudaFunction; 4]; 3],
+    top: [CudaFunction; 3],
 }
 
 const DTYPES: [&str; 3] = ["f32", "f16", "bf16"];
@@ -105,6 +142,11 @@ impl RetrieveKernels {
         Ok(RetrieveKernels {
             pack: PackKernels::load(module, "laic_rt_pack")?,
             main: [row(DTYPES[0])?, row(DTYPES[1])?, row(DTYPES[2])?],
+            top: [
+                f(format!("laic_retrieve_top_{}", DTYPES[0]))?,
+                f(format!("laic_retrieve_top_{}", DTYPES[1]))?,
+                f(format!("laic_retrieve_top_{}", DTYPES[2]))?,
+            ],
         })
     }
 }
@@ -163,9 +205,14 @@ pub(super) fn supported(
     opts: &RetrieveOptions,
     max_smem: usize,
 ) -> bool {
-    opts.top_n == 0
-        && images.dtype() == nouns.dtype()
-        && plan(images.dtype(), images.cols(), max_smem).is_ok()
+    let dtype = images.dtype();
+    let top_fits = opts.top_n == 0
+        || (opts.top_n <= TOPK
+            && top_smem_bytes(
+                operands::round_up(images.cols(), COL_MULTIPLE),
+                Layout::of(dtype).planes(),
+            ) <= max_smem);
+    top_fits && dtype == nouns.dtype() && plan(dtype, images.cols(), max_smem).is_ok()
 }
 
 /// Host inputs (validated, `supported`): packs both, runs the kernel, writes `out.features`.
@@ -203,7 +250,7 @@ pub(super) fn retrieve_host(
             &kernels.pack,
             nouns,
             layout,
-            BN,
+            TBN,
             COL_MULTIPLE,
             kind,
             1.0,
@@ -253,18 +300,73 @@ pub(super) fn retrieve_host(
         unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
             .map_err(|e| cuda_error("launching the retrieval kernel", e))?;
         let end = ev()?;
+        let top_n = opts.top_n;
+        let mut top = (Vec::new(), Vec::new());
+        if top_n > 0 {
+            let ti = stream
+                .alloc_zeros::<u32>(n * top_n)
+                .map_err(|e| cuda_error("top indices", e))?;
+            let tw = stream
+                .alloc_zeros::<f32>(n * top_n)
+                .map_err(|e| cuda_error("top weights", e))?;
+            let (ip, _g6) = ti.device_ptr(stream);
+            let (wp, _g7) = tw.device_ptr(stream);
+            let params = TopParams {
+                images: xp,
+                image_scale: xs,
+                nouns: tp,
+                noun_scale: ts,
+                top_index: ip,
+                top_weight: wp,
+                n: n as u64,
+                np: x.rows_padded as u64,
+                mtp: t.rows_padded as u64,
+                m: m as i32,
+                d: d as i32,
+                dp: plan.dp as i32,
+                top_n: top_n as i32,
+            };
+            let smem = top_smem_bytes(plan.dp, layout.planes());
+            let f = &kernels.top[dtype_index(dtype)];
+            f.set_attribute(
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem as i32,
+            )
+            .map_err(|e| cuda_error("raising the kernel's shared-memory limit", e))?;
+            let cfg = LaunchConfig {
+                grid_dim: ((x.rows_padded / TOP_BM) as u32, 1, 1),
+                block_dim: (128, 1, 1),
+                shared_mem_bytes: smem as u32,
+            };
+            // SAFETY: as above; the nouns are packed to mtp rows (a multiple of TBN) with mtp
+            // scales, the images to np rows (a multiple of TOP_BM), and the outputs hold
+            // n × top_n elements with 1 <= top_n <= TOPK (checked by `supported`).
+            unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
+                .map_err(|e| cuda_error("launching the top-nouns kernel", e))?;
+            top = (
+                stream
+                    .clone_dtoh(&ti)
+                    .map_err(|e| cuda_error("copying the top nouns back", e))?,
+                stream
+                    .clone_dtoh(&tw)
+                    .map_err(|e| cuda_error("copying the top weights back", e))?,
+            );
+        }
         let host = stream
             .clone_dtoh(&features)
             .map_err(|e| cuda_error("copying the features back", e))?;
         stream
             .synchronize()
-            .map_err(|e| cuda_error("the retrieval kernel failed", e))?;
+            .map_err(|e| cuda_error("the retrieval kernels failed", e))?;
         if let Ok(ms) = start.elapsed_ms(&end) {
             LAST_MS.store(ms.to_bits(), Ordering::Relaxed);
         }
-        Ok(host)
+        Ok((host, top))
     })?;
+    let (host, (ti, tw)) = host;
     out.features[..n * d].copy_from_slice(&host);
+    out.top_indices[..ti.len()].copy_from_slice(&ti);
+    out.top_weights[..tw.len()].copy_from_slice(&tw);
     Ok(())
 }
 
@@ -275,6 +377,10 @@ mod tests {
     #[test]
     fn parameter_struct_has_the_c_layout() {
         assert_eq!(std::mem::size_of::<RetrieveParams>(), 80);
+        assert_eq!(std::mem::size_of::<TopParams>(), 88);
+        // The top-nouns kernel fits wherever the main one does at D <= 1024 (f16) / 512 (f32).
+        assert!(top_smem_bytes(1024, 1) <= 227 * 1024);
+        assert!(top_smem_bytes(512, 2) <= 227 * 1024);
     }
 
     #[test]
@@ -306,5 +412,8 @@ mod tests {
             assert!(ptx.contains(&format!(".entry laic_rt_pack_{dt}(")));
         }
         assert!(ptx.contains("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16"));
+        for dt in DTYPES {
+            assert!(ptx.contains(&format!(".entry laic_retrieve_top_{dt}(")));
+        }
     }
 }
