@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prepares gpu-bin/ (git-ignored) for scripts/gpu-check.sh on the GPU machine, which has the
-# driver and CUDA but no Rust: the CUDA test executable and the gpu_bench example, built here
-# with the kernels compiled in, stripped of debug info and gzipped so they fit the device tool's
-# carry limit.
+# driver and CUDA but no Rust: the CUDA test executables (tests/cuda*.rs) and the gpu_bench and
+# gpu_bench_kmeans examples, built here with the kernels compiled in, stripped of debug info and
+# gzip-compressed (each embeds ~20 MB of PTX and cubins, which compress ~5x) so that they fit
+# the device tool's carry limit; scripts/gpu-check.sh decompresses them.
 #
 # Usage: scripts/build-gpu-bin.sh        then, with the device tool:
 #        run(command="bash scripts/gpu-check.sh", carry=["gpu-bin"])
@@ -16,24 +17,25 @@ fi
 
 rm -rf gpu-bin
 mkdir -p gpu-bin/tests
-cargo build --release --example gpu_bench
+cargo build --release --example gpu_bench --example gpu_bench_kmeans
 cp target/release/examples/gpu_bench gpu-bin/gpu_bench
-cargo test --release --test cuda --no-run --message-format=json 2>/dev/null |
+cp target/release/examples/gpu_bench_kmeans gpu-bin/gpu_bench_kmeans
+cargo test --release --test cuda --test cuda_kmeans --no-run --message-format=json 2>/dev/null |
   jq -r 'select(.reason == "compiler-artifact" and .profile.test == true) | .executable // empty' |
   while read -r exe; do
     cp "${exe}" "gpu-bin/tests/$(basename "${exe}" | sed 's/-[0-9a-f]*$//')"
   done
-strip --strip-debug gpu-bin/gpu_bench gpu-bin/tests/*
+strip --strip-debug gpu-bin/gpu_bench gpu-bin/gpu_bench_kmeans gpu-bin/tests/*
 
 # A build without nvcc would carry no kernels and every GPU test would fail there: refuse.
-for f in gpu-bin/gpu_bench gpu-bin/tests/*; do
-  if ! grep -q "laic_gradnorm_f16_32x4" "${f}"; then
-    echo "build-gpu-bin: ${f} has no CUDA kernels embedded (was nvcc found?)" >&2
-    exit 1
-  fi
+for f in gpu-bin/gpu_bench gpu-bin/gpu_bench_kmeans gpu-bin/tests/*; do
+  for kernel in laic_gradnorm_f16_32x4 laic_km_assign_f16_32x4 laic_retrieve_f16_32x2_d512; do
+    if ! grep -q "${kernel}" "${f}"; then
+      echo "build-gpu-bin: ${f} has no ${kernel} embedded (was nvcc found?)" >&2
+      exit 1
+    fi
+  done
 done
-# The embedded PTX is text: gzip shrinks each executable ~6x, keeping gpu-bin/ and the working
-# tree under the device tool's 64 MiB carry limit. scripts/gpu-check.sh unpacks them there.
-gzip -f gpu-bin/gpu_bench gpu-bin/tests/*
+gzip -9 -n gpu-bin/gpu_bench gpu-bin/gpu_bench_kmeans gpu-bin/tests/*
 ls -la gpu-bin gpu-bin/tests
 du -sh gpu-bin

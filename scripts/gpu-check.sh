@@ -16,7 +16,8 @@ export LAIC_REQUIRE_CUDA=1
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 
 # scripts/build-gpu-bin.sh gzips the executables to fit the carry limit.
-find gpu-bin -name '*.gz' -exec gunzip -f {} + && chmod +x gpu-bin/gpu_bench gpu-bin/tests/*
+find gpu-bin -name '*.gz' -exec gunzip -f {} +
+chmod +x gpu-bin/gpu_bench* gpu-bin/tests/*
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader |
   tee "${OUT}/gpu.txt"
@@ -26,7 +27,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 : >"${OUT}/tests.txt"
 for t in gpu-bin/tests/*; do
   name="$(basename "${t}")"
-  for cfg in default wg2o 32x4; do
+  for cfg in default wg2d 32x4; do
     [[ "${name}" != cuda && "${cfg}" != default ]] && continue
     if [[ "${cfg}" == default ]]; then unset LAIC_CUDA_GRADNORM_CONFIG; else export LAIC_CUDA_GRADNORM_CONFIG="${cfg}"; fi
     log="$(mktemp)"
@@ -35,14 +36,14 @@ for t in gpu-bin/tests/*; do
     { echo "=== ${name} [${cfg}] rc=${rc}"; cat "${log}"; } >>"${OUT}/tests.log"
     summary="$(grep -E '^test result:' "${log}" | tail -n 1)"
     echo "${name} [${cfg}]: rc=${rc} ${summary}" | tee -a "${OUT}/tests.txt"
-    grep -E 'max relative error|max abs|panicked|FAILED|SKIPPED' "${log}" | tail -n 25
+    grep -E 'max relative error|max abs|panicked|FAILED|SKIPPED|mismatch|NMI|objective' "${log}" | tail -n 40
   done
 done
 unset LAIC_CUDA_GRADNORM_CONFIG
 
 # 2. The kernel at the issue's sizes, with the default block shape and two others.
 : >"${OUT}/bench.jsonl"
-for cfg in default wg2o 32x4; do
+for cfg in default wg2d 32x4; do
   if [[ "${cfg}" == default ]]; then
     unset LAIC_CUDA_GRADNORM_CONFIG
   else
@@ -53,9 +54,15 @@ for cfg in default wg2o 32x4; do
 done
 unset LAIC_CUDA_GRADNORM_CONFIG
 
+# 2b. k-means iteration and retrieval at issue 8's sizes.
+timeout 90 gpu-bin/gpu_bench_kmeans ${QUICK} >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" ||
+  echo "gpu_bench_kmeans: rc=$?" | tee -a "${OUT}/bench.err"
+
 # 3. PyTorch eager and torch.compile on the same card, in the same call.
 timeout 150 python3 scripts/torch_gradnorm_anchor.py ${QUICK} >"${OUT}/torch.jsonl" 2>"${OUT}/torch.err" ||
   { echo "torch anchor: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
+timeout 90 python3 scripts/torch_kmeans_anchor.py ${QUICK} >>"${OUT}/torch.jsonl" 2>>"${OUT}/torch.err" ||
+  { echo "torch k-means anchor: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
 
 # 4. The table.
 python3 scripts/gpu_table.py "${OUT}"

@@ -7,6 +7,7 @@
 //! the squared centre shift falls to `tol` × the mean per-feature variance, a final assignment
 //! to the last centres, and the restart with the lowest objective wins (earliest on ties).
 
+use crate::backend::KMeansSteps;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::matrix::MatrixRef;
@@ -126,14 +127,28 @@ pub(crate) fn run(
     if spherical {
         normalize_rows(&mut data, d);
     }
-    let xm = MatrixRef::from_f32(&data, n, d)?;
     let tol = opts.tol * mean_variance(&data, n, d);
+    // The backend sees the rows once per call: as given for the Euclidean metric (any dtype,
+    // converted exactly), the normalised f32 copy for the spherical one.
+    let xm = if spherical {
+        MatrixRef::from_f32(&data, n, d)?
+    } else {
+        *x
+    };
+    let mut steps = ctx.backend().kmeans_steps(xm)?;
     let mut best: Option<KMeansResult> = None;
     for run in 0..opts.n_redo {
         let report = |f: f64| progress.report(stage, (run as f64 + f) / opts.n_redo as f64);
         let mut rng = Rng::new(opts.seed, run as u64);
-        let seeds = kmeans_plus_plus(ctx, &xm, &data, opts.n_clusters, opts.metric, &mut rng)?;
-        let mut res = lloyd(ctx, &xm, &data, seeds, opts, tol, &report)?;
+        let seeds = kmeans_plus_plus(
+            steps.as_mut(),
+            &data,
+            d,
+            opts.n_clusters,
+            opts.metric,
+            &mut rng,
+        )?;
+        let mut res = lloyd(steps.as_mut(), &data, d, seeds, opts, tol, &report)?;
         res.best_run = run;
         if best.as_ref().is_none_or(|b| res.objective < b.objective) {
             best = Some(res);
@@ -173,23 +188,23 @@ fn mean_variance(data: &[f32], n: usize, d: usize) -> f64 {
 /// Greedy k-means++ (as scikit-learn): the first centre uniformly at random; each next one
 /// the best of `2 + ⌊ln K⌋` candidates drawn with probability ∝ distance to the nearest
 /// centre so far, "best" meaning the lowest total distance afterwards. The distances to all
-/// candidates of a step come from one call of the backend's `distances` primitive.
+/// candidates of a step come from one call of the backend's `distances` primitive; `data` is
+/// the f32 copy of the rows `steps` works on (N×`d`), for the chosen rows.
 pub(crate) fn kmeans_plus_plus(
-    ctx: &Context,
-    x: &MatrixRef<'_>,
+    steps: &mut dyn KMeansSteps,
     data: &[f32],
+    d: usize,
     k: usize,
     metric: Metric,
     rng: &mut Rng,
 ) -> Result<Vec<f32>> {
-    let (n, d) = (x.rows(), x.cols());
-    let backend = ctx.backend();
+    let n = data.len() / d;
     let trials = 2 + (k as f64).ln() as usize;
     let mut centres = Vec::with_capacity(k * d);
     let first = rng.below(n as u64) as usize;
     centres.extend_from_slice(&data[first * d..(first + 1) * d]);
     let mut closest = vec![0f32; n];
-    backend.distances(x, &data[first * d..(first + 1) * d], metric, &mut closest)?;
+    steps.distances(&data[first * d..(first + 1) * d], metric, &mut closest)?;
     let mut cand_rows = vec![0f32; trials * d];
     let mut cand_dist = vec![0f32; n * trials];
     let mut cumsum = vec![0f64; n];
@@ -208,7 +223,7 @@ pub(crate) fn kmeans_plus_plus(
         for (t, &i) in cands.iter().enumerate() {
             cand_rows[t * d..(t + 1) * d].copy_from_slice(&data[i * d..(i + 1) * d]);
         }
-        backend.distances(x, &cand_rows, metric, &mut cand_dist)?;
+        steps.distances(&cand_rows, metric, &mut cand_dist)?;
         let mut best: Option<(f64, usize)> = None;
         for t in 0..trials {
             let pot: f64 = closest
@@ -233,16 +248,15 @@ pub(crate) fn kmeans_plus_plus(
 /// Lloyd iterations from `centres` until the labels repeat, the shift falls below `tol`, or
 /// `max_iter`; then one assignment to the final centres.
 fn lloyd(
-    ctx: &Context,
-    x: &MatrixRef<'_>,
+    steps: &mut dyn KMeansSteps,
     data: &[f32],
+    d: usize,
     mut centres: Vec<f32>,
     opts: &KMeansOptions,
     tol: f64,
     report: &dyn Fn(f64) -> Result<()>,
 ) -> Result<KMeansResult> {
-    let (n, d, k) = (x.rows(), x.cols(), opts.n_clusters);
-    let backend = ctx.backend();
+    let (n, k) = (data.len() / d, opts.n_clusters);
     let mut labels = vec![0u32; n];
     let mut prev = vec![u32::MAX; n];
     let mut dist = vec![0f32; n];
@@ -251,8 +265,7 @@ fn lloyd(
     let mut assigned_to_current = false;
     let mut n_iter = 0;
     for it in 0..opts.max_iter {
-        backend.kmeans_assign(
-            x,
+        steps.assign(
             &centres,
             opts.metric,
             AssignOut {
@@ -265,7 +278,7 @@ fn lloyd(
             assigned_to_current = true;
             break;
         }
-        backend.cluster_sums(x, &labels, &mut sums, &mut counts)?;
+        steps.cluster_sums(&labels, &mut sums, &mut counts)?;
         repair_empty(data, d, &labels, &dist, &mut sums, &mut counts);
         let shift = update_centres(&sums, &counts, opts.metric, &mut centres, d);
         std::mem::swap(&mut labels, &mut prev);
@@ -275,8 +288,7 @@ fn lloyd(
         }
     }
     if !assigned_to_current {
-        backend.kmeans_assign(
-            x,
+        steps.assign(
             &centres,
             opts.metric,
             AssignOut {
@@ -472,7 +484,9 @@ mod tests {
         let mut best_plain = f64::INFINITY;
         for run in 0..4 {
             let mut rng = Rng::new(11, run);
-            let seeds = kmeans_plus_plus(&ctx, &xm, &x, 9, Metric::Euclidean, &mut rng).unwrap();
+            let mut steps = ctx.backend().kmeans_steps(xm).unwrap();
+            let seeds =
+                kmeans_plus_plus(steps.as_mut(), &x, 13, 9, Metric::Euclidean, &mut rng).unwrap();
             best_plain = best_plain.min(naive_lloyd_objective(&x, 13, &seeds, 300));
         }
         assert!(
@@ -515,9 +529,11 @@ mod tests {
         for run in 0..6u64 {
             // Restart r of a multi-run uses stream r; reproduce it alone.
             let mut rng = Rng::new(5, run);
-            let seeds = kmeans_plus_plus(&ctx, &xm, &x, 6, Metric::Euclidean, &mut rng).unwrap();
+            let mut steps = ctx.backend().kmeans_steps(xm).unwrap();
+            let seeds =
+                kmeans_plus_plus(steps.as_mut(), &x, 11, 6, Metric::Euclidean, &mut rng).unwrap();
             let tol = base.tol * mean_variance(&x, n, 11);
-            let r = lloyd(&ctx, &xm, &x, seeds, &base, tol, &|_| Ok(())).unwrap();
+            let r = lloyd(steps.as_mut(), &x, 11, seeds, &base, tol, &|_| Ok(())).unwrap();
             singles.push(r.objective);
         }
         let min = singles.iter().copied().fold(f64::INFINITY, f64::min);

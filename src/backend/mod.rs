@@ -13,6 +13,41 @@ use crate::kmeans::{AssignOut, Metric};
 use crate::matrix::{DeviceGradNormOut, DeviceMatrix, MatrixRef};
 use crate::retrieve::{RetrieveOptions, RetrieveOut};
 
+/// The k-means primitives on one fixed set of rows (see [`Backend::kmeans_steps`]); each
+/// method has the semantics of the [`Backend`] method of the same name on those rows.
+pub trait KMeansSteps {
+    /// [`Backend::kmeans_assign`] on the prepared rows.
+    fn assign(&mut self, centres: &[f32], metric: Metric, out: AssignOut<'_>) -> Result<()>;
+
+    /// [`Backend::distances`] on the prepared rows.
+    fn distances(&mut self, centres: &[f32], metric: Metric, out: &mut [f32]) -> Result<()>;
+
+    /// [`Backend::cluster_sums`] on the prepared rows.
+    fn cluster_sums(&mut self, labels: &[u32], sums: &mut [f64], counts: &mut [u64]) -> Result<()>;
+}
+
+/// [`KMeansSteps`] that call a backend's per-call primitives on host rows.
+pub struct HostSteps<'a> {
+    /// The backend whose primitives run.
+    pub backend: &'a dyn Backend,
+    /// The rows.
+    pub x: MatrixRef<'a>,
+}
+
+impl KMeansSteps for HostSteps<'_> {
+    fn assign(&mut self, centres: &[f32], metric: Metric, out: AssignOut<'_>) -> Result<()> {
+        self.backend.kmeans_assign(&self.x, centres, metric, out)
+    }
+
+    fn distances(&mut self, centres: &[f32], metric: Metric, out: &mut [f32]) -> Result<()> {
+        self.backend.distances(&self.x, centres, metric, out)
+    }
+
+    fn cluster_sums(&mut self, labels: &[u32], sums: &mut [f64], counts: &mut [u64]) -> Result<()> {
+        self.backend.cluster_sums(&self.x, labels, sums, counts)
+    }
+}
+
 /// Which backend a [`crate::Context`] uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackendKind {
@@ -77,6 +112,11 @@ pub trait Backend: Send + Sync {
         sums: &mut [f64],
         counts: &mut [u64],
     ) -> Result<()>;
+
+    /// The k-means steps over the rows of `x` for one k-means call (seeding and every Lloyd
+    /// iteration): a device backend uploads and packs the rows once here and keeps them on the
+    /// device until the returned object is dropped; the CPU reads them in place.
+    fn kmeans_steps<'a>(&'a self, x: MatrixRef<'a>) -> Result<Box<dyn KMeansSteps + 'a>>;
 
     /// Retrieval (DESIGN.md §1.5): for every image x (N×D), t̃ = normalize(softmax(x·Tᵀ/τ)·T)
     /// over the nouns T (M×D) into `out.features` (N×D), and, when `opts.top_n > 0`, the

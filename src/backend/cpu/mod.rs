@@ -7,7 +7,7 @@ mod packed_gemm;
 mod retrieve;
 pub(crate) mod vecmath;
 
-use super::{Backend, BackendKind};
+use super::{Backend, BackendKind, HostSteps, KMeansSteps};
 use crate::error::Result;
 use crate::gradnorm::{GradNormOptions, GradNormOut};
 use crate::kmeans::{AssignOut, Metric};
@@ -87,6 +87,10 @@ impl Backend for CpuBackend {
     ) -> Result<()> {
         kmeans::cluster_sums(x, labels, sums, counts);
         Ok(())
+    }
+
+    fn kmeans_steps<'a>(&'a self, x: MatrixRef<'a>) -> Result<Box<dyn KMeansSteps + 'a>> {
+        Ok(Box::new(HostSteps { backend: self, x }))
     }
 
     fn retrieve(

@@ -1,26 +1,54 @@
 //! The PTX that build.rs compiled from `kernels/*.cu` (nvcc, compute_80, ptxas-checked for
-//! sm_90), embedded in the library. Absent when the library was built without nvcc.
+//! sm_90), embedded in the library, and the sm_90 cubins ptxas made from it (H100/H200 load
+//! those without JIT-compiling the PTX). Absent when the library was built without nvcc.
 
-/// `kernels/gradnorm.cu`: centre packing and the fused GradNorm kernels.
-#[cfg(laic_cuda_kernels)]
-pub(crate) const GRADNORM_PTX: Option<&str> =
-    Some(include_str!(concat!(env!("OUT_DIR"), "/gradnorm.ptx")));
+/// Declares the PTX and sm_90 cubin constants of one kernel file.
+macro_rules! kernel_file {
+    ($ptx:ident, $cubin:ident, $stem:literal, $doc:literal) => {
+        #[doc = $doc]
+        #[cfg(laic_cuda_kernels)]
+        pub(crate) const $ptx: Option<&str> =
+            Some(include_str!(concat!(env!("OUT_DIR"), "/", $stem, ".ptx")));
 
-/// `kernels/gradnorm.cu`: centre packing and the fused GradNorm kernels.
-#[cfg(not(laic_cuda_kernels))]
-pub(crate) const GRADNORM_PTX: Option<&str> = None;
+        #[doc = $doc]
+        #[cfg(not(laic_cuda_kernels))]
+        pub(crate) const $ptx: Option<&str> = None;
 
-/// `kernels/gradnorm.cu` assembled for sm_90 by ptxas at build time: H100/H200 load it
-/// without JIT-compiling the PTX (which costs as long as ptxas itself, minutes for this module).
-#[cfg(laic_cuda_kernels)]
-pub(crate) const GRADNORM_SM90: Option<&[u8]> = Some(include_bytes!(concat!(
-    env!("OUT_DIR"),
-    "/gradnorm.sm_90.cubin"
-)));
+        #[doc = $doc]
+        #[doc = "(sm_90 cubin)"]
+        #[cfg(laic_cuda_kernels)]
+        pub(crate) const $cubin: Option<&[u8]> = Some(include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/",
+            $stem,
+            ".sm_90.cubin"
+        )));
 
-/// `kernels/gradnorm.cu` assembled for sm_90.
-#[cfg(not(laic_cuda_kernels))]
-pub(crate) const GRADNORM_SM90: Option<&[u8]> = None;
+        #[doc = $doc]
+        #[doc = "(sm_90 cubin)"]
+        #[cfg(not(laic_cuda_kernels))]
+        pub(crate) const $cubin: Option<&[u8]> = None;
+    };
+}
+
+kernel_file!(
+    GRADNORM_PTX,
+    GRADNORM_SM90,
+    "gradnorm",
+    "`kernels/gradnorm.cu`: centre packing and the fused GradNorm kernels."
+);
+kernel_file!(
+    KMEANS_PTX,
+    KMEANS_SM90,
+    "kmeans",
+    "`kernels/kmeans.cu`: packing, fused assignment, distances and per-cluster sums."
+);
+kernel_file!(
+    RETRIEVE_PTX,
+    RETRIEVE_SM90,
+    "retrieve",
+    "`kernels/retrieve.cu`: packing and the fused retrieval kernels."
+);
 
 /// `kernels/gradnorm_wgmma.cu` assembled for sm_90a: the Hopper (wgmma) GradNorm kernels.
 /// No PTX is embedded for it: sm_90a code runs on compute capability 9.0 only.

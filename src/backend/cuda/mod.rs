@@ -6,16 +6,22 @@
 //! [`CudaBackend::new`] asks `is_culib_present()` before any CUDA call and also runs device
 //! setup under `catch_unwind`: a machine without a driver, without a device, or a build without
 //! kernels gives [`Error::NoDevice`] with the reason, and `BackendKind::Auto` falls back to
-//! the CPU. Primitives that have no CUDA kernel yet are delegated to the CPU backend.
+//! the CPU. Calls the kernels cannot take (rows too wide for shared memory, retrieval of more
+//! than 8 top nouns, images and nouns of different dtypes) are delegated to the CPU backend.
 
 mod gradnorm;
 mod kernels;
+mod kmeans;
+mod operands;
+mod retrieve;
 
 pub use gradnorm::{last_gradnorm_config, last_gradnorm_kernel_ms};
 pub use kernels::kernels_built;
+pub use kmeans::{last_kmeans_assign_ms, last_kmeans_sums_ms};
+pub use retrieve::last_retrieve_kernel_ms;
 
 use super::cpu::CpuBackend;
-use super::{Backend, BackendKind};
+use super::{Backend, BackendKind, HostSteps, KMeansSteps};
 use crate::error::{Error, Result};
 use crate::gradnorm::{GradNormOptions, GradNormOut};
 use crate::kmeans::{AssignOut, Metric};
@@ -33,6 +39,8 @@ pub struct CudaBackend {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     gradnorm: gradnorm::GradNormKernels,
+    kmeans: kmeans::KMeansKernels,
+    retrieve: retrieve::RetrieveKernels,
     /// Largest dynamic shared memory a block may opt into, in bytes.
     max_smem: usize,
     device_name: String,
@@ -105,20 +113,23 @@ impl CudaBackend {
                 sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
             )
             .map_err(|e| no_device("cannot read the shared-memory limit", e))? as usize;
-        // sm_90 loads the cubin made at build time (no JIT); anything else, or a driver that
-        // refuses the cubin, JIT-compiles the PTX.
-        let cubin = kernels::GRADNORM_SM90
-            .filter(|_| cc == (9, 0))
-            .and_then(|bin| {
+        let module = |ptx: &str, cubin: Option<&'static [u8]>, what: &str| {
+            // sm_90 loads the cubin made at build time (no JIT); anything else, or a driver
+            // that refuses the cubin, JIT-compiles the PTX.
+            let loaded = cubin.filter(|_| cc == (9, 0)).and_then(|bin| {
                 ctx.load_module(cudarc::nvrtc::Ptx::from_binary(bin.to_vec()))
                     .ok()
             });
-        let module = match cubin {
-            Some(m) => m,
-            None => ctx
-                .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-                .map_err(|e| no_device("the CUDA driver rejected laic's PTX (gradnorm)", e))?,
+            match loaded {
+                Some(m) => Ok(m),
+                None => ctx
+                    .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+                    .map_err(|e| {
+                        no_device(&format!("the CUDA driver rejected laic's PTX ({what})"), e)
+                    }),
+            }
         };
+        let missing = |e| no_device("cannot find a kernel in laic's PTX", e);
         // The wgmma kernels: H100/H200 only; without them the mma.sync kernels serve.
         let wgmma = kernels::GRADNORM_WGMMA_SM90A
             .filter(|_| cc == (9, 0))
@@ -126,8 +137,19 @@ impl CudaBackend {
                 ctx.load_module(cudarc::nvrtc::Ptx::from_binary(bin.to_vec()))
                     .ok()
             });
-        let gradnorm = gradnorm::GradNormKernels::load(&module, wgmma.as_ref())
-            .map_err(|e| no_device("cannot find a kernel in laic's PTX", e))?;
+        let gradnorm = gradnorm::GradNormKernels::load(
+            &module(ptx, kernels::GRADNORM_SM90, "gradnorm")?,
+            wgmma.as_ref(),
+        )
+        .map_err(missing)?;
+        let (Some(km_ptx), Some(rt_ptx)) = (kernels::KMEANS_PTX, kernels::RETRIEVE_PTX) else {
+            return Err(Error::NoDevice("this build of laic lacks kernels".into()));
+        };
+        let kmeans = kmeans::KMeansKernels::load(&module(km_ptx, kernels::KMEANS_SM90, "kmeans")?)
+            .map_err(missing)?;
+        let retrieve =
+            retrieve::RetrieveKernels::load(&module(rt_ptx, kernels::RETRIEVE_SM90, "retrieve")?)
+                .map_err(missing)?;
         let stream = ctx
             .new_stream()
             .map_err(|e| no_device("cannot create a CUDA stream", e))?;
@@ -135,6 +157,8 @@ impl CudaBackend {
             ctx,
             stream,
             gradnorm,
+            kmeans,
+            retrieve,
             max_smem,
             device_name,
             lock: Mutex::new(()),
@@ -201,7 +225,6 @@ impl Backend for CudaBackend {
         })
     }
 
-    // k-means and retrieval have no CUDA kernels yet (issue 8): they run on the CPU.
     fn kmeans_assign(
         &self,
         x: &MatrixRef<'_>,
@@ -209,7 +232,7 @@ impl Backend for CudaBackend {
         metric: Metric,
         out: AssignOut<'_>,
     ) -> Result<()> {
-        self.cpu.kmeans_assign(x, centres, metric, out)
+        self.kmeans_steps(*x)?.assign(centres, metric, out)
     }
 
     fn distances(
@@ -219,7 +242,7 @@ impl Backend for CudaBackend {
         metric: Metric,
         out: &mut [f32],
     ) -> Result<()> {
-        self.cpu.distances(x, centres, metric, out)
+        self.kmeans_steps(*x)?.distances(centres, metric, out)
     }
 
     fn cluster_sums(
@@ -229,7 +252,18 @@ impl Backend for CudaBackend {
         sums: &mut [f64],
         counts: &mut [u64],
     ) -> Result<()> {
-        self.cpu.cluster_sums(x, labels, sums, counts)
+        self.kmeans_steps(*x)?.cluster_sums(labels, sums, counts)
+    }
+
+    fn kmeans_steps<'a>(&'a self, x: MatrixRef<'a>) -> Result<Box<dyn KMeansSteps + 'a>> {
+        if kmeans::plan(x.dtype(), x.cols(), self.max_smem).is_err() {
+            // Rows too wide for a shared-memory point tile: the CPU kernels have no such limit.
+            return Ok(Box::new(HostSteps {
+                backend: &self.cpu,
+                x,
+            }));
+        }
+        Ok(Box::new(kmeans::CudaKMeans::new(self, &x)?))
     }
 
     fn retrieve(
@@ -239,7 +273,11 @@ impl Backend for CudaBackend {
         opts: &RetrieveOptions,
         out: RetrieveOut<'_>,
     ) -> Result<()> {
-        self.cpu.retrieve(images, nouns, opts, out)
+        if !retrieve::supported(images, nouns, opts, self.max_smem) {
+            retrieve::mark_cpu_fallback();
+            return self.cpu.retrieve(images, nouns, opts, out);
+        }
+        retrieve::retrieve_host(self, images, nouns, opts, out)
     }
 
     unsafe fn gradnorm_scores_device(

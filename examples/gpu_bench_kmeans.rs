@@ -1,0 +1,245 @@
+//! GPU benchmark of the CUDA k-means and retrieval kernels at the sizes of issue 8: one
+//! spherical k-means iteration (assignment + update-step sums) at N = 1,281,167, K = 2000,
+//! D = 512 with f16 and f32 input, and retrieval of 50,000 images against 10,000 nouns,
+//! D = 512, f16 (τ = 0.006, as `../shared/anchors/torch_anchors.py`).
+//!
+//! One JSON line per case: device time of the kernels (median of CUDA-event timings), the
+//! whole call's wall time (host↔device copies and the host's counting sort of the update step
+//! included), and the error against the CPU backend on a sample of rows. Run by
+//! `scripts/gpu-check.sh`; PyTorch's times for the same work come from
+//! `scripts/torch_kmeans_anchor.py` in the same call.
+//!
+//! `cargo run --release --example gpu_bench_kmeans -- [--quick]`; without a CUDA device it
+//! prints `SKIPPED` and exits 0 (1 when `LAIC_REQUIRE_CUDA=1`).
+
+use half::f16;
+use laic::backend::Backend;
+use laic::backend::cpu::CpuBackend;
+use laic::backend::cuda::{last_kmeans_assign_ms, last_kmeans_sums_ms, last_retrieve_kernel_ms};
+use laic::kmeans::AssignOut;
+use laic::retrieve::RetrieveOut;
+use laic::{BackendKind, Context, Dtype, Error, MatrixRef, Metric, RetrieveOptions};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+use std::time::Instant;
+
+const D: usize = 512;
+const CHECK_ROWS: usize = 4096;
+
+/// Unit rows from N(0, 1), generated in parallel (1.28 M × 512 in a few seconds).
+fn random_unit_rows(seed: u64, rows: usize, d: usize) -> Vec<f32> {
+    let mut v = vec![0f32; rows * d];
+    v.par_chunks_mut(d * 1024)
+        .enumerate()
+        .for_each(|(chunk, block)| {
+            let mut rng = StdRng::seed_from_u64(seed ^ (chunk as u64).wrapping_mul(0x9e37_79b9));
+            for row in block.chunks_exact_mut(d) {
+                let mut ss = 0f32;
+                for x in row.iter_mut() {
+                    *x = StandardNormal.sample(&mut rng);
+                    ss += *x * *x;
+                }
+                let inv = 1.0 / ss.sqrt();
+                row.iter_mut().for_each(|x| *x *= inv);
+            }
+        });
+    v
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn json_error(bench: &str, dtype: Dtype, e: &Error) {
+    println!(
+        "{{\"bench\":\"{bench}\",\"dtype\":\"{dtype:?}\",\"error\":\"{}\"}}",
+        e.to_string().replace('"', "'")
+    );
+}
+
+fn kmeans_iteration(ctx: &Context, x32: &[f32], n: usize, k: usize, dtype: Dtype, reps: usize) {
+    let xh: Vec<f16>;
+    let xm = match dtype {
+        Dtype::F16 => {
+            xh = x32.par_iter().map(|&v| f16::from_f32(v)).collect();
+            MatrixRef::from_f16(&xh, n, D)
+        }
+        _ => MatrixRef::from_f32(x32, n, D),
+    }
+    .expect("valid view");
+    // Centres: K rows of the data, spread over it.
+    let centres: Vec<f32> = (0..k)
+        .flat_map(|j| {
+            let i = j * (n / k);
+            xm.row_range(i, 1).to_f32_vec()
+        })
+        .collect();
+    let t0 = Instant::now();
+    let mut steps = match ctx.backend().kmeans_steps(xm) {
+        Ok(s) => s,
+        Err(e) => return json_error("kmeans_iter", dtype, &e),
+    };
+    let prepare_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let mut labels = vec![0u32; n];
+    let mut dist = vec![0f32; n];
+    let mut sums = vec![0f64; k * D];
+    let mut counts = vec![0u64; k];
+    let (mut kernel, mut assign, mut upd, mut call) = (vec![], vec![], vec![], vec![]);
+    for rep in 0..reps + 1 {
+        let t0 = Instant::now();
+        let r = steps
+            .assign(
+                &centres,
+                Metric::Spherical,
+                AssignOut {
+                    labels: &mut labels,
+                    distances: &mut dist,
+                },
+            )
+            .and_then(|_| steps.cluster_sums(&labels, &mut sums, &mut counts));
+        let wall = t0.elapsed().as_secs_f64() * 1e3;
+        if let Err(e) = r {
+            return json_error("kmeans_iter", dtype, &e);
+        }
+        if rep > 0 {
+            let a = last_kmeans_assign_ms().unwrap_or(f32::NAN) as f64;
+            let s = last_kmeans_sums_ms().unwrap_or(f32::NAN) as f64;
+            assign.push(a);
+            upd.push(s);
+            kernel.push(a + s);
+            call.push(wall);
+        }
+    }
+    drop(steps);
+    // Accuracy on a sample: the CPU's assignment of the first rows to the same centres.
+    let rows = CHECK_ROWS.min(n);
+    let mut cl = vec![0u32; rows];
+    let mut cd = vec![0f32; rows];
+    CpuBackend
+        .kmeans_assign(
+            &xm.row_range(0, rows),
+            &centres,
+            Metric::Spherical,
+            AssignOut {
+                labels: &mut cl,
+                distances: &mut cd,
+            },
+        )
+        .expect("cpu assignment");
+    let mismatched = (0..rows).filter(|&i| cl[i] != labels[i]).count();
+    let max_err = (0..rows)
+        .filter(|&i| cl[i] == labels[i])
+        .map(|i| (dist[i] as f64 - cd[i] as f64).abs())
+        .fold(0f64, f64::max);
+    let kernel_ms = median(kernel);
+    let tflops = 2.0 * n as f64 * k as f64 * D as f64 / (median(assign.clone()) * 1e-3) / 1e12;
+    println!(
+        "{{\"bench\":\"kmeans_iter\",\"dtype\":\"{dtype:?}\",\"n\":{n},\"k\":{k},\"d\":{D},\"kernel_ms\":{kernel_ms:.4},\"assign_ms\":{:.4},\"sums_ms\":{:.4},\"call_ms\":{:.4},\"prepare_ms\":{prepare_ms:.1},\"assign_tflops\":{tflops:.1},\"max_abs_dist_err\":{max_err:.3e},\"assign_mismatch\":{mismatched},\"checked_rows\":{rows}}}",
+        median(assign),
+        median(upd),
+        median(call)
+    );
+}
+
+fn retrieval(ctx: &Context, n: usize, m: usize, reps: usize, seed: u64) {
+    let x: Vec<f16> = random_unit_rows(seed, n, D)
+        .into_iter()
+        .map(f16::from_f32)
+        .collect();
+    let t: Vec<f16> = random_unit_rows(seed ^ 1, m, D)
+        .into_iter()
+        .map(f16::from_f32)
+        .collect();
+    let xm = MatrixRef::from_f16(&x, n, D).expect("valid");
+    let tm = MatrixRef::from_f16(&t, m, D).expect("valid");
+    let opts = RetrieveOptions {
+        tau: 0.006,
+        normalize: true,
+        top_n: 0,
+    };
+    let mut out = vec![0f32; n * D];
+    let (mut kernel, mut call) = (vec![], vec![]);
+    for rep in 0..reps + 2 {
+        let t0 = Instant::now();
+        let r = ctx.backend().retrieve(
+            &xm,
+            &tm,
+            &opts,
+            RetrieveOut {
+                features: &mut out,
+                top_indices: &mut [],
+                top_weights: &mut [],
+            },
+        );
+        let wall = t0.elapsed().as_secs_f64() * 1e3;
+        if let Err(e) = r {
+            return json_error("retrieve", Dtype::F16, &e);
+        }
+        if rep >= 2 {
+            kernel.push(last_retrieve_kernel_ms().unwrap_or(f32::NAN) as f64);
+            call.push(wall);
+        }
+    }
+    let rows = 512.min(n);
+    let mut want = vec![0f32; rows * D];
+    CpuBackend
+        .retrieve(
+            &xm.row_range(0, rows),
+            &tm,
+            &opts,
+            RetrieveOut {
+                features: &mut want,
+                top_indices: &mut [],
+                top_weights: &mut [],
+            },
+        )
+        .expect("cpu retrieval");
+    let max_err = (0..rows)
+        .map(|i| {
+            (0..D)
+                .map(|j| (out[i * D + j] as f64 - want[i * D + j] as f64).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .fold(0f64, f64::max);
+    let kernel_ms = median(kernel);
+    let tflops = 4.0 * n as f64 * m as f64 * D as f64 / (kernel_ms * 1e-3) / 1e12;
+    println!(
+        "{{\"bench\":\"retrieve\",\"dtype\":\"F16\",\"n\":{n},\"m\":{m},\"d\":{D},\"kernel_ms\":{kernel_ms:.4},\"call_ms\":{:.4},\"tflops\":{tflops:.1},\"max_rel_err\":{max_err:.3e},\"checked_rows\":{rows}}}",
+        median(call)
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let ctx = match Context::new(BackendKind::Cuda) {
+        Ok(c) => c,
+        Err(Error::NoDevice(why)) => {
+            println!("SKIPPED: no CUDA device ({why})");
+            let required = std::env::var("LAIC_REQUIRE_CUDA").as_deref() == Ok("1");
+            std::process::exit(if required { 1 } else { 0 });
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let seed: u64 = rand::rng().random();
+    let (n, k) = if quick {
+        (65_536, 2000)
+    } else {
+        (1_281_167, 2000)
+    };
+    let x = random_unit_rows(seed, n, D);
+    for dtype in [Dtype::F16, Dtype::F32] {
+        kmeans_iteration(&ctx, &x, n, k, dtype, 5);
+    }
+    drop(x);
+    let (n, m) = if quick {
+        (4096, 10_000)
+    } else {
+        (50_000, 10_000)
+    };
+    retrieval(&ctx, n, m, 10, seed);
+}

@@ -1,0 +1,103 @@
+// Operand packing and extra tile helpers shared by kmeans.cu and retrieve.cu (tiles.cuh holds
+// the helpers that gradnorm.cu shares with them).
+//
+// Packing turns a strided input matrix (f32, f16 or bf16) into the tensor-core operand layout
+// the streaming kernels read with 16-byte cp.async: PLANES planes of rows_padded x dp elements
+// (zero-padded rows and columns; f32 split into hi = bf16(x) and lo = bf16(x - hi)), plus one
+// f32 per row (its inverse L2 norm, or half its squared norm, or 1).
+#pragma once
+
+#include "tiles.cuh"
+
+namespace laic {
+
+// Four 8x8 b16 matrices, transposed on the way (for a B operand stored k-major, [k][n]):
+// lane l supplies the row address of matrix l/8, row l%8.
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(smem)));
+}
+
+// Two 8x8 b16 matrices; lanes 0..15 supply the row addresses (matrix l/8, row l%8).
+__device__ __forceinline__ void ldmatrix_x2(uint32_t (&r)[2], const void* smem) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1])
+                 : "r"(smem_addr(smem)));
+}
+
+// Packs two f32 into a b16x2 register of operand type T (low half = first element, as the
+// mma fragments expect).
+template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&h);
+}
+template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&h);
+}
+
+// What the per-row value of a packed matrix holds.
+enum RowValue : int { ROW_ONE = 0, ROW_INV_NORM = 1, ROW_HALF_SQNORM = 2 };
+
+// Parameters of the packing kernels; mirrored by `PackParams` in src/backend/cuda/pack.rs.
+struct PackParams {
+    const void* src;           // rows x d input elements, stride elements apart
+    void* dst;                 // PLANES planes of rows_padded x dp operands
+    float* row_value;          // rows_padded (may be null)
+    unsigned long long stride;
+    unsigned long long rows;
+    unsigned long long rows_padded;
+    unsigned long long plane_stride;  // elements between planes
+    int d;
+    int dp;
+    int row_value_kind;        // RowValue
+    float row_scale;           // multiplies the row value of real rows
+};
+
+// One warp per row: converts, splits, zero-pads, and writes the row value (0 for padding).
+template <typename TIn, typename TM, int PLANES>
+__device__ __forceinline__ void pack_body(const PackParams& p) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const unsigned long long row = (unsigned long long)blockIdx.x * (blockDim.x >> 5) + warp;
+    if (row >= p.rows_padded) return;
+    const bool valid = row < p.rows;
+    const TIn* src = static_cast<const TIn*>(p.src) + (valid ? row * p.stride : 0ull);
+    TM* dst = static_cast<TM*>(p.dst) + row * (unsigned long long)p.dp;
+    const size_t plane = p.plane_stride;
+    float ss = 0.f;
+    for (int c = lane; c < p.dp; c += 32) {
+        const float v = (valid && c < p.d) ? to_f32(src[c]) : 0.f;
+        store_split<TM, PLANES>(dst + c, plane, v);
+        ss = fmaf(v, v, ss);
+    }
+    ss = warp_sum(ss);
+    if (lane == 0 && p.row_value != nullptr) {
+        float v = 0.f;
+        if (valid) {
+            switch (p.row_value_kind) {
+                case ROW_INV_NORM: v = ss > 0.f ? 1.f / sqrtf(ss) : 0.f; break;
+                case ROW_HALF_SQNORM: v = 0.5f * ss; break;
+                default: v = 1.f; break;
+            }
+            v *= p.row_scale;
+        }
+        p.row_value[row] = v;
+    }
+}
+
+}  // namespace laic
+
+#define LAIC_PACK(NAME, TIN, TM, PLANES)                                                  \
+    extern "C" __global__ void __launch_bounds__(256) NAME(const laic::PackParams p) {    \
+        laic::pack_body<TIN, TM, PLANES>(p);                                              \
+    }
+
+// Operand layouts: f16 input -> one f16 plane; bf16 -> one bf16 plane; f32 -> bf16 hi + lo.
+// `*_f32_as_f16`: f32 input rounded to one f16 plane (k-means centres against f16 points).
+#define LAIC_PACK_ALL(PREFIX)                                                             \
+    LAIC_PACK(PREFIX##_f32, float, __nv_bfloat16, 2)                                      \
+    LAIC_PACK(PREFIX##_f16, __half, __half, 1)                                            \
+    LAIC_PACK(PREFIX##_bf16, __nv_bfloat16, __nv_bfloat16, 1)                             \
+    LAIC_PACK(PREFIX##_f32_as_f16, float, __half, 1)

@@ -1,0 +1,605 @@
+//! k-means on CUDA: launch wrappers of `kernels/kmeans.cu` and the device-resident k-means
+//! steps of one k-means call.
+//!
+//! [`CudaKMeans`] uploads and packs the rows once (f16/bf16 as they are, f32 split into
+//! bf16 hi + lo) and keeps them, the label and distance buffers on the device for the seeding
+//! and every Lloyd iteration. Per assignment only the centres (K×D f32) go up and the labels
+//! and distances (N each) come back; per update the members grouped by cluster go up (the
+//! host already holds the labels, and its counting sort is O(N)) and the K×D f64 sums come
+//! back. The centre update, empty-cluster repair and k-means++ bookkeeping stay on the host
+//! (`src/kmeans.rs`), so the GPU and the CPU run the same algorithm from the same seeds.
+
+use super::operands::{self, Layout, PackKernels, Packed, RowValue};
+use super::{CudaBackend, cuda_error};
+use crate::backend::KMeansSteps;
+use crate::error::{Error, Result};
+use crate::kmeans::{AssignOut, Metric};
+use crate::matrix::{Dtype, MatrixRef};
+use cudarc::driver::{
+    CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+    LaunchConfig, PushKernelArg, sys,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Centres per tile (`BN` in kmeans.cu).
+const BN: usize = 64;
+/// Columns per streamed chunk (`BK`).
+const BK: usize = 64;
+/// cp.async pipeline depth (`STAGES`).
+const STAGES: usize = 3;
+/// Padding of a shared-memory row in operand elements (`PAD`).
+const PAD: usize = 8;
+/// Centres per distances launch (`DIST_CENTRES`).
+const DIST_CENTRES: usize = 16;
+/// Threads per block of the sums kernels (`SUM_THREADS`).
+const SUM_THREADS: usize = 128;
+/// Members per partial sum of the update.
+const SUM_CHUNK: usize = 256;
+/// Points are packed to a multiple of the largest block.
+const ROW_MULTIPLE: usize = 128;
+
+/// Block shapes of the assignment kernel: (rows per warp, warps, name suffix), tried in order.
+const CONFIGS: [(usize, usize, &str); 3] = [(32, 4, "32x4"), (16, 4, "16x4"), (16, 2, "16x2")];
+
+/// Device time of the last assignment kernel, f32 bits (NaN: none yet).
+static LAST_ASSIGN_MS: AtomicU32 = AtomicU32::new(0x7fc0_0000);
+/// Device time of the last update-step kernels (partial sums and their reduction).
+static LAST_SUMS_MS: AtomicU32 = AtomicU32::new(0x7fc0_0000);
+
+/// Device milliseconds of the most recent CUDA k-means assignment kernel in this process
+/// (CUDA events around the launch; packing and copies excluded), or `None` before the first.
+pub fn last_kmeans_assign_ms() -> Option<f32> {
+    Some(f32::from_bits(LAST_ASSIGN_MS.load(Ordering::Relaxed))).filter(|v| !v.is_nan())
+}
+
+/// Device milliseconds of the most recent CUDA k-means update-step kernels (per-cluster sums),
+/// or `None` before the first.
+pub fn last_kmeans_sums_ms() -> Option<f32> {
+    Some(f32::from_bits(LAST_SUMS_MS.load(Ordering::Relaxed))).filter(|v| !v.is_nan())
+}
+
+/// `AssignParams` of kmeans.cu.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct AssignParams {
+    points: u64,
+    centres: u64,
+    bias: u64,
+    centres_f32: u64,
+    labels: u64,
+    dist: u64,
+    n: u64,
+    np: u64,
+    k: i32,
+    kp: i32,
+    d: i32,
+    dp: i32,
+    spherical: i32,
+    reserved: i32,
+}
+
+/// `DistParams` of kmeans.cu.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct DistParams {
+    points: u64,
+    centres: u64,
+    out: u64,
+    n: u64,
+    np: u64,
+    nc: i32,
+    d: i32,
+    dp: i32,
+    out_stride: i32,
+    col0: i32,
+    spherical: i32,
+}
+
+/// `SumsParams` of kmeans.cu.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct SumsParams {
+    points: u64,
+    members: u64,
+    task_begin: u64,
+    task_end: u64,
+    partial: u64,
+    np: u64,
+    ntasks: i32,
+    d: i32,
+    dp: i32,
+    reserved: i32,
+}
+
+/// `ReduceParams` of kmeans.cu.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct ReduceParams {
+    partial: u64,
+    cluster_tasks: u64,
+    sums: u64,
+    k: i32,
+    d: i32,
+}
+
+// SAFETY: plain #[repr(C)] structs of integers and floats with the C layout of kmeans.cu's
+// structs (sizes checked by a test), passed by value as kernel parameters.
+unsafe impl DeviceRepr for AssignParams {}
+// SAFETY: as above.
+unsafe impl DeviceRepr for DistParams {}
+// SAFETY: as above.
+unsafe impl DeviceRepr for SumsParams {}
+// SAFETY: as above.
+unsafe impl DeviceRepr for ReduceParams {}
+
+/// The kernels of kmeans.cu; per-dtype arrays are indexed f32, f16, bf16.
+pub(super) struct KMeansKernels {
+    pub(super) pack: PackKernels,
+    assign: [[CudaFunction; 3]; 3],
+    distances: [CudaFunction; 3],
+    sums: [CudaFunction; 3],
+    reduce: CudaFunction,
+}
+
+const DTYPES: [&str; 3] = ["f32", "f16", "bf16"];
+
+fn dtype_index(d: Dtype) -> usize {
+    match d {
+        Dtype::F32 => 0,
+        Dtype::F16 => 1,
+        Dtype::Bf16 => 2,
+    }
+}
+
+impl KMeansKernels {
+    pub(super) fn load(
+        module: &Arc<CudaModule>,
+    ) -> std::result::Result<Self, cudarc::driver::DriverError> {
+        let f = |name: String| module.load_function(&name);
+        let assign = |dt: &str| -> std::result::Result<[CudaFunction; 3], _> {
+            Ok([
+                f(format!("laic_km_assign_{dt}_{}", CONFIGS[0].2))?,
+                f(format!("laic_km_assign_{dt}_{}", CONFIGS[1].2))?,
+                f(format!("laic_km_assign_{dt}_{}", CONFIGS[2].2))?,
+            ])
+        };
+        let each = |what: &str| -> std::result::Result<[CudaFunction; 3], _> {
+            Ok([
+                f(format!("laic_km_{what}_{}", DTYPES[0]))?,
+                f(format!("laic_km_{what}_{}", DTYPES[1]))?,
+                f(format!("laic_km_{what}_{}", DTYPES[2]))?,
+            ])
+        };
+        Ok(KMeansKernels {
+            pack: PackKernels::load(module, "laic_km_pack")?,
+            assign: [assign(DTYPES[0])?, assign(DTYPES[1])?, assign(DTYPES[2])?],
+            distances: each("distances")?,
+            sums: each("sums")?,
+            reduce: f("laic_km_sums_reduce".into())?,
+        })
+    }
+}
+
+/// Operand layout of the centres against points of `dtype`: f16 points meet f16 centres (one
+/// product; the winner's distance is recomputed exactly), bf16 and f32 points meet bf16 hi + lo.
+fn centre_layout(dtype: Dtype) -> Layout {
+    match dtype {
+        Dtype::F16 => Layout::F32AsF16,
+        Dtype::Bf16 | Dtype::F32 => Layout::F32Split,
+    }
+}
+
+/// How the assignment runs: block shape and shared memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Plan {
+    config: usize,
+    bm: usize,
+    threads: u32,
+    smem: usize,
+    dp: usize,
+}
+
+/// Shared memory of a block: the resident points, the centre pipeline, the winners.
+fn smem_bytes(bm: usize, dp: usize, xpl: usize, cpl: usize) -> usize {
+    xpl * bm * (dp + PAD) * 2 + STAGES * cpl * BN * (BK + PAD) * 2 + bm * 4
+}
+
+/// The first block shape whose shared memory fits, or an error naming the limit (the caller
+/// falls back to the CPU).
+pub(super) fn plan(dtype: Dtype, d: usize, max_smem: usize) -> Result<Plan> {
+    let dp = operands::round_up(d, BK);
+    let xpl = Layout::of(dtype).planes();
+    let cpl = centre_layout(dtype).planes();
+    let make = |config: usize| {
+        let (wm, warps, _) = CONFIGS[config];
+        Plan {
+            config,
+            bm: wm * warps,
+            threads: (warps * 32) as u32,
+            smem: smem_bytes(wm * warps, dp, xpl, cpl),
+            dp,
+        }
+    };
+    (0..CONFIGS.len())
+        .map(make)
+        .find(|p| p.smem <= max_smem)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "rows of {d} {dtype:?} elements are too wide for the CUDA k-means kernel on this \
+                 device ({} bytes of shared memory needed, {max_smem} available)",
+                make(CONFIGS.len() - 1).smem
+            ))
+        })
+}
+
+/// The k-means steps of one k-means call with the rows on the device.
+pub(super) struct CudaKMeans<'a> {
+    backend: &'a CudaBackend,
+    points: Packed,
+    dtype: Dtype,
+    n: usize,
+    d: usize,
+    plan: Plan,
+    labels: CudaSlice<u32>,
+    dist: CudaSlice<f32>,
+}
+
+fn event(stream: &Arc<CudaStream>) -> Result<CudaEvent> {
+    stream
+        .record_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+        .map_err(|e| cuda_error("recording a CUDA event", e))
+}
+
+fn store_ms(cell: &AtomicU32, start: &CudaEvent, end: &CudaEvent) {
+    if let Ok(ms) = start.elapsed_ms(end) {
+        cell.store(ms.to_bits(), Ordering::Relaxed);
+    }
+}
+
+fn sync(stream: &Arc<CudaStream>, what: &str) -> Result<()> {
+    stream.synchronize().map_err(|e| cuda_error(what, e))
+}
+
+impl<'a> CudaKMeans<'a> {
+    /// Uploads and packs the rows of `x` (validated, finite).
+    pub(super) fn new(backend: &'a CudaBackend, x: &MatrixRef<'_>) -> Result<Self> {
+        let (n, d, dtype) = (x.rows(), x.cols(), x.dtype());
+        let plan = plan(dtype, d, backend.max_smem)?;
+        backend.with_stream(|stream| {
+            let points = operands::pack_host(
+                stream,
+                &backend.kmeans.pack,
+                x,
+                Layout::of(dtype),
+                ROW_MULTIPLE,
+                BK,
+                RowValue::One,
+                1.0,
+            )?;
+            let labels = stream
+                .alloc_zeros::<u32>(n)
+                .map_err(|e| cuda_error("labels", e))?;
+            let dist = stream
+                .alloc_zeros::<f32>(n)
+                .map_err(|e| cuda_error("distances", e))?;
+            sync(stream, "packing the points")?;
+            Ok(CudaKMeans {
+                backend,
+                points,
+                dtype,
+                n,
+                d,
+                plan,
+                labels,
+                dist,
+            })
+        })
+    }
+
+    /// Uploads `centres` (C×D f32, contiguous).
+    fn upload_centres(&self, stream: &Arc<CudaStream>, centres: &[f32]) -> Result<CudaSlice<f32>> {
+        stream
+            .clone_htod(centres)
+            .map_err(|e| cuda_error("uploading the centres", e))
+    }
+}
+
+impl KMeansSteps for CudaKMeans<'_> {
+    fn assign(&mut self, centres: &[f32], metric: Metric, out: AssignOut<'_>) -> Result<()> {
+        let (n, d) = (self.n, self.d);
+        let k = centres.len() / d;
+        let kernels = &self.backend.kmeans;
+        let plan = self.plan;
+        let dti = dtype_index(self.dtype);
+        let spherical = metric == Metric::Spherical;
+        let (labels_host, dist_host) = self.backend.with_stream(|stream| {
+            let dev_c = self.upload_centres(stream, centres)?;
+            let packed = operands::pack_f32(
+                stream,
+                &kernels.pack,
+                &dev_c,
+                k,
+                d,
+                centre_layout(self.dtype),
+                BN,
+                BK,
+                RowValue::HalfSqNorm,
+                if spherical { 0.0 } else { 1.0 },
+            )?;
+            if packed.rows_padded > i32::MAX as usize {
+                return Err(Error::invalid(format!("{k} centres are too many for CUDA")));
+            }
+            let (pp, _g1) = self.points.data.device_ptr(stream);
+            let (cp, _g2) = packed.data.device_ptr(stream);
+            let (bp, _g3) = packed.row_value.device_ptr(stream);
+            let (cf, _g4) = dev_c.device_ptr(stream);
+            let (lp, _g5) = self.labels.device_ptr(stream);
+            let (dp, _g6) = self.dist.device_ptr(stream);
+            let params = AssignParams {
+                points: pp,
+                centres: cp,
+                bias: bp,
+                centres_f32: cf,
+                labels: lp,
+                dist: dp,
+                n: n as u64,
+                np: self.points.rows_padded as u64,
+                k: k as i32,
+                kp: packed.rows_padded as i32,
+                d: d as i32,
+                dp: plan.dp as i32,
+                spherical: spherical as i32,
+                reserved: 0,
+            };
+            let f = &kernels.assign[dti][plan.config];
+            f.set_attribute(
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                plan.smem as i32,
+            )
+            .map_err(|e| cuda_error("raising the kernel's shared-memory limit", e))?;
+            let cfg = LaunchConfig {
+                grid_dim: ((self.points.rows_padded / plan.bm) as u32, 1, 1),
+                block_dim: (plan.threads, 1, 1),
+                shared_mem_bytes: plan.smem as u32,
+            };
+            let start = event(stream)?;
+            // SAFETY: the parameters match the kernel's struct: the points are packed to
+            // np = a multiple of every block's rows and plan.dp columns, the centres to kp rows
+            // (multiple of BN) and dp columns with kp biases, `dev_c` holds k × d f32, and the
+            // label and distance buffers hold n elements; the grid covers np / bm blocks.
+            unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
+                .map_err(|e| cuda_error("launching the k-means assignment kernel", e))?;
+            let end = event(stream)?;
+            let labels = stream
+                .clone_dtoh(&self.labels)
+                .map_err(|e| cuda_error("copying the labels back", e))?;
+            let dist = stream
+                .clone_dtoh(&self.dist)
+                .map_err(|e| cuda_error("copying the distances back", e))?;
+            sync(stream, "the k-means assignment kernel failed")?;
+            store_ms(&LAST_ASSIGN_MS, &start, &end);
+            Ok((labels, dist))
+        })?;
+        out.labels[..n].copy_from_slice(&labels_host);
+        out.distances[..n].copy_from_slice(&dist_host);
+        Ok(())
+    }
+
+    fn distances(&mut self, centres: &[f32], metric: Metric, out: &mut [f32]) -> Result<()> {
+        let (n, d) = (self.n, self.d);
+        let c = centres.len() / d;
+        let kernels = &self.backend.kmeans;
+        let dti = dtype_index(self.dtype);
+        let host = self.backend.with_stream(|stream| {
+            let dev_c = self.upload_centres(stream, centres)?;
+            let dev_out = stream
+                .alloc_zeros::<f32>(n * c)
+                .map_err(|e| cuda_error("distances", e))?;
+            let (pp, _g1) = self.points.data.device_ptr(stream);
+            let (cf, _g2) = dev_c.device_ptr(stream);
+            let (op, _g3) = dev_out.device_ptr(stream);
+            for c0 in (0..c).step_by(DIST_CENTRES) {
+                let nc = DIST_CENTRES.min(c - c0);
+                let params = DistParams {
+                    points: pp,
+                    centres: cf + (c0 * d * 4) as u64,
+                    out: op,
+                    n: n as u64,
+                    np: self.points.rows_padded as u64,
+                    nc: nc as i32,
+                    d: d as i32,
+                    dp: self.plan.dp as i32,
+                    out_stride: c as i32,
+                    col0: c0 as i32,
+                    spherical: (metric == Metric::Spherical) as i32,
+                };
+                let cfg = LaunchConfig {
+                    grid_dim: (n.div_ceil(8) as u32, 1, 1),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                // SAFETY: one warp per point below n; centres c0..c0 + nc of `dev_c` (c × d
+                // f32) and columns c0..c0 + nc of the n × c output are in bounds.
+                unsafe {
+                    stream
+                        .launch_builder(&kernels.distances[dti])
+                        .arg(&params)
+                        .launch(cfg)
+                }
+                .map_err(|e| cuda_error("launching the k-means distances kernel", e))?;
+            }
+            let host = stream
+                .clone_dtoh(&dev_out)
+                .map_err(|e| cuda_error("copying the distances back", e))?;
+            sync(stream, "the k-means distances kernel failed")?;
+            Ok(host)
+        })?;
+        out[..n * c].copy_from_slice(&host);
+        Ok(())
+    }
+
+    fn cluster_sums(&mut self, labels: &[u32], sums: &mut [f64], counts: &mut [u64]) -> Result<()> {
+        let (n, d) = (self.n, self.d);
+        let k = counts.len();
+        // Counting sort of the points by label (index order within a cluster), then tasks of
+        // at most SUM_CHUNK members.
+        let mut starts = vec![0usize; k + 1];
+        for &l in &labels[..n] {
+            starts[l as usize + 1] += 1;
+        }
+        for c in 0..k {
+            starts[c + 1] += starts[c];
+        }
+        let mut fill = starts.clone();
+        let mut members = vec![0u32; n];
+        for (i, &l) in labels[..n].iter().enumerate() {
+            members[fill[l as usize]] = i as u32;
+            fill[l as usize] += 1;
+        }
+        let (mut begin, mut end, mut cluster_tasks) = (Vec::new(), Vec::new(), vec![0u32; k + 1]);
+        for c in 0..k {
+            for s in (starts[c]..starts[c + 1]).step_by(SUM_CHUNK) {
+                begin.push(s as u32);
+                end.push((s + SUM_CHUNK).min(starts[c + 1]) as u32);
+            }
+            cluster_tasks[c + 1] = begin.len() as u32;
+        }
+        let ntasks = begin.len();
+        let kernels = &self.backend.kmeans;
+        let dti = dtype_index(self.dtype);
+        let host = self.backend.with_stream(|stream| {
+            let up = |v: &[u32], what: &str| stream.clone_htod(v).map_err(|e| cuda_error(what, e));
+            let d_members = up(&members, "uploading the members")?;
+            let d_begin = up(&begin, "uploading the tasks")?;
+            let d_end = up(&end, "uploading the tasks")?;
+            let d_ct = up(&cluster_tasks, "uploading the tasks")?;
+            let partial = stream
+                .alloc_zeros::<f64>(ntasks.max(1) * d)
+                .map_err(|e| cuda_error("partial sums", e))?;
+            let d_sums = stream
+                .alloc_zeros::<f64>(k * d)
+                .map_err(|e| cuda_error("sums", e))?;
+            let col_groups = d.div_ceil(SUM_THREADS) as u32;
+            let start = event(stream)?;
+            if ntasks > 0 {
+                let (pp, _g1) = self.points.data.device_ptr(stream);
+                let (mp, _g2) = d_members.device_ptr(stream);
+                let (bp, _g3) = d_begin.device_ptr(stream);
+                let (ep, _g4) = d_end.device_ptr(stream);
+                let (pa, _g5) = partial.device_ptr(stream);
+                let params = SumsParams {
+                    points: pp,
+                    members: mp,
+                    task_begin: bp,
+                    task_end: ep,
+                    partial: pa,
+                    np: self.points.rows_padded as u64,
+                    ntasks: ntasks as i32,
+                    d: d as i32,
+                    dp: self.plan.dp as i32,
+                    reserved: 0,
+                };
+                let cfg = LaunchConfig {
+                    grid_dim: (ntasks as u32, col_groups, 1),
+                    block_dim: (SUM_THREADS as u32, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                // SAFETY: task t reads members[begin[t]..end[t]] (< n, points packed) and
+                // writes row t of the ntasks × d partial sums.
+                unsafe {
+                    stream
+                        .launch_builder(&kernels.sums[dti])
+                        .arg(&params)
+                        .launch(cfg)
+                }
+                .map_err(|e| cuda_error("launching the k-means sums kernel", e))?;
+            }
+            {
+                let (pa, _g1) = partial.device_ptr(stream);
+                let (cp, _g2) = d_ct.device_ptr(stream);
+                let (sp, _g3) = d_sums.device_ptr(stream);
+                let params = ReduceParams {
+                    partial: pa,
+                    cluster_tasks: cp,
+                    sums: sp,
+                    k: k as i32,
+                    d: d as i32,
+                };
+                let cfg = LaunchConfig {
+                    grid_dim: (k as u32, col_groups, 1),
+                    block_dim: (SUM_THREADS as u32, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                // SAFETY: cluster c reads the partial rows of its tasks (< ntasks) and writes
+                // row c of the k × d sums.
+                unsafe {
+                    stream
+                        .launch_builder(&kernels.reduce)
+                        .arg(&params)
+                        .launch(cfg)
+                }
+                .map_err(|e| cuda_error("launching the k-means reduce kernel", e))?;
+            }
+            let end_ev = event(stream)?;
+            let host = stream
+                .clone_dtoh(&d_sums)
+                .map_err(|e| cuda_error("copying the sums back", e))?;
+            sync(stream, "the k-means sums kernels failed")?;
+            store_ms(&LAST_SUMS_MS, &start, &end_ev);
+            Ok(host)
+        })?;
+        sums[..k * d].copy_from_slice(&host);
+        for c in 0..k {
+            counts[c] = (starts[c + 1] - starts[c]) as u64;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_structs_have_the_c_layout() {
+        assert_eq!(std::mem::size_of::<AssignParams>(), 88);
+        assert_eq!(std::mem::size_of::<DistParams>(), 64);
+        assert_eq!(std::mem::size_of::<SumsParams>(), 64);
+        assert_eq!(std::mem::size_of::<ReduceParams>(), 32);
+    }
+
+    #[test]
+    fn plans_fit_the_shared_memory_of_an_h100() {
+        let h100 = 227 * 1024;
+        let p = plan(Dtype::F16, 512, h100).unwrap();
+        assert_eq!((p.bm, p.dp), (128, 512));
+        let p = plan(Dtype::F32, 512, h100).unwrap();
+        assert_eq!(p.bm, 64);
+        assert!(p.smem <= h100);
+        let p = plan(Dtype::F16, 768, h100).unwrap();
+        assert!(p.smem <= h100, "{p:?}");
+        assert_eq!(plan(Dtype::Bf16, 100, h100).unwrap().dp, 128);
+        let e = plan(Dtype::F32, 8192, h100).unwrap_err().to_string();
+        assert!(e.contains("too wide"), "{e}");
+    }
+
+    #[test]
+    fn the_embedded_ptx_has_every_kernel_the_wrappers_load() {
+        let Some(ptx) = super::super::kernels::KMEANS_PTX else {
+            return;
+        };
+        for dt in DTYPES {
+            for (_, _, cfg) in CONFIGS {
+                let name = format!(".entry laic_km_assign_{dt}_{cfg}(");
+                assert!(ptx.contains(&name), "{name}");
+            }
+            for what in ["distances", "sums", "pack"] {
+                let name = format!(".entry laic_km_{what}_{dt}(");
+                assert!(ptx.contains(&name), "{name}");
+            }
+        }
+        assert!(ptx.contains(".entry laic_km_pack_f32_as_f16("));
+        assert!(ptx.contains(".entry laic_km_sums_reduce("));
+    }
+}

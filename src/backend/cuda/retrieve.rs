@@ -1,0 +1,419 @@
+//! Retrieval on CUDA: the launch wrapper of `kernels/retrieve.cu` and its host data path.
+//!
+//! A call packs the images (scale per row: (1/‖x‖ or 1)·log₂e/τ) and the nouns (1/‖t‖ or 1)
+//! into operand layout on the device, runs the fused kernel, and copies t̃ back. The top
+//! nouns per image (`0 < top_n <= 8`) come from a second kernel over the same packed operands
+//! (`laic_retrieve_top_<dt>`); larger `top_n` runs on the CPU.
+
+use super::operands::{self, Layout, PackKernels, RowValue};
+use super::{CudaBackend, cuda_error};
+use crate::error::{Error, Result};
+use crate::matrix::{Dtype, MatrixRef};
+use crate::retrieve::{RetrieveOptions, RetrieveOut};
+use cudarc::driver::{
+    CudaFunction, CudaModule, CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg, sys,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Nouns per tile (`BN` in retrieve.cu).
+const BN: usize = 32;
+/// Column warps per row group (`WC`).
+const WC: usize = 4;
+/// Operand padding per shared row (`PAD`).
+const PAD: usize = 8;
+/// Column multiple of the packed operands (each column warp owns dp/4, a multiple of 16).
+const COL_MULTIPLE: usize = 64;
+/// Images are packed to a multiple of the largest block.
+const ROW_MULTIPLE: usize = 64;
+
+/// Block shapes: (m16 tiles per warp, row groups, largest padded D, name suffix), tried in
+/// order; the first whose D limit and shared memory fit is used.
+const CONFIGS: [(usize, usize, usize, &str); 4] = [
+    (2, 2, 512, "32x2_d512"),
+    (2, 1, 512, "32x1_d512"),
+    (1, 2, 1024, "16x2_d1024"),
+    (1, 1, 1024, "16x1_d1024"),
+];
+
+/// Most top nouns per image the GPU kernel keeps (`TOPK` in retrieve.cu).
+const TOPK: usize = 8;
+/// Nouns per tile of the top-nouns kernel (`TBN`); its streamed chunks are 64 columns wide.
+const TBN: usize = 64;
+/// Images per block of the top-nouns kernel (16 rows per warp, 4 warps).
+const TOP_BM: usize = 64;
+/// Pipeline depth of the top-nouns kernel (`TSTAGES`).
+const TSTAGES: usize = 3;
+
+/// Device time of the last retrieval kernel, f32 bits (NaN: none yet).
+static LAST_MS: AtomicU32 = AtomicU32::new(0x7fc0_0000);
+
+/// Device milliseconds of the most recent CUDA retrieval kernel in this process (CUDA events
+/// around the launch; packing and copies excluded), or `None` before the first or when the
+/// most recent retrieval of a CUDA context ran on the CPU (top nouns asked for, rows too wide).
+pub fn last_retrieve_kernel_ms() -> Option<f32> {
+    Some(f32::from_bits(LAST_MS.load(Ordering::Relaxed))).filter(|v| !v.is_nan())
+}
+
+/// Marks the most recent retrieval as run on the CPU (so that `last_retrieve_kernel_ms` is
+/// `None` until the next GPU launch).
+pub(super) fn mark_cpu_fallback() {
+    LAST_MS.store(0x7fc0_0000, Ordering::Relaxed);
+}
+
+/// `RetrieveParams` of retrieve.cu.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct RetrieveParams {
+    images: u64,
+    image_scale: u64,
+    nouns: u64,
+    noun_scale: u64,
+    features: u64,
+    n: u64,
+    np: u64,
+    mp: u64,
+    m: i32,
+    d: i32,
+    dp: i32,
+    reserved: i32,
+}
+
+/// `TopParams` of retrieve.cu.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct TopParams {
+    images: u64,
+    image_scale: u64,
+    nouns: u64,
+    noun_scale: u64,
+    top_index: u64,
+    top_weight: u64,
+    n: u64,
+    np: u64,
+    mtp: u64,
+    m: i32,
+    d: i32,
+    dp: i32,
+    top_n: i32,
+}
+
+// SAFETY: plain #[repr(C)] structs of integers with the C layout of retrieve.cu's
+// `RetrieveParams` and `TopParams` (sizes checked by a test), passed by value.
+unsafe impl DeviceRepr for RetrieveParams {}
+// SAFETY: as above.
+unsafe impl DeviceRepr for TopParams {}
+
+/// Shared memory of the top-nouns kernel: resident images and the noun-chunk pipeline.
+fn top_smem_bytes(dp: usize, xpl: usize) -> usize {
+    xpl * TOP_BM * (dp + PAD) * 2 + TSTAGES * xpl * TBN * (64 + PAD) * 2
+}
+
+/// The kernels of retrieve.cu; indexed by dtype (f32, f16, bf16), then config.
+pub(super) struct RetrieveKernels {
+    pack: PackKernels,
+    main: [[CudaFunction; 4]; 3],
+    top: [CudaFunction; 3],
+}
+
+const DTYPES: [&str; 3] = ["f32", "f16", "bf16"];
+
+fn dtype_index(d: Dtype) -> usize {
+    match d {
+        Dtype::F32 => 0,
+        Dtype::F16 => 1,
+        Dtype::Bf16 => 2,
+    }
+}
+
+impl RetrieveKernels {
+    pub(super) fn load(
+        module: &Arc<CudaModule>,
+    ) -> std::result::Result<Self, cudarc::driver::DriverError> {
+        let f = |name: String| module.load_function(&name);
+        let row = |dt: &str| -> std::result::Result<[CudaFunction; 4], _> {
+            Ok([
+                f(format!("laic_retrieve_{dt}_{}", CONFIGS[0].3))?,
+                f(format!("laic_retrieve_{dt}_{}", CONFIGS[1].3))?,
+                f(format!("laic_retrieve_{dt}_{}", CONFIGS[2].3))?,
+                f(format!("laic_retrieve_{dt}_{}", CONFIGS[3].3))?,
+            ])
+        };
+        Ok(RetrieveKernels {
+            pack: PackKernels::load(module, "laic_rt_pack")?,
+            main: [row(DTYPES[0])?, row(DTYPES[1])?, row(DTYPES[2])?],
+            top: [
+                f(format!("laic_retrieve_top_{}", DTYPES[0]))?,
+                f(format!("laic_retrieve_top_{}", DTYPES[1]))?,
+                f(format!("laic_retrieve_top_{}", DTYPES[2]))?,
+            ],
+        })
+    }
+}
+
+/// How one call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Plan {
+    config: usize,
+    bm: usize,
+    threads: u32,
+    smem: usize,
+    dp: usize,
+}
+
+/// Shared memory of a block: images, two noun stages, the weights, the row exchange.
+fn smem_bytes(bm: usize, dp: usize, xpl: usize, ppl: usize) -> usize {
+    xpl * bm * (dp + PAD) * 2
+        + 2 * xpl * BN * (dp + PAD) * 2
+        + ppl * bm * (BN + PAD) * 2
+        + WC * bm * 4
+}
+
+/// The block shape for `d` columns of `dtype`, or an error when none fits (the caller falls
+/// back to the CPU).
+pub(super) fn plan(dtype: Dtype, d: usize, max_smem: usize) -> Result<Plan> {
+    let dp = operands::round_up(d, COL_MULTIPLE);
+    let xpl = Layout::of(dtype).planes();
+    let ppl = if dtype == Dtype::F16 { 1 } else { 2 };
+    CONFIGS
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| dp <= c.2)
+        .map(|(config, &(mt, wr, _, _))| {
+            let bm = wr * mt * 16;
+            Plan {
+                config,
+                bm,
+                threads: (wr * WC * 32) as u32,
+                smem: smem_bytes(bm, dp, xpl, ppl),
+                dp,
+            }
+        })
+        .find(|p| p.smem <= max_smem)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "rows of {d} {dtype:?} elements are too wide for the CUDA retrieval kernel on \
+                 this device ({max_smem} bytes of shared memory)"
+            ))
+        })
+}
+
+/// Whether the GPU kernel can run this call (else the backend uses the CPU).
+pub(super) fn supported(
+    images: &MatrixRef<'_>,
+    nouns: &MatrixRef<'_>,
+    opts: &RetrieveOptions,
+    max_smem: usize,
+) -> bool {
+    let dtype = images.dtype();
+    let top_fits = opts.top_n == 0
+        || (opts.top_n <= TOPK
+            && top_smem_bytes(
+                operands::round_up(images.cols(), COL_MULTIPLE),
+                Layout::of(dtype).planes(),
+            ) <= max_smem);
+    top_fits && dtype == nouns.dtype() && plan(dtype, images.cols(), max_smem).is_ok()
+}
+
+/// Host inputs (validated, `supported`): packs both, runs the kernel, writes `out.features`.
+pub(super) fn retrieve_host(
+    backend: &CudaBackend,
+    images: &MatrixRef<'_>,
+    nouns: &MatrixRef<'_>,
+    opts: &RetrieveOptions,
+    out: RetrieveOut<'_>,
+) -> Result<()> {
+    let (n, d, m) = (images.rows(), images.cols(), nouns.rows());
+    let dtype = images.dtype();
+    let plan = plan(dtype, d, backend.max_smem)?;
+    let kernels = &backend.retrieve;
+    let layout = Layout::of(dtype);
+    let kind = if opts.normalize {
+        RowValue::InvNorm
+    } else {
+        RowValue::One
+    };
+    let logit_scale = (std::f64::consts::LOG2_E / opts.tau as f64) as f32;
+    let host = backend.with_stream(|stream: &Arc<CudaStream>| {
+        let x = operands::pack_host(
+            stream,
+            &kernels.pack,
+            images,
+            layout,
+            ROW_MULTIPLE,
+            COL_MULTIPLE,
+            kind,
+            logit_scale,
+        )?;
+        let t = operands::pack_host(
+            stream,
+            &kernels.pack,
+            nouns,
+            layout,
+            TBN,
+            COL_MULTIPLE,
+            kind,
+            1.0,
+        )?;
+        let features = stream
+            .alloc_zeros::<f32>(n * d)
+            .map_err(|e| cuda_error("features", e))?;
+        let (xp, _g1) = x.data.device_ptr(stream);
+        let (xs, _g2) = x.row_value.device_ptr(stream);
+        let (tp, _g3) = t.data.device_ptr(stream);
+        let (ts, _g4) = t.row_value.device_ptr(stream);
+        let (fp, _g5) = features.device_ptr(stream);
+        let params = RetrieveParams {
+            images: xp,
+            image_scale: xs,
+            nouns: tp,
+            noun_scale: ts,
+            features: fp,
+            n: n as u64,
+            np: x.rows_padded as u64,
+            mp: t.rows_padded as u64,
+            m: m as i32,
+            d: d as i32,
+            dp: plan.dp as i32,
+            reserved: 0,
+        };
+        let f = &kernels.main[dtype_index(dtype)][plan.config];
+        f.set_attribute(
+            sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            plan.smem as i32,
+        )
+        .map_err(|e| cuda_error("raising the kernel's shared-memory limit", e))?;
+        let cfg = LaunchConfig {
+            grid_dim: ((x.rows_padded / plan.bm) as u32, 1, 1),
+            block_dim: (plan.threads, 1, 1),
+            shared_mem_bytes: plan.smem as u32,
+        };
+        let ev = || {
+            stream
+                .record_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(|e| cuda_error("recording a CUDA event", e))
+        };
+        let start = ev()?;
+        // SAFETY: the parameters match the kernel's struct: images packed to np rows (a
+        // multiple of every block's rows) and plan.dp columns with np scales, nouns to mp
+        // rows (multiple of BN) with mp scales, features hold n × d f32.
+        unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
+            .map_err(|e| cuda_error("launching the retrieval kernel", e))?;
+        let end = ev()?;
+        let top_n = opts.top_n;
+        let mut top = (Vec::new(), Vec::new());
+        if top_n > 0 {
+            let ti = stream
+                .alloc_zeros::<u32>(n * top_n)
+                .map_err(|e| cuda_error("top indices", e))?;
+            let tw = stream
+                .alloc_zeros::<f32>(n * top_n)
+                .map_err(|e| cuda_error("top weights", e))?;
+            let (ip, _g6) = ti.device_ptr(stream);
+            let (wp, _g7) = tw.device_ptr(stream);
+            let params = TopParams {
+                images: xp,
+                image_scale: xs,
+                nouns: tp,
+                noun_scale: ts,
+                top_index: ip,
+                top_weight: wp,
+                n: n as u64,
+                np: x.rows_padded as u64,
+                mtp: t.rows_padded as u64,
+                m: m as i32,
+                d: d as i32,
+                dp: plan.dp as i32,
+                top_n: top_n as i32,
+            };
+            let smem = top_smem_bytes(plan.dp, layout.planes());
+            let f = &kernels.top[dtype_index(dtype)];
+            f.set_attribute(
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem as i32,
+            )
+            .map_err(|e| cuda_error("raising the kernel's shared-memory limit", e))?;
+            let cfg = LaunchConfig {
+                grid_dim: ((x.rows_padded / TOP_BM) as u32, 1, 1),
+                block_dim: (128, 1, 1),
+                shared_mem_bytes: smem as u32,
+            };
+            // SAFETY: as above; the nouns are packed to mtp rows (a multiple of TBN) with mtp
+            // scales, the images to np rows (a multiple of TOP_BM), and the outputs hold
+            // n × top_n elements with 1 <= top_n <= TOPK (checked by `supported`).
+            unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
+                .map_err(|e| cuda_error("launching the top-nouns kernel", e))?;
+            top = (
+                stream
+                    .clone_dtoh(&ti)
+                    .map_err(|e| cuda_error("copying the top nouns back", e))?,
+                stream
+                    .clone_dtoh(&tw)
+                    .map_err(|e| cuda_error("copying the top weights back", e))?,
+            );
+        }
+        let host = stream
+            .clone_dtoh(&features)
+            .map_err(|e| cuda_error("copying the features back", e))?;
+        stream
+            .synchronize()
+            .map_err(|e| cuda_error("the retrieval kernels failed", e))?;
+        if let Ok(ms) = start.elapsed_ms(&end) {
+            LAST_MS.store(ms.to_bits(), Ordering::Relaxed);
+        }
+        Ok((host, top))
+    })?;
+    let (host, (ti, tw)) = host;
+    out.features[..n * d].copy_from_slice(&host);
+    out.top_indices[..ti.len()].copy_from_slice(&ti);
+    out.top_weights[..tw.len()].copy_from_slice(&tw);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_struct_has_the_c_layout() {
+        assert_eq!(std::mem::size_of::<RetrieveParams>(), 80);
+        assert_eq!(std::mem::size_of::<TopParams>(), 88);
+        // The top-nouns kernel fits wherever the main one does at D <= 1024 (f16) / 512 (f32).
+        assert!(top_smem_bytes(1024, 1) <= 227 * 1024);
+        assert!(top_smem_bytes(512, 2) <= 227 * 1024);
+    }
+
+    #[test]
+    fn plans_fit_the_shared_memory_of_an_h100() {
+        let h100 = 227 * 1024;
+        let p = plan(Dtype::F16, 512, h100).unwrap();
+        assert_eq!((p.bm, p.threads), (64, 256));
+        let p = plan(Dtype::F32, 512, h100).unwrap();
+        assert_eq!(p.bm, 32);
+        assert!(p.smem <= h100);
+        let p = plan(Dtype::F16, 768, h100).unwrap();
+        assert_eq!(p.dp, 768);
+        assert!(p.smem <= h100);
+        assert_eq!(plan(Dtype::F16, 64, h100).unwrap().dp, 64);
+        assert!(plan(Dtype::F32, 768, h100).is_err());
+        assert!(plan(Dtype::F16, 2048, h100).is_err());
+    }
+
+    #[test]
+    fn the_embedded_ptx_has_every_kernel_the_wrappers_load() {
+        let Some(ptx) = super::super::kernels::RETRIEVE_PTX else {
+            return;
+        };
+        for dt in DTYPES {
+            for c in CONFIGS {
+                let name = format!(".entry laic_retrieve_{dt}_{}(", c.3);
+                assert!(ptx.contains(&name), "{name}");
+            }
+            assert!(ptx.contains(&format!(".entry laic_rt_pack_{dt}(")));
+        }
+        assert!(ptx.contains("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16"));
+        for dt in DTYPES {
+            assert!(ptx.contains(&format!(".entry laic_retrieve_top_{dt}(")));
+        }
+    }
+}

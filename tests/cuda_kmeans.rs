@@ -1,0 +1,570 @@
+//! CUDA k-means and retrieval against the CPU backend (issue 8): the assignment, distance and
+//! update-step primitives on fresh random inputs of awkward sizes (N, K, D not multiples of
+//! the tiles; K = 1; D ∈ {64, 512, 768}), whole k-means runs from the same seeds, retrieval,
+//! and the pipeline on the bundled Oxford-IIIT Pets features.
+//!
+//! Runs where a CUDA device is usable; elsewhere each test prints "SKIPPED: no CUDA device"
+//! and returns, or fails when `LAIC_REQUIRE_CUDA=1` (set by `scripts/gpu-check.sh`). Every
+//! test prints its largest error and, on failure, the first mismatch, so that one run's log
+//! on the GPU machine is enough to debug from.
+
+use half::{bf16, f16};
+use laic::backend::Backend;
+use laic::backend::cpu::CpuBackend;
+use laic::kmeans::AssignOut;
+use laic::retrieve::RetrieveOut;
+use laic::{
+    BackendKind, Context, Dtype, Error, KMeansOptions, MatrixData, MatrixRef, Metric,
+    RetrieveOptions,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use std::io::Write;
+
+/// A CUDA context, or `None` after printing why the calling test is skipped.
+fn cuda_context(test: &str) -> Option<Context> {
+    match Context::new(BackendKind::Cuda) {
+        Ok(ctx) => Some(ctx),
+        Err(Error::NoDevice(why)) => {
+            if std::env::var("LAIC_REQUIRE_CUDA").as_deref() == Ok("1") {
+                panic!("{test}: LAIC_REQUIRE_CUDA=1 but no CUDA device: {why}");
+            }
+            // Straight to the process's stderr: libtest captures the output of passing tests.
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "SKIPPED: no CUDA device ({test}: {why})"
+            );
+            None
+        }
+        Err(e) => panic!("{test}: unexpected error opening CUDA: {e}"),
+    }
+}
+
+/// Prints a line to the process's stderr (seen in gpu-check logs even for passing tests).
+fn report(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// A seeded generator; the seed is printed so a failure can be replayed with LAIC_TEST_SEED.
+fn rng(test: &str) -> StdRng {
+    let seed = std::env::var("LAIC_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random::<u64>());
+    report(&format!("{test}: seed {seed}"));
+    StdRng::seed_from_u64(seed)
+}
+
+fn normal_rows(rng: &mut StdRng, rows: usize, d: usize, scale: f32) -> Vec<f32> {
+    (0..rows * d)
+        .map(|_| {
+            let v: f32 = StandardNormal.sample(rng);
+            scale * v
+        })
+        .collect()
+}
+
+fn unit_rows(mut v: Vec<f32>, d: usize) -> Vec<f32> {
+    for row in v.chunks_exact_mut(d) {
+        let ss: f64 = row.iter().map(|&x| (x as f64) * (x as f64)).sum();
+        let inv = (1.0 / ss.sqrt()) as f32;
+        row.iter_mut().for_each(|x| *x *= inv);
+    }
+    v
+}
+
+/// Storage of a matrix in one dtype (values rounded once from f32).
+enum Store {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    Bf16(Vec<bf16>),
+}
+
+impl Store {
+    fn new(v: &[f32], dtype: Dtype) -> Self {
+        match dtype {
+            Dtype::F32 => Store::F32(v.to_vec()),
+            Dtype::F16 => Store::F16(v.iter().map(|&x| f16::from_f32(x)).collect()),
+            Dtype::Bf16 => Store::Bf16(v.iter().map(|&x| bf16::from_f32(x)).collect()),
+        }
+    }
+
+    fn view(&self, rows: usize, cols: usize) -> MatrixRef<'_> {
+        let data = match self {
+            Store::F32(v) => MatrixData::F32(v),
+            Store::F16(v) => MatrixData::F16(v),
+            Store::Bf16(v) => MatrixData::Bf16(v),
+        };
+        MatrixRef::new(data, rows, cols, cols).unwrap()
+    }
+}
+
+const DTYPES: [Dtype; 3] = [Dtype::F32, Dtype::F16, Dtype::Bf16];
+
+/// f64 distance of row `x` to centre `c` under `metric`.
+fn dist64(x: &[f32], c: &[f32], metric: Metric) -> f64 {
+    match metric {
+        Metric::Euclidean => x
+            .iter()
+            .zip(c)
+            .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+            .sum(),
+        Metric::Spherical => (1.0
+            - x.iter()
+                .zip(c)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum::<f64>())
+        .max(0.0),
+    }
+}
+
+fn sq_norm(x: &[f32]) -> f64 {
+    x.iter().map(|&v| (v as f64) * (v as f64)).sum()
+}
+
+#[test]
+fn assignment_matches_the_cpu_on_awkward_sizes() {
+    let Some(ctx) = cuda_context("assignment") else {
+        return;
+    };
+    let mut rng = rng("assignment");
+    let gpu = ctx.backend();
+    let cpu = CpuBackend;
+    // (N, K, D): nothing a multiple of the 128-row / 64-centre / 64-column tiles, K = 1,
+    // K crossing several centre tiles, D ∈ {64, 512, 768} and odd widths.
+    let cases = [
+        (1000, 1, 64),
+        (777, 67, 512),
+        (301, 130, 768),
+        (1531, 300, 100),
+        (129, 2, 33),
+    ];
+    for (n, k, d) in cases {
+        for metric in [Metric::Euclidean, Metric::Spherical] {
+            for dtype in DTYPES {
+                // Points around the centres, so that labels are meaningful but not trivial.
+                let mut c = normal_rows(&mut rng, k, d, 1.0);
+                let mut x = normal_rows(&mut rng, n, d, 0.6);
+                for i in 0..n {
+                    let j = rng.random_range(0..k);
+                    for t in 0..d {
+                        x[i * d + t] += c[j * d + t];
+                    }
+                }
+                if metric == Metric::Spherical {
+                    x = unit_rows(x, d);
+                    c = unit_rows(c, d);
+                }
+                let store = Store::new(&x, dtype);
+                let xm = store.view(n, d);
+                let xf = xm.to_f32_vec();
+                let mut gl = vec![u32::MAX; n + 3];
+                let mut gd = vec![f32::NAN; n + 3];
+                gpu.kmeans_assign(
+                    &xm,
+                    &c,
+                    metric,
+                    AssignOut {
+                        labels: &mut gl,
+                        distances: &mut gd,
+                    },
+                )
+                .unwrap();
+                let mut cl = vec![0u32; n];
+                let mut cd = vec![0f32; n];
+                cpu.kmeans_assign(
+                    &xm,
+                    &c,
+                    metric,
+                    AssignOut {
+                        labels: &mut cl,
+                        distances: &mut cd,
+                    },
+                )
+                .unwrap();
+                assert!(
+                    gl[n..].iter().all(|&l| l == u32::MAX) && gd[n..].iter().all(|v| v.is_nan()),
+                    "wrote past N"
+                );
+                let (mut mismatches, mut max_err, mut first) = (0usize, 0f64, None);
+                for i in 0..n {
+                    let row = &xf[i * d..(i + 1) * d];
+                    assert!(
+                        gl[i] < k as u32,
+                        "{dtype:?} {metric:?} n={n} k={k} d={d}: row {i} label {} unwritten",
+                        gl[i]
+                    );
+                    assert!(gd[i].is_finite(), "row {i} distance unwritten");
+                    let g = gl[i] as usize;
+                    let dg = dist64(row, &c[g * d..(g + 1) * d], metric);
+                    let scale = match metric {
+                        Metric::Euclidean => sq_norm(row) + sq_norm(&c[g * d..(g + 1) * d]),
+                        Metric::Spherical => 1.0,
+                    };
+                    let err = (gd[i] as f64 - dg).abs() / (dg + 1e-2 * scale);
+                    max_err = max_err.max(err);
+                    if gl[i] != cl[i] {
+                        let cc = cl[i] as usize;
+                        let dc = dist64(row, &c[cc * d..(cc + 1) * d], metric);
+                        // A near tie: both centres within 1e-4 of the scale of each other.
+                        if (dg - dc).abs() > 1e-4 * scale.max(1e-12) {
+                            mismatches += 1;
+                            first.get_or_insert(format!(
+                                "row {i}: gpu {g} ({dg:.7}) cpu {cc} ({dc:.7})"
+                            ));
+                        }
+                    }
+                }
+                report(&format!(
+                    "assign {dtype:?} {metric:?} n={n} k={k} d={d}: max relative distance error {max_err:.2e}, label mismatches beyond ties {mismatches}"
+                ));
+                assert_eq!(
+                    mismatches,
+                    0,
+                    "{dtype:?} {metric:?} n={n} k={k} d={d}: first {}",
+                    first.unwrap_or_default()
+                );
+                assert!(
+                    max_err < 1e-4,
+                    "{dtype:?} {metric:?} n={n} k={k} d={d}: distance error {max_err:e}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn distances_and_cluster_sums_match_the_cpu() {
+    let Some(ctx) = cuda_context("distances_sums") else {
+        return;
+    };
+    let mut rng = rng("distances_sums");
+    let gpu = ctx.backend();
+    let cpu = CpuBackend;
+    for (n, c, d) in [(517, 5, 64), (300, 20, 512), (1003, 1, 768)] {
+        for dtype in DTYPES {
+            for metric in [Metric::Euclidean, Metric::Spherical] {
+                let mut x = normal_rows(&mut rng, n, d, 1.0);
+                let mut cen = normal_rows(&mut rng, c, d, 1.0);
+                if metric == Metric::Spherical {
+                    x = unit_rows(x, d);
+                    cen = unit_rows(cen, d);
+                }
+                let store = Store::new(&x, dtype);
+                let xm = store.view(n, d);
+                let xf = xm.to_f32_vec();
+                let mut g = vec![f32::NAN; n * c];
+                gpu.distances(&xm, &cen, metric, &mut g).unwrap();
+                let mut max_err = 0f64;
+                for i in 0..n {
+                    let row = &xf[i * d..(i + 1) * d];
+                    for j in 0..c {
+                        let want = dist64(row, &cen[j * d..(j + 1) * d], metric);
+                        let scale = match metric {
+                            Metric::Euclidean => sq_norm(row) + sq_norm(&cen[j * d..(j + 1) * d]),
+                            Metric::Spherical => 1.0,
+                        };
+                        let got = g[i * c + j] as f64;
+                        assert!(got.is_finite(), "({i}, {j}) unwritten");
+                        let err = (got - want).abs() / (want + 1e-2 * scale);
+                        max_err = max_err.max(err);
+                        assert!(
+                            err < 1e-4,
+                            "{dtype:?} {metric:?} n={n} c={c} d={d}: ({i}, {j}) {got} vs {want}"
+                        );
+                    }
+                }
+                report(&format!(
+                    "distances {dtype:?} {metric:?} n={n} c={c} d={d}: max relative error {max_err:.2e}"
+                ));
+            }
+            // Update-step sums, with an empty cluster and one large one.
+            let k = c + 2;
+            let x = normal_rows(&mut rng, n, d, 1.0);
+            let store = Store::new(&x, dtype);
+            let xm = store.view(n, d);
+            let labels: Vec<u32> = (0..n)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        0
+                    } else {
+                        rng.random_range(2..k as u32)
+                    }
+                })
+                .collect();
+            let (mut gs, mut gc) = (vec![f64::NAN; k * d], vec![u64::MAX; k]);
+            let (mut cs, mut cc) = (vec![0f64; k * d], vec![0u64; k]);
+            gpu.cluster_sums(&xm, &labels, &mut gs, &mut gc).unwrap();
+            cpu.cluster_sums(&xm, &labels, &mut cs, &mut cc).unwrap();
+            assert_eq!(gc, cc, "{dtype:?}: counts");
+            assert_eq!(gc[1], 0);
+            // f16/bf16 points enter exactly; f32 points through bf16 hi + lo (2^-17 relative).
+            let tol = if dtype == Dtype::F32 { 1e-5 } else { 1e-12 };
+            let xf = xm.to_f32_vec();
+            let mut abs_sums = vec![0f64; k * d];
+            for (i, &l) in labels.iter().enumerate() {
+                for t in 0..d {
+                    abs_sums[l as usize * d + t] += (xf[i * d + t] as f64).abs();
+                }
+            }
+            let mut max_err = 0f64;
+            for e in 0..k * d {
+                assert!(gs[e].is_finite(), "sum {e} unwritten");
+                let err = (gs[e] - cs[e]).abs() / (abs_sums[e] + 1e-30);
+                max_err = max_err.max(if abs_sums[e] == 0.0 { gs[e].abs() } else { err });
+            }
+            report(&format!(
+                "cluster sums {dtype:?} n={n} k={k} d={d}: max relative error {max_err:.2e}"
+            ));
+            assert!(max_err <= tol, "{dtype:?} n={n} k={k} d={d}: {max_err:e}");
+        }
+    }
+}
+
+/// `k` planted clusters of `per` points each, interleaved, in `d` dims.
+fn planted(rng: &mut StdRng, k: usize, per: usize, d: usize, spread: f32) -> Vec<f32> {
+    let centres = normal_rows(rng, k, d, 1.0);
+    let mut x = Vec::with_capacity(k * per * d);
+    for _ in 0..per {
+        for c in 0..k {
+            for t in 0..d {
+                let v: f32 = StandardNormal.sample(rng);
+                x.push(centres[c * d + t] + spread * v);
+            }
+        }
+    }
+    x
+}
+
+#[test]
+fn kmeans_runs_reach_the_cpu_objective_from_the_same_seeds() {
+    let Some(ctx) = cuda_context("kmeans_runs") else {
+        return;
+    };
+    let mut rng = rng("kmeans_runs");
+    let cpu = Context::cpu();
+    for (k, per, d) in [(10, 211, 64), (7, 97, 512), (1, 50, 768)] {
+        for metric in [Metric::Euclidean, Metric::Spherical] {
+            for dtype in DTYPES {
+                let x = planted(&mut rng, k, per, d, 0.3);
+                let n = k * per;
+                let store = Store::new(&x, dtype);
+                let xm = store.view(n, d);
+                let opts = KMeansOptions {
+                    n_clusters: k.max(2).min(n),
+                    metric,
+                    n_redo: 2,
+                    seed: rng.random(),
+                    ..Default::default()
+                };
+                let t0 = std::time::Instant::now();
+                let g = ctx.kmeans(&xm, &opts).unwrap();
+                let tg = t0.elapsed().as_secs_f64();
+                let c = cpu.kmeans(&xm, &opts).unwrap();
+                let rel = (g.objective - c.objective).abs() / c.objective.abs().max(1e-12);
+                let agree = g
+                    .labels
+                    .iter()
+                    .zip(&c.labels)
+                    .filter(|(a, b)| a == b)
+                    .count();
+                report(&format!(
+                    "kmeans {dtype:?} {metric:?} n={n} k={} d={d}: objective gpu {:.6} cpu {:.6} (relative difference {rel:.2e}), iterations {} / {}, labels equal {agree}/{n}, gpu {tg:.2} s",
+                    opts.n_clusters, g.objective, c.objective, g.n_iter, c.n_iter
+                ));
+                assert!(
+                    rel <= 1e-4,
+                    "{dtype:?} {metric:?} n={n} d={d}: objective {} vs {}",
+                    g.objective,
+                    c.objective
+                );
+                assert_eq!(g.labels.len(), n);
+                assert!(g.labels.iter().all(|&l| (l as usize) < opts.n_clusters));
+            }
+        }
+    }
+}
+
+#[test]
+fn retrieval_matches_the_cpu() {
+    let Some(ctx) = cuda_context("retrieval") else {
+        return;
+    };
+    let mut rng = rng("retrieval");
+    let gpu = ctx.backend();
+    let cpu = CpuBackend;
+    for (n, m, d) in [(333, 1001, 64), (130, 517, 512), (65, 300, 768), (1, 1, 64)] {
+        for dtype in DTYPES {
+            for (tau, normalize, top) in [(0.01f32, true, 0), (0.05, true, 3), (0.02, false, 8)] {
+                let top_n = top.min(m);
+                let mut x = normal_rows(&mut rng, n, d, 1.0);
+                let mut t = normal_rows(&mut rng, m, d, 1.0);
+                if !normalize {
+                    // Raw rows of norm ~1 (as features that are almost normalised).
+                    x = unit_rows(x, d);
+                    t = unit_rows(t, d);
+                    x.iter_mut().for_each(|v| *v *= 1.1);
+                    t.iter_mut().for_each(|v| *v *= 0.9);
+                }
+                let (xs, ts) = (Store::new(&x, dtype), Store::new(&t, dtype));
+                let (xm, tm) = (xs.view(n, d), ts.view(m, d));
+                let opts = RetrieveOptions {
+                    tau,
+                    normalize,
+                    top_n,
+                };
+                let mut gf = vec![f32::NAN; n * d + 5];
+                let mut gi = vec![u32::MAX; n * top_n + 2];
+                let mut gw = vec![f32::NAN; n * top_n + 2];
+                gpu.retrieve(
+                    &xm,
+                    &tm,
+                    &opts,
+                    RetrieveOut {
+                        features: &mut gf,
+                        top_indices: &mut gi,
+                        top_weights: &mut gw,
+                    },
+                )
+                .unwrap();
+                let fallback = laic::backend::cuda::last_retrieve_kernel_ms().is_none();
+                let mut cf = vec![0f32; n * d];
+                let mut ci = vec![0u32; n * top_n];
+                let mut cw = vec![0f32; n * top_n];
+                cpu.retrieve(
+                    &xm,
+                    &tm,
+                    &opts,
+                    RetrieveOut {
+                        features: &mut cf,
+                        top_indices: &mut ci,
+                        top_weights: &mut cw,
+                    },
+                )
+                .unwrap();
+                assert!(gf[n * d..].iter().all(|v| v.is_nan()), "wrote past N×D");
+                assert!(
+                    gi[n * top_n..].iter().all(|&v| v == u32::MAX),
+                    "wrote past N×top_n"
+                );
+                let mut max_err = 0f64;
+                let mut first = None;
+                for i in 0..n {
+                    let (g, c) = (&gf[i * d..(i + 1) * d], &cf[i * d..(i + 1) * d]);
+                    assert!(g.iter().all(|v| v.is_finite()), "row {i} unwritten");
+                    // Rows are unit vectors: the L2 distance is the relative error.
+                    let e = g
+                        .iter()
+                        .zip(c)
+                        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                        .sum::<f64>()
+                        .sqrt();
+                    if e > max_err {
+                        max_err = e;
+                        first = Some(format!(
+                            "row {i}: gpu {:?} cpu {:?}",
+                            &g[..4.min(d)],
+                            &c[..4.min(d)]
+                        ));
+                    }
+                }
+                let tol = if dtype == Dtype::F32 { 1e-4 } else { 2e-3 };
+                // Top nouns: the same weight at every rank; the same noun unless the weights
+                // of the two nouns are within the tolerance of each other (a near tie).
+                let (mut max_w, mut swapped, mut top_first) = (0f64, 0usize, None);
+                for e in 0..n * top_n {
+                    assert!(gi[e] < m as u32 && gw[e].is_finite(), "top {e} unwritten");
+                    let dw = (gw[e] as f64 - cw[e] as f64).abs();
+                    max_w = max_w.max(dw);
+                    if gi[e] != ci[e] {
+                        swapped += 1;
+                    }
+                    if dw > tol && top_first.is_none() {
+                        top_first = Some(format!(
+                            "image {} rank {}: gpu noun {} weight {} cpu noun {} weight {}",
+                            e / top_n,
+                            e % top_n,
+                            gi[e],
+                            gw[e],
+                            ci[e],
+                            cw[e]
+                        ));
+                    }
+                }
+                report(&format!(
+                    "retrieve {dtype:?} n={n} m={m} d={d} tau={tau} normalize={normalize} top_n={top_n}: max relative error {max_err:.2e}, top weights max error {max_w:.2e}, top nouns swapped (near ties) {swapped}{}",
+                    if fallback {
+                        " (CPU fallback: no GPU kernel ran)"
+                    } else {
+                        ""
+                    }
+                ));
+                assert!(
+                    max_err <= tol,
+                    "{dtype:?} n={n} m={m} d={d} tau={tau}: {max_err:e}; worst {}",
+                    first.unwrap_or_default()
+                );
+                assert!(
+                    max_w <= tol,
+                    "{dtype:?} n={n} m={m} d={d} tau={tau}: top weights {max_w:e}; first {}",
+                    top_first.unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_pipeline_on_oxford_pets_matches_the_cpu_pipeline() {
+    let Some(ctx) = cuda_context("pipeline_oxford_pets") else {
+        return;
+    };
+    use laic::data::{bundled_dir, load_feature_set, load_imagenet_nouns};
+    use laic::eval::run_feature_set;
+    use laic::pipeline::{Filter, PipelineOptions};
+    // The executable may run from another checkout (gpu-check.sh on the GPU machine runs in
+    // the repository root): LAIC_DATA_DIR, then the compile-time data/, then ./data.
+    let dir = std::env::var_os("LAIC_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain([bundled_dir().to_path_buf(), "data".into()])
+        .find(|d| d.join("oxford_pets.safetensors").is_file())
+        .expect("data/oxford_pets.safetensors (set LAIC_DATA_DIR)");
+    let set = load_feature_set(&dir.join("oxford_pets.safetensors")).unwrap();
+    let nouns = load_imagenet_nouns(&dir).unwrap();
+    let filters = [Filter::None, Filter::Tac, Filter::GradNorm];
+    let opts = PipelineOptions::default();
+    let t0 = std::time::Instant::now();
+    let g = run_feature_set(&ctx, "oxford_pets", &set, &nouns, &filters, &opts).unwrap();
+    let tg = t0.elapsed().as_secs_f64();
+    let t0 = std::time::Instant::now();
+    let c = run_feature_set(
+        &Context::cpu(),
+        "oxford_pets",
+        &set,
+        &nouns,
+        &filters,
+        &opts,
+    )
+    .unwrap();
+    let tc = t0.elapsed().as_secs_f64();
+    report(&format!(
+        "pipeline oxford_pets: cuda {tg:.2} s, cpu {tc:.2} s"
+    ));
+    for f in filters {
+        let gr = g.iter().find(|r| r.filter == f).unwrap();
+        let cr = c.iter().find(|r| r.filter == f).unwrap();
+        let (gn, cn) = (gr.metrics.nmi * 100.0, cr.metrics.nmi * 100.0);
+        report(&format!(
+            "pipeline oxford_pets {}: NMI cuda {gn:.2} cpu {cn:.2} (difference {:.2})",
+            f.name(),
+            (gn - cn).abs()
+        ));
+        assert!(
+            (gn - cn).abs() <= 0.5,
+            "{}: NMI {gn:.2} on CUDA vs {cn:.2} on the CPU",
+            f.name()
+        );
+    }
+}
