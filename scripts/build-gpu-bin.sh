@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares gpu-bin/ (git-ignored) for scripts/gpu-check.sh on the GPU machine, which has the
-# driver and CUDA but no Rust: the CUDA test executable and the gpu_bench example, built here
+# driver and CUDA but no Rust: the CUDA test executables (tests/cuda.rs, tests/cuda_clip.rs)
+# and the gpu_bench and clip_gpu_bench examples, built here
 # with the kernels compiled in, stripped of debug info so they fit the device tool's carry limit.
 #
 # Usage: scripts/build-gpu-bin.sh        then, with the device tool:
@@ -15,18 +16,19 @@ fi
 
 rm -rf gpu-bin
 mkdir -p gpu-bin/tests
-cargo build --release --example gpu_bench
+cargo build --release --example gpu_bench --example clip_gpu_bench
 cp target/release/examples/gpu_bench gpu-bin/gpu_bench
-cargo test --release --test cuda --no-run --message-format=json 2>/dev/null |
+cp target/release/examples/clip_gpu_bench gpu-bin/clip_gpu_bench
+cargo test --release --test cuda --test cuda_clip --no-run --message-format=json 2>/dev/null |
   jq -r 'select(.reason == "compiler-artifact" and .profile.test == true) | .executable // empty' |
   while read -r exe; do
     cp "${exe}" "gpu-bin/tests/$(basename "${exe}" | sed 's/-[0-9a-f]*$//')"
   done
-strip --strip-debug gpu-bin/gpu_bench gpu-bin/tests/*
+strip --strip-debug gpu-bin/gpu_bench gpu-bin/clip_gpu_bench gpu-bin/tests/*
 
 # A build without nvcc would carry no kernels and every GPU test would fail there: refuse.
-for f in gpu-bin/gpu_bench gpu-bin/tests/*; do
-  if ! grep -q "laic_gradnorm_f16_32x4" "${f}"; then
+for f in gpu-bin/gpu_bench gpu-bin/clip_gpu_bench gpu-bin/tests/*; do
+  if ! grep -q "laic_gradnorm_f16_32x4" "${f}" || ! grep -q "laic_clip_softmax_f16" "${f}"; then
     echo "build-gpu-bin: ${f} has no CUDA kernels embedded (was nvcc found?)" >&2
     exit 1
   fi

@@ -45,5 +45,18 @@ unset LAIC_CUDA_GRADNORM_CONFIG
 timeout 150 python3 scripts/torch_gradnorm_anchor.py ${QUICK} >"${OUT}/torch.jsonl" 2>"${OUT}/torch.err" ||
   { echo "torch anchor: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
 
-# 4. The table.
+# 4. CLIP: on a failure of the CLIP parity tests, the per-step trace of the random model; then
+#    the throughput of a random ViT-B/32 and PyTorch + transformers fp16 on the same work.
+if ! grep -q '^test result: ok' "${OUT}/test-cuda_clip.log" 2>/dev/null; then
+  LAIC_CLIP_TRACE=1 timeout 60 gpu-bin/tests/cuda_clip --test-threads=1 --nocapture \
+    cuda_towers_match_the_cpu_on_a_random_model_at_awkward_sizes >"${OUT}/clip-trace.log" 2>&1
+  grep -E 'clip-trace|panicked' "${OUT}/clip-trace.log" | head -n 60
+fi
+: >"${OUT}/clip.jsonl"
+timeout 100 gpu-bin/clip_gpu_bench ${QUICK} >>"${OUT}/clip.jsonl" 2>>"${OUT}/clip.err" ||
+  { echo "clip_gpu_bench: rc=$?"; tail -n 5 "${OUT}/clip.err"; }
+timeout 80 python3 scripts/clip_torch_gpu_bench.py ${QUICK} >"${OUT}/clip_torch.jsonl" 2>"${OUT}/clip_torch.err" ||
+  { echo "clip torch: rc=$?"; tail -n 5 "${OUT}/clip_torch.err"; }
+
+# 5. The table.
 python3 scripts/gpu_table.py "${OUT}"

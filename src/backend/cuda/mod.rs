@@ -8,9 +8,11 @@
 //! kernels gives [`Error::NoDevice`] with the reason, and `BackendKind::Auto` falls back to
 //! the CPU. Primitives that have no CUDA kernel yet are delegated to the CPU backend.
 
+pub(crate) mod clip;
 mod gradnorm;
 mod kernels;
 
+pub use clip::last_clip_encode_ms;
 pub use gradnorm::{last_gradnorm_config, last_gradnorm_kernel_ms};
 pub use kernels::kernels_built;
 
@@ -164,6 +166,10 @@ impl Backend for CudaBackend {
 
     fn kind(&self) -> BackendKind {
         BackendKind::Cuda
+    }
+
+    fn as_cuda(&self) -> Option<&CudaBackend> {
+        Some(self)
     }
 
     fn gradnorm_scores(
