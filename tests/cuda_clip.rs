@@ -217,6 +217,51 @@ fn device_choice_follows_the_context_and_the_options() {
     ));
 }
 
+#[test]
+fn random_checkpoints_load_and_encode_on_the_cpu() {
+    // What the GPU tests and the benchmark build: proves the generator here, so a device run
+    // cannot fail on a malformed checkpoint. ViT-B/32 widths with one block per tower.
+    let ctx = Context::cpu();
+    let mut full = random_clip::Spec::vit_b32();
+    full.text_layers = 1;
+    full.vision_layers = 1;
+    for (tag, spec, dtype) in [
+        (
+            "awkward",
+            random_clip::Spec::awkward(),
+            safetensors::Dtype::F32,
+        ),
+        ("b32", full, safetensors::Dtype::F16),
+    ] {
+        let dir = tempdir(tag);
+        random_clip::write(&dir, &spec, dtype, 1);
+        let m = load(&ctx, &dir, ClipPrecision::Auto, ClipDevice::Context);
+        assert_eq!(m.embed_dim(), spec.projection);
+        assert_eq!(m.config().vision.tokens(), spec.tokens());
+        let mut rng = StdRng::seed_from_u64(2);
+        let prompts = random_clip::prompts(&mut rng, 9, spec.max_positions, spec.vocab);
+        let refs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
+        let t = m.encode_token_ids(&ctx, &refs, Progress::none()).unwrap();
+        let s = spec.image_size;
+        let px: Vec<f32> = (0..3 * s * s)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect();
+        let i = m.encode_pixels(&ctx, &px, 1, Progress::none()).unwrap();
+        for row in t.chunks(spec.projection).chain(i.chunks(spec.projection)) {
+            let n: f32 = row.iter().map(|v| v * v).sum();
+            assert!((n - 1.0).abs() < 1e-4, "{tag}: norm² {n}");
+        }
+        // Embeddings of different prompts differ (the weights are not degenerate).
+        assert!(t[..spec.projection] != t[spec.projection..2 * spec.projection]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let mut rng = StdRng::seed_from_u64(3);
+    let p = random_clip::realistic_prompts(&mut rng, 7000);
+    let mean = p.iter().map(|p| p.len()).sum::<usize>() as f64 / p.len() as f64;
+    assert!((9.0..11.0).contains(&mean), "mean prompt length {mean}");
+    assert!(p.iter().all(|p| p[0] == 49406 && p[p.len() - 1] == 49407));
+}
+
 // ---------------------------------------------------------------------------------------------
 // On a device.
 // ---------------------------------------------------------------------------------------------
