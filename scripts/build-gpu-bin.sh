@@ -4,6 +4,8 @@
 # and the gpu_bench and clip_gpu_bench examples, built here
 # with the kernels compiled in, stripped of debug info so they fit the device tool's carry limit.
 #
+# The binaries are packed into gpu-bin/bins.tar.gz (gpu-check.sh unpacks it).
+#
 # Usage: scripts/build-gpu-bin.sh        then, with the device tool:
 #        run(command="bash scripts/gpu-check.sh", carry=["gpu-bin"])
 set -euo pipefail
@@ -35,4 +37,9 @@ for f in gpu-bin/gpu_bench gpu-bin/clip_gpu_bench gpu-bin/tests/*; do
   fi
 done
 ls -la gpu-bin gpu-bin/tests
+# Pack: every binary embeds the same kernels (~19 MB of PTX and cubin) and they compress ~5x;
+# the device tool carries at most 64 MiB. scripts/gpu-check.sh unpacks gpu-bin/bins.tar.gz.
+tar -C gpu-bin -czf gpu-bin.tar.gz.tmp gpu_bench clip_gpu_bench tests
+rm -rf gpu-bin/gpu_bench gpu-bin/clip_gpu_bench gpu-bin/tests
+mv gpu-bin.tar.gz.tmp gpu-bin/bins.tar.gz
 du -sh gpu-bin

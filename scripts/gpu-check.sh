@@ -11,6 +11,10 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d)}"
 QUICK=""
 [[ "${1:-}" == "--quick" ]] && QUICK="--quick"
+# scripts/build-gpu-bin.sh packs the binaries (the carry limit): unpack them.
+if [[ -f gpu-bin/bins.tar.gz ]]; then
+  tar -C gpu-bin -xzf gpu-bin/bins.tar.gz || echo "gpu-check: cannot unpack gpu-bin/bins.tar.gz"
+fi
 export LAIC_REQUIRE_CUDA=1
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 
