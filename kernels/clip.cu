@@ -114,23 +114,18 @@ __device__ void vision_embed(const float* __restrict__ emb, const T* __restrict_
 }
 
 // In place y = act(y) on rows x cols (row stride ld); act 0: quick_gelu x*sigmoid(1.702x),
-// 1: the exact (erf) GELU.
+// 1: the exact (erf) GELU. Blocks stride over rows, threads over columns (no division per
+// element).
 template <typename T>
 __device__ void activation(T* __restrict__ y, long long rows, int cols, long long ld, int act) {
-  const long long total = rows * (long long)cols;
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    const long long r = i / cols;
-    const int c = (int)(i - r * cols);
-    T* p = y + r * ld + c;
-    const float v = to_f(*p);
-    float o;
-    if (act == 0) {
-      o = v / (1.0f + expf(-1.702f * v));
-    } else {
-      o = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+    T* row = y + r * ld;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+      const float v = to_f(row[c]);
+      const float o = act == 0 ? v / (1.0f + expf(-1.702f * v))
+                               : 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+      row[c] = from_f<T>(o);
     }
-    *p = from_f<T>(o);
   }
 }
 
@@ -156,23 +151,24 @@ __device__ void softmax(const float* __restrict__ scores, T* __restrict__ probs,
 }
 
 // Unfolds images (n x 3 x s x s, f32, CHW) into patch rows (n*g*g rows of 3*p*p in (channel,
-// row, column) order, the order of the convolution weights).
+// row, column) order, the order of the convolution weights). Blocks stride over patch rows,
+// threads over the row.
 template <typename T>
 __device__ void patches(const float* __restrict__ px, T* __restrict__ out, long long n_patches,
                         int s, int p, int g) {
   const int k = 3 * p * p;
-  const long long total = n_patches * k;
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    const long long r = i / k;
-    const int c = (int)(i - r * k);
+  const int pp = p * p;
+  for (long long r = blockIdx.x; r < n_patches; r += gridDim.x) {
     const long long img = r / (g * g);
     const int patch = (int)(r - img * g * g);
     const int gy = patch / g, gx = patch % g;
-    const int ch = c / (p * p), rem = c % (p * p);
-    const int ky = rem / p, kx = rem % p;
-    out[i] = from_f<T>(px[img * 3LL * s * s + (long long)ch * s * s +
-                          (long long)(gy * p + ky) * s + gx * p + kx]);
+    const float* src = px + img * 3LL * s * s + (long long)(gy * p) * s + gx * p;
+    T* dst = out + r * k;
+    for (int c = threadIdx.x; c < k; c += blockDim.x) {
+      const int ch = c / pp, rem = c - ch * pp;
+      const int ky = rem / p, kx = rem - ky * p;
+      dst[c] = from_f<T>(src[(long long)ch * s * s + (long long)ky * s + kx]);
+    }
   }
 }
 

@@ -478,6 +478,15 @@ impl CudaClip {
         }
     }
 
+    /// Block-per-row launch shape (blocks stride over the rows beyond 2^20).
+    fn block_rows_cfg(rows: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (rows.clamp(1, 1 << 20) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
     /// Grid-stride launch shape over `n` elements.
     fn elems_cfg(n: usize) -> LaunchConfig {
         LaunchConfig {
@@ -584,7 +593,7 @@ impl CudaClip {
                 .arg(&c32)
                 .arg(&ld64)
                 .arg(&act)
-                .launch(Self::elems_cfg(rows * cols))
+                .launch(Self::block_rows_cfg(rows))
         }
         .map(|_| ())
         .map_err(|e| cuda_error("launching laic_clip_activation", e))
@@ -635,7 +644,7 @@ impl CudaClip {
                 .arg(&s32)
                 .arg(&p32)
                 .arg(&g32)
-                .launch(Self::elems_cfg(n_patches * 3 * c.patch_size * c.patch_size))
+                .launch(Self::block_rows_cfg(n_patches))
         }
         .map(|_| ())
         .map_err(|e| cuda_error("launching laic_clip_patches", e))
