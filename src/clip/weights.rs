@@ -886,6 +886,12 @@ mod tests {
             assert_eq!(w.text.blocks.len(), 2);
             assert_eq!(w.vision.patch.weight.shape(), &[8, 3 * 32 * 32]);
             assert_eq!(w.text.projection.layout, MatrixLayout::InOut);
+            let want = match dtype {
+                StDtype::F16 => crate::matrix::Dtype::F16,
+                StDtype::BF16 => crate::matrix::Dtype::Bf16,
+                _ => crate::matrix::Dtype::F32,
+            };
+            assert_eq!(w.dtype, want, "the file's dtype is recorded for the GPU");
             assert_eq!(
                 w.text.blocks[0].qkv.weight.is_mapped(),
                 dtype == StDtype::F32
