@@ -65,6 +65,25 @@ typedef struct LaicContext LaicContext;
 // number of threads may read one result at the same time.
 typedef struct LaicPipelineResult LaicPipelineResult;
 
+// Operand precision of a CLIP model's towers on a GPU: one of the `LAIC_CLIP_PRECISION_*`
+// values. The CPU towers always compute in f32.
+typedef uint32_t LaicClipPrecision;
+
+// Where a CLIP model's towers run: one of the `LAIC_CLIP_DEVICE_*` values.
+typedef uint32_t LaicClipDevice;
+
+// Options of `laic_clip_load_with_options()`. Fill with `laic_clip_load_options_default()`.
+typedef struct {
+  // `sizeof(LaicClipLoadOptions)` as the caller was compiled with.
+  size_t struct_size;
+  // One of `LAIC_CLIP_PRECISION_*` (default AUTO).
+  LaicClipPrecision precision;
+  // One of `LAIC_CLIP_DEVICE_*` (default CONTEXT).
+  LaicClipDevice device;
+  // CUDA device ordinal for `LAIC_CLIP_DEVICE_CUDA` (default 0).
+  uint32_t cuda_device;
+} LaicClipLoadOptions;
+
 // Stage reported to a progress callback: one of the `LAIC_STAGE_*` values.
 typedef uint32_t LaicStage;
 
@@ -253,6 +272,27 @@ typedef struct {
 // Keep the largest values (uniform-target scores, TAC confidences).
 #define LAIC_ORDER_LARGEST 1
 
+// The weights file's own dtype (f16/bf16 files stay f16/bf16, f32 files f32).
+#define LAIC_CLIP_PRECISION_AUTO 0
+
+// f32 operands (no TF32).
+#define LAIC_CLIP_PRECISION_F32 1
+
+// f16 operands, f32 accumulation and residual stream.
+#define LAIC_CLIP_PRECISION_F16 2
+
+// bf16 operands, f32 accumulation and residual stream.
+#define LAIC_CLIP_PRECISION_BF16 3
+
+// The context's backend (CUDA on a CUDA context, else the CPU).
+#define LAIC_CLIP_DEVICE_CONTEXT 0
+
+// The CPU, whatever the context.
+#define LAIC_CLIP_DEVICE_CPU 1
+
+// CUDA device `cuda_device` (`LAIC_STATUS_NO_DEVICE` when it cannot be used).
+#define LAIC_CLIP_DEVICE_CUDA 2
+
 // Squared Euclidean distance on the rows as given (as scikit-learn's KMeans).
 #define LAIC_METRIC_EUCLIDEAN 0
 
@@ -312,6 +352,25 @@ const char *laic_version(void);
 // # Safety
 // `ctx` is a live context; `path` is a NUL-terminated string; `out` is valid for one write.
 LaicStatus laic_clip_load(const LaicContext *ctx, const char *path, LaicClipModel **out);
+
+// Writes the default CLIP load options (precision AUTO, device CONTEXT) into `*options`;
+// pass `sizeof(LaicClipLoadOptions)` as `struct_size`; nothing past it is written.
+//
+// # Safety
+// `options` is valid for writes of `struct_size` bytes.
+LaicStatus laic_clip_load_options_default(LaicClipLoadOptions *options, size_t struct_size);
+
+// `laic_clip_load()` with a choice of device and GPU precision (`options` may be NULL: the
+// defaults, which is `laic_clip_load()`). On a CUDA device the weights are uploaded once,
+// converted to the precision asked for; `LAIC_CLIP_DEVICE_CUDA` without a usable device gives
+// `LAIC_STATUS_NO_DEVICE`. On failure `*out` is unchanged.
+//
+// # Safety
+// As `laic_clip_load()`; `options` is NULL or points to `struct_size` readable bytes.
+LaicStatus laic_clip_load_with_options(const LaicContext *ctx,
+                                       const char *path,
+                                       const LaicClipLoadOptions *options,
+                                       LaicClipModel **out);
 
 // Frees a model made by `laic_clip_load()`. NULL is allowed and does nothing.
 //

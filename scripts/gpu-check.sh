@@ -12,19 +12,18 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d)}"
 QUICK=""
 [[ "${1:-}" == "--quick" ]] && QUICK="--quick"
+# scripts/build-gpu-bin.sh packs the binaries (the carry limit): unpack them.
+if [[ -f gpu-bin/bins.tar.gz ]]; then
+  tar -C gpu-bin -xzf gpu-bin/bins.tar.gz || echo "gpu-check: cannot unpack gpu-bin/bins.tar.gz"
+fi
 export LAIC_REQUIRE_CUDA=1
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 
-# scripts/build-gpu-bin.sh gzips the executables to fit the carry limit.
-find gpu-bin -name '*.gz' -exec gunzip -f {} +
-chmod +x gpu-bin/gpu_bench* gpu-bin/tests/*
-
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader |
-  tee "${OUT}/gpu.txt"
+  tee "${OUT}/tests.txt"
 
 # 1. GPU tests (parity with the CPU on awkward sizes, device-pointer path, errors), with the
 #    default kernels and again with each alternative GradNorm kernel forced.
-: >"${OUT}/tests.txt"
 for t in gpu-bin/tests/*; do
   name="$(basename "${t}")"
   for cfg in default wg2d 32x4; do
@@ -64,5 +63,20 @@ timeout 150 python3 scripts/torch_gradnorm_anchor.py ${QUICK} >"${OUT}/torch.jso
 timeout 90 python3 scripts/torch_kmeans_anchor.py ${QUICK} >>"${OUT}/torch.jsonl" 2>>"${OUT}/torch.err" ||
   { echo "torch k-means anchor: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
 
-# 4. The table.
+# 4. CLIP: on a failure of the CLIP parity tests, the per-step trace of the random model; then
+#    the throughput of a random ViT-B/32 and PyTorch + transformers fp16 on the same work.
+if ! grep -q '^cuda_clip \[default\]: rc=0 ' "${OUT}/tests.txt" 2>/dev/null; then
+  trace="$(mktemp)"
+  LAIC_CLIP_TRACE=1 timeout 60 gpu-bin/tests/cuda_clip --test-threads=1 --nocapture \
+    cuda_towers_match_the_cpu_on_a_random_model_at_awkward_sizes >"${trace}" 2>&1
+  { echo "=== cuda_clip trace"; cat "${trace}"; } >>"${OUT}/tests.log"
+  grep -E 'clip-trace|panicked' "${trace}" | head -n 60
+fi
+: >"${OUT}/clip.jsonl"
+timeout 100 gpu-bin/clip_gpu_bench ${QUICK} >>"${OUT}/clip.jsonl" 2>>"${OUT}/bench.err" ||
+  { echo "clip_gpu_bench: rc=$?"; tail -n 5 "${OUT}/bench.err"; }
+timeout 80 python3 scripts/clip_torch_gpu_bench.py ${QUICK} >"${OUT}/clip_torch.jsonl" 2>>"${OUT}/torch.err" ||
+  { echo "clip torch: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
+
+# 5. The table.
 python3 scripts/gpu_table.py "${OUT}"

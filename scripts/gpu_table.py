@@ -1,5 +1,6 @@
 """Prints the table of scripts/gpu-check.sh from the JSON lines it collected in a folder:
-bench.jsonl (examples/gpu_bench.rs) and torch.jsonl (scripts/torch_gradnorm_anchor.py).
+bench.jsonl (examples/gpu_bench.rs) and torch.jsonl (scripts/torch_gradnorm_anchor.py);
+clip.jsonl (examples/clip_gpu_bench.rs) and clip_torch.jsonl (scripts/clip_torch_gpu_bench.py).
 Ratios are PyTorch time / laic kernel time (above 1: laic is faster), same card, same call.
 
 python3 scripts/gpu_table.py OUT_DIR
@@ -91,3 +92,37 @@ for b in all_bench:
     )
 if not rows:
     print("(no k-means/retrieval benchmark results: see bench.err)")
+
+# CLIP: laic vs PyTorch + transformers fp16, same card, same call.
+clip = lines(os.path.join(out, "clip.jsonl"))
+ct = {c.get("what"): c for c in lines(os.path.join(out, "clip_torch.jsonl"))}
+if clip or ct:
+    print()
+    print("| CLIP ViT-B/32 (random) | laic | PyTorch fp16 | laic / PyTorch |")
+    print("|---|---|---|---|")
+    by = {c.get("what"): c for c in clip}
+    img = by.get("image")
+    timg = ct.get("image")
+    if img:
+        t = timg["img_per_s"] if timg else None
+        print(f"| images, batch {img['batch']}, device time (img/s) | {img['img_per_s_device']:.0f} | "
+              f"{t if t else '-'} | {img['img_per_s_device'] / t:.2f} |" if t else
+              f"| images, batch {img['batch']}, device time (img/s) | {img['img_per_s_device']:.0f} | - | - |")
+        print(f"| images, wall incl. f32 upload (img/s) | {img['img_per_s_wall']:.0f} | - | - |")
+    txt = by.get("text_bucketed")
+    for what in ("text_padded77", "text_batch_max", "text_bucketed"):
+        t = ct.get(what)
+        if t or (what == "text_bucketed" and txt):
+            mine = txt["prompts_per_s"] if (txt and what == "text_bucketed") else None
+            theirs = t["prompts_per_s"] if t else None
+            ratio = f"{mine / theirs:.2f}" if (mine and theirs) else "-"
+            print(f"| {what} (prompts/s, mean {(txt or t).get('mean_tokens')} tokens) | "
+                  f"{f'{mine:.0f}' if mine else '-'} | {theirs if theirs else '-'} | {ratio} |")
+    par = by.get("parity_vs_cpu")
+    if par:
+        print(f"| GPU vs CPU laic, same model ({par['device']}) | image max rel {par['image_max_rel']}, "
+              f"min cos {par['image_min_cos']} | text max rel {par['text_max_rel']}, min cos {par['text_min_cos']} | |")
+    if "error" in ct:
+        print(f"| torch error | {ct['error']['error']} | | |")
+    if img:
+        print(f"(laic device: {img['device']})")

@@ -42,7 +42,16 @@ fn load(sub: &str) -> Handles {
     let mut model = null_mut();
     // SAFETY: valid pointers; the path is a NUL-terminated string.
     unsafe {
-        assert_eq!(laic_context_create(null(), &mut ctx), LaicStatus::Ok);
+        // The CPU explicitly: these tests compare with the CPU towers bit for bit (on a GPU
+        // machine AUTO would pick CUDA; tests/cuda_clip.rs covers that).
+        let mut opts = std::mem::zeroed::<LaicContextOptions>();
+        let size = std::mem::size_of::<LaicContextOptions>();
+        assert_eq!(
+            laic_context_options_default(&mut opts, size),
+            LaicStatus::Ok
+        );
+        opts.backend = LAIC_BACKEND_CPU;
+        assert_eq!(laic_context_create(&opts, &mut ctx), LaicStatus::Ok);
         let path = cstring(&fixtures().join(sub));
         assert_eq!(
             laic_clip_load(ctx, path.as_ptr(), &mut model),
@@ -139,6 +148,76 @@ fn texts_and_images_through_the_c_api_match_the_rust_api() {
     assert_eq!(from_file, from_rgb);
     let norm: f32 = from_rgb.iter().map(|v| v * v).sum();
     assert!((norm - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn load_options_choose_the_device_and_reject_unknown_values() {
+    let h = load("hf");
+    let path = cstring(&fixtures().join("hf"));
+    // SAFETY: valid pointers throughout; the models made are freed once.
+    unsafe {
+        let mut opts = std::mem::zeroed::<LaicClipLoadOptions>();
+        let size = std::mem::size_of::<LaicClipLoadOptions>();
+        assert_eq!(
+            laic_clip_load_options_default(&mut opts, size),
+            LaicStatus::Ok
+        );
+        assert_eq!(opts.struct_size, size);
+        assert_eq!(
+            (opts.precision, opts.device, opts.cuda_device),
+            (LAIC_CLIP_PRECISION_AUTO, LAIC_CLIP_DEVICE_CONTEXT, 0)
+        );
+        // The CPU device on any context: the same embeddings as laic_clip_load on the CPU.
+        opts.device = LAIC_CLIP_DEVICE_CPU;
+        opts.precision = LAIC_CLIP_PRECISION_F16;
+        let mut model = null_mut();
+        let st = laic_clip_load_with_options(h.ctx, path.as_ptr(), &opts, &mut model);
+        assert_eq!(st, LaicStatus::Ok, "{}", last_error());
+        let text = CString::new("a photo of a cat.").unwrap();
+        let ptrs = [text.as_ptr()];
+        let (mut a, mut b) = (vec![f32::NAN; 20], vec![f32::NAN; 20]);
+        for (m, out) in [(model as *const _, &mut a), (h.model as *const _, &mut b)] {
+            let st = laic_clip_encode_texts(
+                h.ctx,
+                m,
+                ptrs.as_ptr(),
+                1,
+                None,
+                null_mut(),
+                out.as_mut_ptr(),
+                20,
+            );
+            assert_eq!(st, LaicStatus::Ok, "{}", last_error());
+        }
+        assert_eq!(a, b);
+        laic_clip_free(model);
+        // NULL options are the defaults.
+        let mut model = null_mut();
+        let st = laic_clip_load_with_options(h.ctx, path.as_ptr(), null(), &mut model);
+        assert_eq!(st, LaicStatus::Ok, "{}", last_error());
+        laic_clip_free(model);
+        // Unknown values name the field; nothing is written.
+        for (precision, device, field) in [
+            (7, LAIC_CLIP_DEVICE_CPU, "options.precision"),
+            (LAIC_CLIP_PRECISION_AUTO, 9, "options.device"),
+        ] {
+            opts.precision = precision;
+            opts.device = device;
+            let mut model = null_mut();
+            let st = laic_clip_load_with_options(h.ctx, path.as_ptr(), &opts, &mut model);
+            assert_eq!(st, LaicStatus::InvalidArgument);
+            assert!(last_error().contains(field), "{}", last_error());
+            assert!(model.is_null());
+        }
+        // A CUDA device that does not exist.
+        opts.precision = LAIC_CLIP_PRECISION_AUTO;
+        opts.device = LAIC_CLIP_DEVICE_CUDA;
+        opts.cuda_device = 1000;
+        let mut model = null_mut();
+        let st = laic_clip_load_with_options(h.ctx, path.as_ptr(), &opts, &mut model);
+        assert_eq!(st, LaicStatus::NoDevice, "{}", last_error());
+        assert!(model.is_null());
+    }
 }
 
 #[test]

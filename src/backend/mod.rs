@@ -61,6 +61,12 @@ pub enum BackendKind {
 
 /// The primitives a compute backend provides.
 pub trait Backend: Send + Sync {
+    /// This backend as the CUDA backend, when it is one (CLIP models loaded on a context use
+    /// it to place their towers on the same device).
+    fn as_cuda(&self) -> Option<&cuda::CudaBackend> {
+        None
+    }
+
     /// Short name ("cpu", "cuda").
     fn name(&self) -> &'static str;
 

@@ -15,25 +15,29 @@
 //! # Ok::<(), laic::Error>(())
 //! ```
 //!
-//! The compute runs behind [`ClipCompute`] — the seam where a CUDA implementation of the two
-//! towers slots in beside the CPU one; tokenizing, decoding and batching stay here.
+//! The compute runs behind [`ClipCompute`]: the CPU towers (`layers`, `text`, `vision`) or the
+//! CUDA towers (`crate::backend::cuda`, cuBLAS and `kernels/clip.cu`), chosen when the model is
+//! loaded ([`ClipLoadOptions`]: by default the context's backend); tokenizing, decoding and
+//! batching stay here.
 //!
 //! Thread safety: a [`ClipModel`] is immutable once loaded; any number of threads may encode
 //! with one model at the same time.
 
 mod config;
-mod layers;
+pub(crate) mod layers;
 pub mod preprocess;
-mod text;
+pub(crate) mod text;
 pub mod tokenizer;
-mod vision;
-mod weights;
+pub(crate) mod vision;
+pub(crate) mod weights;
 
 pub use config::{ClipActivation, ClipConfig, EOT_TOKEN, SOT_TOKEN, TextConfig, VisionConfig};
 pub use preprocess::{Rgb8Buf, Rgb8Image};
 pub use tokenizer::ClipTokenizer;
 pub use weights::WeightLayout;
 
+use crate::backend::cuda::CudaBackend;
+use crate::backend::cuda::clip::CudaClip;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Stage};
@@ -56,6 +60,53 @@ pub trait ClipCompute: Send + Sync {
     /// Encodes `n` preprocessed images (`n × 3 × S × S`, channels first) into `out`
     /// (`n × projection_dim`).
     fn encode_pixels(&self, pixels: &[f32], n: usize, out: &mut [f32]) -> Result<()>;
+
+    /// Prompts and images per call of [`Self::encode_tokens`] and [`Self::encode_pixels`]
+    /// that keep this backend busy.
+    fn batch_sizes(&self) -> (usize, usize) {
+        (TEXT_BATCH, IMAGE_BATCH)
+    }
+
+    /// Where the towers run, for messages ("cpu", "cuda (NVIDIA H100 …, f16)").
+    fn device(&self) -> String {
+        "cpu".into()
+    }
+}
+
+/// Numeric precision of the towers on a GPU. The CPU towers always compute in f32 (f16 and
+/// bf16 weights are widened once at load).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ClipPrecision {
+    /// The weights file's own dtype: f16 and bf16 files stay f16/bf16, f32 files stay f32.
+    #[default]
+    Auto,
+    /// f32 operands (no TF32): matches the CPU towers to ~1e-5.
+    F32,
+    /// f16 operands with f32 accumulation, f32 residual stream and statistics.
+    F16,
+    /// bf16 operands with f32 accumulation, f32 residual stream and statistics.
+    Bf16,
+}
+
+/// Where a model's towers run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ClipDevice {
+    /// The context's backend: CUDA on a CUDA context, else the CPU.
+    #[default]
+    Context,
+    /// The CPU, whatever the context.
+    Cpu,
+    /// CUDA device `n` (errors with [`Error::NoDevice`] when it cannot be used).
+    Cuda(usize),
+}
+
+/// How a model is loaded ([`ClipModel::load_with_options`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ClipLoadOptions {
+    /// Operand precision on a GPU.
+    pub precision: ClipPrecision,
+    /// Where the towers run.
+    pub device: ClipDevice,
 }
 
 /// The CPU towers.
@@ -104,8 +155,15 @@ impl ClipModel {
     /// Loads a model from `path`: a folder holding `model.safetensors` (or one
     /// `*.safetensors` file), or the `.safetensors` file itself. `config.json` beside it gives
     /// the config (else it is inferred from the tensor shapes); `tokenizer.json` beside it is
-    /// preferred to the built-in CLIP tokenizer.
+    /// preferred to the built-in CLIP tokenizer. The towers run on the context's backend
+    /// ([`ClipLoadOptions::default`]).
     pub fn load(ctx: &Context, path: &Path) -> Result<Self> {
+        Self::load_with_options(ctx, path, &ClipLoadOptions::default())
+    }
+
+    /// [`ClipModel::load`] with a choice of device and precision. On CUDA the weights are
+    /// uploaded once, converted to the operand precision.
+    pub fn load_with_options(ctx: &Context, path: &Path, opts: &ClipLoadOptions) -> Result<Self> {
         let files = weights::ModelFiles::find(path)?;
         let config_text = match &files.config {
             Some(p) => Some(std::fs::read_to_string(p).map_err(|source| Error::Io {
@@ -129,14 +187,31 @@ impl ClipModel {
         }
         let layout = w.layout;
         let config = w.config.clone();
-        // The seam: a CUDA context gets CUDA towers here once they exist.
-        let compute: Box<dyn ClipCompute> = Box::new(CpuClip { weights: w });
+        let compute: Box<dyn ClipCompute> = match opts.device {
+            ClipDevice::Cpu => Box::new(CpuClip { weights: w }),
+            // A CUDA context without cuBLAS (or without kernels) keeps the CPU towers.
+            ClipDevice::Context => match ctx.backend().as_cuda() {
+                Some(cuda) if CudaClip::available().is_ok() => {
+                    Box::new(CudaClip::new(cuda, w, opts.precision)?)
+                }
+                _ => Box::new(CpuClip { weights: w }),
+            },
+            ClipDevice::Cuda(ordinal) => {
+                let cuda = CudaBackend::new(ordinal)?;
+                Box::new(CudaClip::new(&cuda, w, opts.precision)?)
+            }
+        };
         Ok(ClipModel {
             config,
             layout,
             tokenizer,
             compute,
         })
+    }
+
+    /// Where the towers run: `"cpu"`, or `"cuda (<device name>, <operand type>)"`.
+    pub fn device(&self) -> String {
+        self.compute.device()
     }
 
     /// The model's configuration.
@@ -201,9 +276,10 @@ impl ClipModel {
         let mut order: Vec<usize> = (0..prompts.len()).collect();
         order.sort_by_key(|&i| prompts[i].len());
         let mut out = vec![0f32; prompts.len() * d];
-        let mut batch_out = vec![0f32; TEXT_BATCH * d];
+        let text_batch = self.compute.batch_sizes().0.max(1);
+        let mut batch_out = vec![0f32; text_batch.min(prompts.len()) * d];
         let mut done = 0;
-        for chunk in order.chunks(TEXT_BATCH) {
+        for chunk in order.chunks(text_batch) {
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| prompts[i]).collect();
             ctx.install(|| self.compute.encode_tokens(&batch, &mut batch_out))?;
             for (j, &i) in chunk.iter().enumerate() {
@@ -237,12 +313,13 @@ impl ClipModel {
             return Err(Error::invalid(format!("pixels[{i}] is not finite")));
         }
         let d = self.embed_dim();
+        let image_batch = self.compute.batch_sizes().1.max(1);
         let mut out = vec![0f32; n * d];
-        for (c, chunk) in out.chunks_mut(IMAGE_BATCH * d).enumerate() {
+        for (c, chunk) in out.chunks_mut(image_batch * d).enumerate() {
             let k = chunk.len() / d;
-            let px = &pixels[c * IMAGE_BATCH * per..][..k * per];
+            let px = &pixels[c * image_batch * per..][..k * per];
             ctx.install(|| self.compute.encode_pixels(px, k, chunk))?;
-            report(&progress, Stage::ImageEncoding, c * IMAGE_BATCH + k, n)?;
+            report(&progress, Stage::ImageEncoding, c * image_batch + k, n)?;
         }
         Ok(out)
     }
@@ -286,7 +363,9 @@ impl ClipModel {
     }
 
     /// Preprocesses images `0..n` batch by batch with `prep(i, out)` (in parallel) and encodes
-    /// each batch.
+    /// each batch. Preprocessing runs one batch ahead on a second thread (a bounded queue of one
+    /// batch), so decoding the next batch on the CPU overlaps encoding this one (on the GPU, or
+    /// on the remaining CPU threads).
     fn encode_prepared(
         &self,
         ctx: &Context,
@@ -297,20 +376,43 @@ impl ClipModel {
         let s = self.image_size();
         let per = 3 * s * s;
         let d = self.embed_dim();
+        let image_batch = self.compute.batch_sizes().1.max(1);
         let mut out = vec![0f32; n * d];
-        let mut pixels = vec![0f32; IMAGE_BATCH.min(n) * per];
-        for (c, chunk) in out.chunks_mut(IMAGE_BATCH * d).enumerate() {
-            let k = chunk.len() / d;
-            let first = c * IMAGE_BATCH;
-            ctx.install(|| {
-                pixels[..k * per]
-                    .par_chunks_mut(per)
-                    .enumerate()
-                    .try_for_each(|(j, px)| prep(first + j, px))?;
-                self.compute.encode_pixels(&pixels[..k * per], k, chunk)
-            })?;
-            report(&progress, Stage::ImageEncoding, first + k, n)?;
-        }
+        let batches = n.div_ceil(image_batch);
+        let prep = &prep;
+        std::thread::scope(|scope| {
+            // Filled batches go one way (at most one waiting), emptied buffers come back.
+            let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Result<Vec<f32>>>(1);
+            let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<f32>>();
+            scope.spawn(move || {
+                for c in 0..batches {
+                    let first = c * image_batch;
+                    let k = image_batch.min(n - first);
+                    let mut buf = empty_rx.try_recv().unwrap_or_default();
+                    buf.resize(k * per, 0.0);
+                    let r = ctx.install(|| {
+                        buf.par_chunks_mut(per)
+                            .enumerate()
+                            .try_for_each(|(j, px)| prep(first + j, px))
+                    });
+                    let failed = r.is_err();
+                    // A send fails when the consumer stopped (error or cancel): stop too.
+                    if full_tx.send(r.map(|()| buf)).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            for (c, chunk) in out.chunks_mut(image_batch * d).enumerate() {
+                let k = chunk.len() / d;
+                let pixels = full_rx
+                    .recv()
+                    .map_err(|_| Error::Internal("the preprocessing thread stopped".into()))??;
+                ctx.install(|| self.compute.encode_pixels(&pixels[..k * per], k, chunk))?;
+                let _ = empty_tx.send(pixels);
+                report(&progress, Stage::ImageEncoding, c * image_batch + k, n)?;
+            }
+            Ok::<(), Error>(())
+        })?;
         Ok(out)
     }
 }

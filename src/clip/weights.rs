@@ -126,6 +126,8 @@ pub(crate) struct VisionWeights {
 pub(crate) struct ClipWeights {
     pub config: ClipConfig,
     pub layout: WeightLayout,
+    /// The dtype of the file's weights (of its token embedding): what a GPU keeps by default.
+    pub dtype: crate::matrix::Dtype,
     pub text: TextWeights,
     pub vision: VisionWeights,
 }
@@ -291,6 +293,15 @@ pub(crate) fn load(path: &Path, config: Option<&str>) -> Result<ClipWeights> {
         st,
     };
     let layout = detect_layout(&src)?;
+    let token_embedding = match layout {
+        WeightLayout::HuggingFace => "text_model.embeddings.token_embedding.weight",
+        WeightLayout::OpenAi => "token_embedding.weight",
+    };
+    let dtype = match src.st.tensor(token_embedding).map(|t| t.dtype()) {
+        Ok(StDtype::F16) => crate::matrix::Dtype::F16,
+        Ok(StDtype::BF16) => crate::matrix::Dtype::Bf16,
+        _ => crate::matrix::Dtype::F32,
+    };
     let config = match config {
         Some(text) => ClipConfig::from_hf_json(text)?,
         None => infer_config(&src, layout)?,
@@ -302,6 +313,7 @@ pub(crate) fn load(path: &Path, config: Option<&str>) -> Result<ClipWeights> {
     Ok(ClipWeights {
         config,
         layout,
+        dtype,
         text,
         vision,
     })
@@ -874,6 +886,12 @@ mod tests {
             assert_eq!(w.text.blocks.len(), 2);
             assert_eq!(w.vision.patch.weight.shape(), &[8, 3 * 32 * 32]);
             assert_eq!(w.text.projection.layout, MatrixLayout::InOut);
+            let want = match dtype {
+                StDtype::F16 => crate::matrix::Dtype::F16,
+                StDtype::BF16 => crate::matrix::Dtype::Bf16,
+                _ => crate::matrix::Dtype::F32,
+            };
+            assert_eq!(w.dtype, want, "the file's dtype is recorded for the GPU");
             assert_eq!(
                 w.text.blocks[0].qkv.weight.is_mapped(),
                 dtype == StDtype::F32

@@ -1,8 +1,8 @@
 //! CLIP model handles: load, embedding width, text and image encoders.
 
 use super::context::LaicContext;
-use super::types::{LaicProgressFn, progress_from_c};
-use super::{guard, try_mut_slice, try_ref, try_slice};
+use super::types::{LaicClipLoadOptions, LaicProgressFn, progress_from_c};
+use super::{guard, read_options, try_mut_slice, try_ref, try_slice, write_options};
 use crate::clip::{ClipModel, Rgb8Image};
 use crate::error::{Error, LaicStatus, Result};
 use crate::progress::Progress;
@@ -134,6 +134,58 @@ pub unsafe extern "C" fn laic_clip_load(
                 return Err(Error::invalid("out is NULL"));
             }
             let model = ClipModel::load(ctx, &path)?;
+            *out = Box::into_raw(Box::new(LaicClipModel { inner: model }));
+            Ok(())
+        }
+    })
+}
+
+/// Writes the default CLIP load options (precision AUTO, device CONTEXT) into `*options`;
+/// pass `sizeof(LaicClipLoadOptions)` as `struct_size`; nothing past it is written.
+///
+/// # Safety
+/// `options` is valid for writes of `struct_size` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn laic_clip_load_options_default(
+    options: *mut LaicClipLoadOptions,
+    struct_size: usize,
+) -> LaicStatus {
+    // SAFETY: forwarded from the caller.
+    guard(|| unsafe {
+        write_options(
+            options,
+            struct_size,
+            LaicClipLoadOptions::defaults(),
+            "options",
+        )
+    })
+}
+
+/// `laic_clip_load()` with a choice of device and GPU precision (`options` may be NULL: the
+/// defaults, which is `laic_clip_load()`). On a CUDA device the weights are uploaded once,
+/// converted to the precision asked for; `LAIC_CLIP_DEVICE_CUDA` without a usable device gives
+/// `LAIC_STATUS_NO_DEVICE`. On failure `*out` is unchanged.
+///
+/// # Safety
+/// As `laic_clip_load()`; `options` is NULL or points to `struct_size` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn laic_clip_load_with_options(
+    ctx: *const LaicContext,
+    path: *const c_char,
+    options: *const LaicClipLoadOptions,
+    out: *mut *mut LaicClipModel,
+) -> LaicStatus {
+    guard(|| {
+        // SAFETY (block): pointers are valid per the caller contract.
+        unsafe {
+            let ctx = &try_ref(ctx, "ctx")?.inner;
+            let path = path_from_c(path, "path")?;
+            let opts =
+                read_options(options, LaicClipLoadOptions::defaults(), "options")?.to_rust()?;
+            if out.is_null() {
+                return Err(Error::invalid("out is NULL"));
+            }
+            let model = ClipModel::load_with_options(ctx, &path, &opts)?;
             *out = Box::into_raw(Box::new(LaicClipModel { inner: model }));
             Ok(())
         }

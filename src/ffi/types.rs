@@ -61,6 +61,74 @@ pub struct LaicMatrix {
     pub dtype: LaicDtype,
 }
 
+/// Operand precision of a CLIP model's towers on a GPU: one of the `LAIC_CLIP_PRECISION_*`
+/// values. The CPU towers always compute in f32.
+pub type LaicClipPrecision = u32;
+/// The weights file's own dtype (f16/bf16 files stay f16/bf16, f32 files f32).
+pub const LAIC_CLIP_PRECISION_AUTO: LaicClipPrecision = 0;
+/// f32 operands (no TF32).
+pub const LAIC_CLIP_PRECISION_F32: LaicClipPrecision = 1;
+/// f16 operands, f32 accumulation and residual stream.
+pub const LAIC_CLIP_PRECISION_F16: LaicClipPrecision = 2;
+/// bf16 operands, f32 accumulation and residual stream.
+pub const LAIC_CLIP_PRECISION_BF16: LaicClipPrecision = 3;
+
+/// Where a CLIP model's towers run: one of the `LAIC_CLIP_DEVICE_*` values.
+pub type LaicClipDevice = u32;
+/// The context's backend (CUDA on a CUDA context, else the CPU).
+pub const LAIC_CLIP_DEVICE_CONTEXT: LaicClipDevice = 0;
+/// The CPU, whatever the context.
+pub const LAIC_CLIP_DEVICE_CPU: LaicClipDevice = 1;
+/// CUDA device `cuda_device` (`LAIC_STATUS_NO_DEVICE` when it cannot be used).
+pub const LAIC_CLIP_DEVICE_CUDA: LaicClipDevice = 2;
+
+/// Options of `laic_clip_load_with_options()`. Fill with `laic_clip_load_options_default()`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct LaicClipLoadOptions {
+    /// `sizeof(LaicClipLoadOptions)` as the caller was compiled with.
+    pub struct_size: usize,
+    /// One of `LAIC_CLIP_PRECISION_*` (default AUTO).
+    pub precision: LaicClipPrecision,
+    /// One of `LAIC_CLIP_DEVICE_*` (default CONTEXT).
+    pub device: LaicClipDevice,
+    /// CUDA device ordinal for `LAIC_CLIP_DEVICE_CUDA` (default 0).
+    pub cuda_device: u32,
+}
+
+impl LaicClipLoadOptions {
+    pub(crate) fn defaults() -> Self {
+        LaicClipLoadOptions {
+            struct_size: std::mem::size_of::<Self>(),
+            precision: LAIC_CLIP_PRECISION_AUTO,
+            device: LAIC_CLIP_DEVICE_CONTEXT,
+            cuda_device: 0,
+        }
+    }
+
+    pub(crate) fn to_rust(self) -> Result<crate::clip::ClipLoadOptions> {
+        use crate::clip::{ClipDevice, ClipPrecision};
+        let precision = match self.precision {
+            LAIC_CLIP_PRECISION_AUTO => ClipPrecision::Auto,
+            LAIC_CLIP_PRECISION_F32 => ClipPrecision::F32,
+            LAIC_CLIP_PRECISION_F16 => ClipPrecision::F16,
+            LAIC_CLIP_PRECISION_BF16 => ClipPrecision::Bf16,
+            p => {
+                return Err(Error::invalid(format!(
+                    "options.precision: unknown value {p}"
+                )));
+            }
+        };
+        let device = match self.device {
+            LAIC_CLIP_DEVICE_CONTEXT => ClipDevice::Context,
+            LAIC_CLIP_DEVICE_CPU => ClipDevice::Cpu,
+            LAIC_CLIP_DEVICE_CUDA => ClipDevice::Cuda(self.cuda_device as usize),
+            d => return Err(Error::invalid(format!("options.device: unknown value {d}"))),
+        };
+        Ok(crate::clip::ClipLoadOptions { precision, device })
+    }
+}
+
 /// Options of `laic_context_create()`. Fill with `laic_context_options_default()`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

@@ -66,3 +66,22 @@ pub(crate) const GRADNORM_WGMMA_SM90A: Option<&[u8]> = None;
 pub fn kernels_built() -> bool {
     GRADNORM_PTX.is_some()
 }
+
+/// `kernels/clip.cu`: the passes of the CLIP encoders between their cuBLAS GEMMs.
+#[cfg(laic_cuda_kernels)]
+pub(crate) const CLIP_PTX: Option<&str> = Some(include_str!(concat!(env!("OUT_DIR"), "/clip.ptx")));
+
+/// `kernels/clip.cu`: the passes of the CLIP encoders between their cuBLAS GEMMs.
+#[cfg(not(laic_cuda_kernels))]
+pub(crate) const CLIP_PTX: Option<&str> = None;
+
+/// `kernels/clip.cu` assembled for sm_90.
+#[cfg(laic_cuda_kernels)]
+pub(crate) const CLIP_SM90: Option<&[u8]> = Some(include_bytes!(concat!(
+    env!("OUT_DIR"),
+    "/clip.sm_90.cubin"
+)));
+
+/// `kernels/clip.cu` assembled for sm_90.
+#[cfg(not(laic_cuda_kernels))]
+pub(crate) const CLIP_SM90: Option<&[u8]> = None;

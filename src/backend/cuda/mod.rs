@@ -9,12 +9,14 @@
 //! the CPU. Calls the kernels cannot take (rows too wide for shared memory, retrieval of more
 //! than 8 top nouns, images and nouns of different dtypes) are delegated to the CPU backend.
 
+pub(crate) mod clip;
 mod gradnorm;
 mod kernels;
 mod kmeans;
 mod operands;
 mod retrieve;
 
+pub use clip::last_clip_encode_ms;
 pub use gradnorm::{last_gradnorm_config, last_gradnorm_kernel_ms};
 pub use kernels::kernels_built;
 pub use kmeans::{last_kmeans_assign_ms, last_kmeans_sums_ms};
@@ -195,6 +197,10 @@ impl Backend for CudaBackend {
 
     fn kind(&self) -> BackendKind {
         BackendKind::Cuda
+    }
+
+    fn as_cuda(&self) -> Option<&CudaBackend> {
+        Some(self)
     }
 
     fn gradnorm_scores(

@@ -1,0 +1,237 @@
+// CLIP encoders on CUDA (DESIGN.md §5): what cuBLAS does not do. The GEMMs (projections, MLP,
+// attention scores and mixing) run in cuBLAS from src/backend/cuda/clip.rs; these kernels are
+// the passes between them.
+//
+// Conventions (see src/backend/cuda/clip.rs):
+// - T is the operand type of the GEMMs: float, __half or __nv_bfloat16. The residual stream x
+//   is always f32 (rows x width, row stride width).
+// - Linear biases ride inside the GEMMs: an operand buffer has row stride kp >= in + 1 with a
+//   column of ones at `in` and zeros after it, and the weight carries the bias in that column.
+//   So no kernel here adds a bias; the pad columns are written once when a buffer is made.
+// - Every kernel takes its sizes as 64-bit row counts and 32-bit widths; a warp owns a row
+//   where a row is reduced (layer norm, softmax, L2 norm).
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+namespace laic_clip {
+
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// The row a warp owns: blocks of 256 threads, 8 rows each.
+__device__ __forceinline__ long long warp_row() {
+  return (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+}
+
+// Layer norm of one row whose j-th value is get(j) (two passes over the values: mean, then
+// the variance of the deviations, as the CPU layer does), written as OutT to out[0..w).
+template <typename P, typename OutT, typename Get>
+__device__ __forceinline__ void ln_row(Get get, int w, const P* gamma, const P* beta, float eps,
+                                       OutT* out) {
+  const int lane = threadIdx.x & 31;
+  float s = 0.f;
+  for (int j = lane; j < w; j += 32) s += get(j);
+  const float mean = warp_sum(s) / (float)w;
+  float q = 0.f;
+  for (int j = lane; j < w; j += 32) {
+    const float d = get(j) - mean;
+    q += d * d;
+  }
+  const float inv = 1.0f / sqrtf(warp_sum(q) / (float)w + eps);
+  for (int j = lane; j < w; j += 32) {
+    out[j] = from_f<OutT>((get(j) - mean) * inv * to_f(gamma[j]) + to_f(beta[j]));
+  }
+}
+
+// out[r] = LN(x[src(r)]) for r < n_rows, src(r) = rows ? rows[r] : r (rows: the pooled tokens).
+template <typename T>
+__device__ void layernorm(const float* __restrict__ x, const int* __restrict__ rows,
+                          long long n_rows, int w, const T* __restrict__ gamma,
+                          const T* __restrict__ beta, float eps, T* __restrict__ out,
+                          long long ld_out) {
+  const long long r = warp_row();
+  if (r >= n_rows) return;
+  const long long src = rows ? (long long)rows[r] : r;
+  const float* xr = x + src * (long long)w;
+  ln_row<T, T>([&](int j) { return xr[j]; }, w, gamma, beta, eps, out + r * ld_out);
+}
+
+// x[r] = tok[ids[r]] + pos[r % seq] (text embeddings; the residual stream starts here).
+template <typename T>
+__device__ void embed_tokens(const int* __restrict__ ids, long long n_rows, int seq, int w,
+                             const T* __restrict__ tok, const T* __restrict__ pos,
+                             float* __restrict__ x) {
+  const long long r = warp_row();
+  if (r >= n_rows) return;
+  const int lane = threadIdx.x & 31;
+  const T* e = tok + (long long)ids[r] * w;
+  const T* p = pos + (long long)(r % seq) * w;
+  float* xr = x + r * (long long)w;
+  for (int j = lane; j < w; j += 32) xr[j] = to_f(e[j]) + to_f(p[j]);
+}
+
+// x[r] = pre_LN([class; patches][t] + pos[t]) for r = image * tokens + t: the image tokens
+// before the first block. emb holds the patch embeddings (f32, image-major, grid*grid rows per
+// image).
+template <typename T>
+__device__ void vision_embed(const float* __restrict__ emb, const T* __restrict__ cls,
+                             const T* __restrict__ pos, long long n_rows, int tokens, int w,
+                             const T* __restrict__ gamma, const T* __restrict__ beta, float eps,
+                             float* __restrict__ x) {
+  const long long r = warp_row();
+  if (r >= n_rows) return;
+  const long long img = r / tokens;
+  const int t = (int)(r % tokens);
+  const T* p = pos + (long long)t * w;
+  if (t == 0) {
+    ln_row<T, float>([&](int j) { return to_f(cls[j]) + to_f(p[j]); }, w, gamma, beta, eps,
+                     x + r * (long long)w);
+  } else {
+    const float* e = emb + (img * (tokens - 1) + (t - 1)) * (long long)w;
+    ln_row<T, float>([&](int j) { return e[j] + to_f(p[j]); }, w, gamma, beta, eps,
+                     x + r * (long long)w);
+  }
+}
+
+// In place y = act(y) on rows x cols (row stride ld); act 0: quick_gelu x*sigmoid(1.702x),
+// 1: the exact (erf) GELU. Blocks stride over rows, threads over columns (no division per
+// element).
+template <typename T>
+__device__ void activation(T* __restrict__ y, long long rows, int cols, long long ld, int act) {
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+    T* row = y + r * ld;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+      const float v = to_f(row[c]);
+      const float o = act == 0 ? v / (1.0f + expf(-1.702f * v))
+                               : 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+      row[c] = from_f<T>(o);
+    }
+  }
+}
+
+// Softmax of each row of scores (already scaled; n_rows rows of seq live columns, row stride
+// ld) into probs (same layout). With causal, row r attends to columns 0..=(r % seq); the
+// masked columns get 0.
+template <typename T>
+__device__ void softmax(const float* __restrict__ scores, T* __restrict__ probs,
+                        long long n_rows, int seq, int ld, int causal) {
+  const long long r = warp_row();
+  if (r >= n_rows) return;
+  const int lane = threadIdx.x & 31;
+  const int live = causal ? (int)(r % seq) + 1 : seq;
+  const float* s = scores + r * (long long)ld;
+  T* p = probs + r * (long long)ld;
+  float m = -INFINITY;
+  for (int j = lane; j < live; j += 32) m = fmaxf(m, s[j]);
+  m = warp_max(m);
+  float z = 0.f;
+  for (int j = lane; j < live; j += 32) z += expf(s[j] - m);
+  const float inv = 1.0f / warp_sum(z);
+  for (int j = lane; j < seq; j += 32) p[j] = from_f<T>(j < live ? expf(s[j] - m) * inv : 0.f);
+}
+
+// Unfolds images (n x 3 x s x s, f32, CHW) into patch rows (n*g*g rows of 3*p*p in (channel,
+// row, column) order, the order of the convolution weights). Blocks stride over patch rows,
+// threads over the row.
+template <typename T>
+__device__ void patches(const float* __restrict__ px, T* __restrict__ out, long long n_patches,
+                        int s, int p, int g) {
+  const int k = 3 * p * p;
+  const int pp = p * p;
+  for (long long r = blockIdx.x; r < n_patches; r += gridDim.x) {
+    const long long img = r / (g * g);
+    const int patch = (int)(r - img * g * g);
+    const int gy = patch / g, gx = patch % g;
+    const float* src = px + img * 3LL * s * s + (long long)(gy * p) * s + gx * p;
+    T* dst = out + r * k;
+    for (int c = threadIdx.x; c < k; c += blockDim.x) {
+      const int ch = c / pp, rem = c - ch * pp;
+      const int ky = rem / p, kx = rem - ky * p;
+      dst[c] = from_f<T>(src[(long long)ch * s * s + (long long)ky * s + kx]);
+    }
+  }
+}
+
+// Sets column col of each of rows rows (row stride ld) to 1: the column that multiplies the
+// biases.
+template <typename T>
+__device__ void ones_column(T* __restrict__ buf, long long rows, long long ld, int col) {
+  for (long long r = (long long)blockIdx.x * blockDim.x + threadIdx.x; r < rows;
+       r += (long long)gridDim.x * blockDim.x) {
+    buf[r * ld + col] = from_f<T>(1.0f);
+  }
+}
+
+}  // namespace laic_clip
+
+// L2-normalises each d-wide row of y (f32) in place; a zero row stays zero.
+extern "C" __global__ void laic_clip_l2norm(float* __restrict__ y, long long n_rows, int d) {
+  const long long r = laic_clip::warp_row();
+  if (r >= n_rows) return;
+  const int lane = threadIdx.x & 31;
+  float* row = y + r * (long long)d;
+  float s = 0.f;
+  for (int j = lane; j < d; j += 32) s += row[j] * row[j];
+  s = laic_clip::warp_sum(s);
+  if (s > 0.f) {
+    const float inv = 1.0f / sqrtf(s);
+    for (int j = lane; j < d; j += 32) row[j] *= inv;
+  }
+}
+
+#define LAIC_CLIP_KERNELS(SUFFIX, T)                                                          \
+  extern "C" __global__ void laic_clip_layernorm_##SUFFIX(                                    \
+      const float* x, const int* rows, long long n_rows, int w, const T* gamma, const T* beta, \
+      float eps, T* out, long long ld_out) {                                                  \
+    laic_clip::layernorm<T>(x, rows, n_rows, w, gamma, beta, eps, out, ld_out);               \
+  }                                                                                           \
+  extern "C" __global__ void laic_clip_embed_tokens_##SUFFIX(                                 \
+      const int* ids, long long n_rows, int seq, int w, const T* tok, const T* pos, float* x) { \
+    laic_clip::embed_tokens<T>(ids, n_rows, seq, w, tok, pos, x);                             \
+  }                                                                                           \
+  extern "C" __global__ void laic_clip_vision_embed_##SUFFIX(                                 \
+      const float* emb, const T* cls, const T* pos, long long n_rows, int tokens, int w,      \
+      const T* gamma, const T* beta, float eps, float* x) {                                   \
+    laic_clip::vision_embed<T>(emb, cls, pos, n_rows, tokens, w, gamma, beta, eps, x);        \
+  }                                                                                           \
+  extern "C" __global__ void laic_clip_activation_##SUFFIX(T* y, long long rows, int cols,    \
+                                                           long long ld, int act) {           \
+    laic_clip::activation<T>(y, rows, cols, ld, act);                                         \
+  }                                                                                           \
+  extern "C" __global__ void laic_clip_softmax_##SUFFIX(                                      \
+      const float* scores, T* probs, long long n_rows, int seq, int ld, int causal) {         \
+    laic_clip::softmax<T>(scores, probs, n_rows, seq, ld, causal);                            \
+  }                                                                                           \
+  extern "C" __global__ void laic_clip_patches_##SUFFIX(const float* px, T* out,              \
+                                                        long long n_patches, int s, int p,    \
+                                                        int g) {                              \
+    laic_clip::patches<T>(px, out, n_patches, s, p, g);                                       \
+  }                                                                                           \
+  extern "C" __global__ void laic_clip_ones_column_##SUFFIX(T* buf, long long rows,           \
+                                                            long long ld, int col) {          \
+    laic_clip::ones_column<T>(buf, rows, ld, col);                                            \
+  }
+
+LAIC_CLIP_KERNELS(f32, float)
+LAIC_CLIP_KERNELS(f16, __half)
+LAIC_CLIP_KERNELS(bf16, __nv_bfloat16)
