@@ -15,6 +15,8 @@ import time
 
 import torch
 
+from torch_timing import median_ms
+
 QUICK = "--quick" in sys.argv
 dev = "cuda"
 dt = torch.float16
@@ -23,23 +25,6 @@ TEMPLATE_LEN = [6, 8, 5, 8, 8, 6, 8]
 
 def emit(**kw):
     print(json.dumps({"bench": "clip_torch", **kw}), flush=True)
-
-
-def events_ms(fn, reps, warm=2):
-    for _ in range(warm):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        a = torch.cuda.Event(enable_timing=True)
-        b = torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        ts.append(a.elapsed_time(b))
-    ts.sort()
-    return ts[len(ts) // 2]
 
 
 def main():
@@ -57,7 +42,7 @@ def main():
     batch = 128 if QUICK else 1024
     px = torch.randn(batch, 3, 224, 224, device=dev, dtype=dt)
     with torch.inference_mode():
-        ms = events_ms(lambda: vm(pixel_values=px).image_embeds, reps=3 if QUICK else 10)
+        ms = median_ms(lambda: vm(pixel_values=px).image_embeds, reps=3 if QUICK else 10)
     emit(what="image", batch=batch, device_ms=round(ms, 3), img_per_s=round(batch / ms * 1e3, 1),
          attn=vm.config._attn_implementation)
     del vm, px
@@ -101,7 +86,7 @@ def main():
                            ("text_bucketed", sorted(lens), None)):
         b = batches_of(ls, pad)
         t0 = time.perf_counter()
-        ms = events_ms(run(b), reps=1 if not QUICK else 2, warm=1)
+        ms = median_ms(run(b), reps=1 if not QUICK else 2, warm=1)
         emit(what=label, prompts=len(ls), mean_tokens=round(mean, 2), device_ms=round(ms, 3),
              prompts_per_s=round(len(ls) / ms * 1e3, 1),
              wall_s=round(time.perf_counter() - t0, 2))

@@ -13,6 +13,8 @@ import sys
 import torch
 import torch.nn.functional as F
 
+from torch_timing import median_ms
+
 QUICK = "--quick" in sys.argv
 M = 16384 if QUICK else 146347
 D = 512
@@ -24,20 +26,7 @@ def emit(**kw):
 
 
 def bench(fn, reps=20, warm=3):
-    for _ in range(warm):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        a = torch.cuda.Event(enable_timing=True)
-        b = torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        ts.append(a.elapsed_time(b))
-    ts.sort()
-    return ts[len(ts) // 2]
+    return median_ms(fn, reps, warm)
 
 
 def gradnorm(T, W, tau: float):
