@@ -212,14 +212,13 @@ pub(super) fn supported(
                 operands::round_up(images.cols(), COL_MULTIPLE),
                 Layout::of(dtype).planes(),
             ) <= max_smem);
-    // Only what matched the CPU on the GPU (H200, 2026-11-27): f16/bf16 at D = 512 (benchmark
-    // sample 1.9e-4, and the oxford_pets pipeline with top nouns at equal NMI). At D = 64 the
-    // kernel was 11-12 % off the CPU (f16 and f32), so everything else runs on the CPU until
-    // that is found and fixed.
-    top_fits
+    // Off until fixed: on the GPU (H200, 2026-11-27) the kernel was 4.5-12 % off the CPU at
+    // tau_r = 0.01 (f16, f32; D = 64 and 512) although the benchmark's sample (tau_r = 0.006)
+    // and the oxford_pets pipeline agreed. Retrieval on a CUDA context runs on the CPU unless
+    // LAIC_CUDA_RETRIEVE_UNVERIFIED is set (scripts/gpu-check.sh sets it, to test and time it).
+    std::env::var_os("LAIC_CUDA_RETRIEVE_UNVERIFIED").is_some()
+        && top_fits
         && dtype == nouns.dtype()
-        && dtype != Dtype::F32
-        && images.cols() == 512
         && plan(dtype, images.cols(), max_smem).is_ok()
 }
 
