@@ -815,11 +815,11 @@ mod tests {
         assert!(p.smem <= h100);
         assert_eq!(name(&plan(Dtype::Bf16, 768, h100, &all).unwrap()), "wg1");
         assert_eq!(name(&plan(Dtype::F16, 1024, h100, &all).unwrap()), "wg1");
-        assert_eq!(name(&plan(Dtype::F16, 2048, h100, &all).unwrap()), "16x4");
+        assert_eq!(name(&plan(Dtype::F16, 2048, h100, &all).unwrap()), "16x2");
         let p = plan(Dtype::F32, 512, h100, &all).unwrap();
         assert_eq!((name(&p), p.bm), ("wg1", 64));
         assert!(p.smem <= h100);
-        assert_eq!(name(&plan(Dtype::F32, 768, h100, &all).unwrap()), "16x4");
+        assert_eq!(name(&plan(Dtype::F32, 768, h100, &all).unwrap()), "16x2");
     }
 
     #[test]
