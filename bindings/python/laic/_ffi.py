@@ -165,6 +165,17 @@ class LaicImageRgb8(ctypes.Structure):
     ]
 
 
+class LaicClipLoadOptions(ctypes.Structure):
+    """``LaicClipLoadOptions``: where a CLIP model's towers run and at which GPU precision."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("precision", ctypes.c_uint32),
+        ("device", ctypes.c_uint32),
+        ("cuda_device", ctypes.c_uint32),
+    ]
+
+
 class LaicClipModel(ctypes.Structure):
     """Opaque ``LaicClipModel`` (only ever used through a pointer)."""
 
@@ -199,6 +210,11 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "laic_last_error": (c_char_p, []),
     "laic_version": (c_char_p, []),
     "laic_clip_load": (STATUS, [_ctxp, c_char_p, POINTER(_clipp)]),
+    "laic_clip_load_options_default": (STATUS, [POINTER(LaicClipLoadOptions), c_size_t]),
+    "laic_clip_load_with_options": (
+        STATUS,
+        [_ctxp, c_char_p, POINTER(LaicClipLoadOptions), POINTER(_clipp)],
+    ),
     "laic_clip_free": (None, [_clipp]),
     "laic_clip_embed_dim": (STATUS, [_clipp, _sizep]),
     "laic_clip_encode_texts": (

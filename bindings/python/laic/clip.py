@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import InvalidArgumentError, Status
-from ._ffi import LaicClipModel, LaicImageRgb8, lib
+from ._ffi import LaicClipLoadOptions, LaicClipModel, LaicImageRgb8, lib
 from ._handle import Handle
 from ._progress import ProgressCallback, progress_arg
 from .context import Context, resolve
@@ -89,7 +89,9 @@ class ClipModel(Handle):
     ``.safetensors`` file itself; ``config.json`` and ``tokenizer.json`` beside it are used when
     present. Both the Hugging Face layout (``openai/clip-vit-base-patch32``) and the OpenAI
     layout load, with f32, f16 or bf16 weights. ``context`` is used to load and, unless a call
-    passes its own, to encode (None: the default context).
+    passes its own, to encode (None: the default context). ``device`` chooses where the towers
+    run ("context": the context's device; "cpu"; "cuda": CUDA device ``cuda_device``) and
+    ``precision`` their GPU operand type ("auto", "f32", "f16", "bf16").
 
     Every ``encode_*`` method returns an (n, :attr:`embed_dim`) float32 array of
     L2-normalised rows. A model is immutable and may be used from many threads at once. Use it
@@ -102,11 +104,38 @@ class ClipModel(Handle):
 
     _free_name = "laic_clip_free"
 
-    def __init__(self, path: PathLike, context: Context | None = None) -> None:
+    #: ``precision`` values: the GPU operand precision of the towers (auto: the weights' own
+    #: 16-bit type, f16 for f32 weights).
+    PRECISIONS = {"auto": 0, "f32": 1, "f16": 2, "bf16": 3}
+    #: ``device`` values: the context's device, the CPU, or CUDA device ``cuda_device``.
+    DEVICES = {"context": 0, "cpu": 1, "cuda": 2}
+
+    def __init__(
+        self,
+        path: PathLike,
+        context: Context | None = None,
+        *,
+        device: str = "context",
+        precision: str = "auto",
+        cuda_device: int = 0,
+    ) -> None:
+        if device not in self.DEVICES:
+            raise ValueError(f"device must be one of {sorted(self.DEVICES)}, not {device!r}")
+        if precision not in self.PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {sorted(self.PRECISIONS)}, not {precision!r}"
+            )
         (encoded,) = _path_bytes([path])
         raw = lib()
+        opts = LaicClipLoadOptions()
+        raw.laic_clip_load_options_default(ctypes.byref(opts), ctypes.sizeof(opts))
+        opts.device = self.DEVICES[device]
+        opts.precision = self.PRECISIONS[precision]
+        opts.cuda_device = cuda_device
         handle = ctypes.POINTER(LaicClipModel)()
-        raw.laic_clip_load(resolve(context), encoded, ctypes.byref(handle))
+        raw.laic_clip_load_with_options(
+            resolve(context), encoded, ctypes.byref(opts), ctypes.byref(handle)
+        )
         self._adopt(raw, handle)
         self._context = context
         self.path = os.fsdecode(encoded)

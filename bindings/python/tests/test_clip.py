@@ -111,6 +111,16 @@ def test_openai_layout_file_with_inferred_config_equals_transformers():
             )
 
 
+def test_load_options_choose_the_device_and_reject_unknown_values():
+    # On the CPU the precision does not apply: an explicit CPU model equals transformers.
+    with laic.ClipModel(FIXTURES / "hf", device="cpu", precision="bf16") as m:
+        assert_close(m.encode_texts(PROMPTS), EXPECTED["hf"]["text"])
+    with pytest.raises(ValueError, match="device"):
+        laic.ClipModel(FIXTURES / "hf", device="gpu")
+    with pytest.raises(ValueError, match="precision"):
+        laic.ClipModel(FIXTURES / "hf", precision="f8")
+
+
 def test_f16_weights_are_within_two_percent():
     with laic.ClipModel(FIXTURES / "hf-f16") as m:
         for got, want in [
