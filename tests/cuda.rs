@@ -362,6 +362,32 @@ fn tolerance(
     base * (max_logit / 50.0).max(1.0)
 }
 
+/// Scores on the CPU and (outputs poisoned first) on the GPU, compares them within the
+/// dtype's tolerance and prints the largest relative error.
+fn score_on_both(
+    gpu: &Context,
+    cpu: &Context,
+    n: &MatrixRef<'_>,
+    c: &MatrixRef<'_>,
+    opts: &GradNormOptions,
+    what: &str,
+) {
+    let want = cpu.gradnorm_scores(n, c, opts).unwrap();
+    let mut got = poisoned(n.rows());
+    gpu.gradnorm_scores_into(n, c, opts, got.as_out())
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let worst = compare(
+        what,
+        &got,
+        &want,
+        n,
+        c,
+        opts,
+        tolerance(n.dtype(), n, c, opts),
+    );
+    println!("{what}: max relative error {worst:.2e}");
+}
+
 #[test]
 fn gpu_matches_cpu_on_awkward_sizes() {
     let Some(gpu) = cuda_context("gpu_matches_cpu_on_awkward_sizes") else {
@@ -387,21 +413,8 @@ fn gpu_matches_cpu_on_awkward_sizes() {
             let (ns, cs) = (Store::new(&nv, dtype), Store::new(&cv, dtype));
             let (n, c) = (ns.view(m, d, stride), cs.view(k, d, d));
             let opts = GradNormOptions::default();
-            let want = cpu.gradnorm_scores(&n, &c, &opts).unwrap();
-            let mut got = poisoned(m);
-            gpu.gradnorm_scores_into(&n, &c, &opts, got.as_out())
-                .unwrap_or_else(|e| panic!("{dtype:?} {m}x{k}x{d}: {e}"));
             let what = format!("{dtype:?} M={m} K={k} D={d} stride={stride}");
-            let worst = compare(
-                &what,
-                &got,
-                &want,
-                &n,
-                &c,
-                &opts,
-                tolerance(dtype, &n, &c, &opts),
-            );
-            println!("{what}: max relative error {worst:.2e}");
+            score_on_both(&gpu, &cpu, &n, &c, &opts, &what);
         }
     }
 }
@@ -428,21 +441,7 @@ fn gpu_matches_cpu_for_every_norm_and_target() {
                         target,
                         normalize,
                     };
-                    let want = cpu.gradnorm_scores(&n, &c, &opts).unwrap();
-                    let mut got = poisoned(m);
-                    gpu.gradnorm_scores_into(&n, &c, &opts, got.as_out())
-                        .unwrap();
-                    let what = format!("{dtype:?} {opts:?}");
-                    let worst = compare(
-                        &what,
-                        &got,
-                        &want,
-                        &n,
-                        &c,
-                        &opts,
-                        tolerance(dtype, &n, &c, &opts),
-                    );
-                    println!("{what}: max relative error {worst:.2e}");
+                    score_on_both(&gpu, &cpu, &n, &c, &opts, &format!("{dtype:?} {opts:?}"));
                 }
             }
         }
