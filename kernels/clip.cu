@@ -44,10 +44,12 @@ __device__ __forceinline__ long long warp_row() {
 }
 
 // Layer norm of one row whose j-th value is get(j) (two passes over the values: mean, then
-// the variance of the deviations, as the CPU layer does), written as OutT to out[0..w).
-template <typename P, typename OutT, typename Get>
-__device__ __forceinline__ void ln_row(Get get, int w, const P* gamma, const P* beta, float eps,
-                                       OutT* out) {
+// the variance of the deviations, as the CPU layer does), written as OutT to out[0..w). The
+// scale and shift are f32 whatever the operand type (as autocast keeps layer norms in f32): a
+// bf16-rounded gamma alone moves a random model's embeddings by 1.5e-2.
+template <typename OutT, typename Get>
+__device__ __forceinline__ void ln_row(Get get, int w, const float* gamma, const float* beta,
+                                       float eps, OutT* out) {
   const int lane = threadIdx.x & 31;
   float s = 0.f;
   for (int j = lane; j < w; j += 32) s += get(j);
@@ -59,21 +61,21 @@ __device__ __forceinline__ void ln_row(Get get, int w, const P* gamma, const P* 
   }
   const float inv = 1.0f / sqrtf(warp_sum(q) / (float)w + eps);
   for (int j = lane; j < w; j += 32) {
-    out[j] = from_f<OutT>((get(j) - mean) * inv * to_f(gamma[j]) + to_f(beta[j]));
+    out[j] = from_f<OutT>((get(j) - mean) * inv * gamma[j] + beta[j]);
   }
 }
 
 // out[r] = LN(x[src(r)]) for r < n_rows, src(r) = rows ? rows[r] : r (rows: the pooled tokens).
 template <typename T>
 __device__ void layernorm(const float* __restrict__ x, const int* __restrict__ rows,
-                          long long n_rows, int w, const T* __restrict__ gamma,
-                          const T* __restrict__ beta, float eps, T* __restrict__ out,
+                          long long n_rows, int w, const float* __restrict__ gamma,
+                          const float* __restrict__ beta, float eps, T* __restrict__ out,
                           long long ld_out) {
   const long long r = warp_row();
   if (r >= n_rows) return;
   const long long src = rows ? (long long)rows[r] : r;
   const float* xr = x + src * (long long)w;
-  ln_row<T, T>([&](int j) { return xr[j]; }, w, gamma, beta, eps, out + r * ld_out);
+  ln_row<T>([&](int j) { return xr[j]; }, w, gamma, beta, eps, out + r * ld_out);
 }
 
 // x[r] = tok[ids[r]] + pos[r % seq] (text embeddings; the residual stream starts here).
@@ -96,7 +98,8 @@ __device__ void embed_tokens(const int* __restrict__ ids, long long n_rows, int 
 template <typename T>
 __device__ void vision_embed(const float* __restrict__ emb, const T* __restrict__ cls,
                              const T* __restrict__ pos, long long n_rows, int tokens, int w,
-                             const T* __restrict__ gamma, const T* __restrict__ beta, float eps,
+                             const float* __restrict__ gamma,
+                             const float* __restrict__ beta, float eps,
                              float* __restrict__ x) {
   const long long r = warp_row();
   if (r >= n_rows) return;
@@ -104,11 +107,11 @@ __device__ void vision_embed(const float* __restrict__ emb, const T* __restrict_
   const int t = (int)(r % tokens);
   const T* p = pos + (long long)t * w;
   if (t == 0) {
-    ln_row<T, float>([&](int j) { return to_f(cls[j]) + to_f(p[j]); }, w, gamma, beta, eps,
+    ln_row<float>([&](int j) { return to_f(cls[j]) + to_f(p[j]); }, w, gamma, beta, eps,
                      x + r * (long long)w);
   } else {
     const float* e = emb + (img * (tokens - 1) + (t - 1)) * (long long)w;
-    ln_row<T, float>([&](int j) { return e[j] + to_f(p[j]); }, w, gamma, beta, eps,
+    ln_row<float>([&](int j) { return e[j] + to_f(p[j]); }, w, gamma, beta, eps,
                      x + r * (long long)w);
   }
 }
@@ -201,8 +204,8 @@ extern "C" __global__ void laic_clip_l2norm(float* __restrict__ y, long long n_r
 
 #define LAIC_CLIP_KERNELS(SUFFIX, T)                                                          \
   extern "C" __global__ void laic_clip_layernorm_##SUFFIX(                                    \
-      const float* x, const int* rows, long long n_rows, int w, const T* gamma, const T* beta, \
-      float eps, T* out, long long ld_out) {                                                  \
+      const float* x, const int* rows, long long n_rows, int w, const float* gamma,           \
+      const float* beta, float eps, T* out, long long ld_out) {                               \
     laic_clip::layernorm<T>(x, rows, n_rows, w, gamma, beta, eps, out, ld_out);               \
   }                                                                                           \
   extern "C" __global__ void laic_clip_embed_tokens_##SUFFIX(                                 \
@@ -211,7 +214,7 @@ extern "C" __global__ void laic_clip_l2norm(float* __restrict__ y, long long n_r
   }                                                                                           \
   extern "C" __global__ void laic_clip_vision_embed_##SUFFIX(                                 \
       const float* emb, const T* cls, const T* pos, long long n_rows, int tokens, int w,      \
-      const T* gamma, const T* beta, float eps, float* x) {                                   \
+      const float* gamma, const float* beta, float eps, float* x) {                           \
     laic_clip::vision_embed<T>(emb, cls, pos, n_rows, tokens, w, gamma, beta, eps, x);        \
   }                                                                                           \
   extern "C" __global__ void laic_clip_activation_##SUFFIX(T* y, long long rows, int cols,    \

@@ -3,7 +3,8 @@
 //!
 //! Numerics: the GEMM operands (weights and the activations fed to GEMMs) are of one operand
 //! type — f32, f16 or bf16 ([`crate::clip::ClipPrecision`]); products accumulate in f32; the
-//! residual stream, layer-norm statistics, softmax and the output embeddings are f32.
+//! residual stream, layer norms (statistics and parameters), softmax and the output embeddings
+//! are f32.
 //!
 //! Layout tricks that save passes:
 //! - every biased linear layer is stored as `[out, kp]` with its bias in column `in` and zeros
@@ -188,7 +189,8 @@ struct DevLinear {
     ld: usize,
 }
 
-/// Layer-norm parameters on the device (operand type).
+/// Layer-norm parameters on the device, f32 whatever the operand type (they are tiny, and a
+/// bf16-rounded scale is the largest single error of a bf16 tower).
 struct DevNorm {
     gamma: DevBuf,
     beta: DevBuf,
@@ -1424,9 +1426,10 @@ impl Uploader<'_> {
     }
 
     fn norm(&self, n: &Norm, what: &str) -> Result<DevNorm> {
+        let f32_buf = |v: &[f32]| DevBuf::upload(self.stream, &Operand::F32.encode(v), what);
         Ok(DevNorm {
-            gamma: self.buf(n.weight.data(), what)?,
-            beta: self.buf(n.bias.data(), what)?,
+            gamma: f32_buf(n.weight.data())?,
+            beta: f32_buf(n.bias.data())?,
         })
     }
 
