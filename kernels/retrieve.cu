@@ -1,10 +1,15 @@
 // Fused retrieval on tensor cores (DESIGN.md §1.5): for every image x,
 // t~ = normalize(softmax(x . T^T / tau) . T), flash-attention style: the nouns T stream through
 // shared memory in tiles of BN, the logits of a tile are formed on tensor cores, the running
-// max of each image's logits (base 2) is kept, the tile's weights p = 2^(z - m) <= 1 go to
+// max of each image's exponents (base 2) is kept, the tile's weights p = 2^(e - m) <= 1 go to
 // shared memory as operands, and the f32 accumulator O (images x D, in registers) is rescaled
 // when the max grows and gets P . T added on tensor cores. Nothing N x M is stored; the
 // softmax denominator cancels in the final normalisation.
+//
+// T here is the packed noun rows t_j as given, while t~ sums the unit rows t_j * s_j
+// (s_j = 1/||t_j||, or 1 without normalisation): the exponent of noun j is therefore
+// e = z + log2(s_j), not the logit z alone (issue 8's parity failure: weights off by the
+// spread of the noun norms, 4-16 % at D = 64-512; kernels/NOTES.md).
 //
 // Work split: a block owns BM = WR * MT * 16 images and runs WR x WC warps. Warp (wr, wc)
 // forms the logits of its row group's MT * 16 images against nouns wc * 8 .. wc * 8 + 7 of
@@ -155,6 +160,10 @@ __device__ __forceinline__ void retrieve_body(const RetrieveParams& p) {
         }
         const int col0 = tile * BN + wc * 8 + 2 * t;
         const float2 ns = __ldg(reinterpret_cast<const float2*>(p.noun_scale + col0));
+        // The accumulator sums the PACKED noun rows, which are t_j, not t_j / ||t_j||: the
+        // weight of noun j must carry its scale s_j, so the exponent does (log2(0) = -inf:
+        // a zero noun weighs nothing).
+        const float lns0 = log2f(ns.x), lns1 = log2f(ns.y);
         float z[MT][4];
 #pragma unroll
         for (int i = 0; i < R; ++i) {
@@ -162,8 +171,10 @@ __device__ __forceinline__ void retrieve_body(const RetrieveParams& p) {
             float wm = -INFINITY;
 #pragma unroll
             for (int j = 0; j < 2; ++j) {
-                const float v = (col0 + j < p.m) ? s[mt][2 * h + j] * rs[i] * (j ? ns.y : ns.x)
-                                                 : -INFINITY;
+                const float v = (col0 + j < p.m)
+                                    ? fmaf(s[mt][2 * h + j] * rs[i], j ? ns.y : ns.x,
+                                           j ? lns1 : lns0)
+                                    : -INFINITY;
                 z[mt][2 * h + j] = v;
                 wm = fmaxf(wm, v);
             }
@@ -180,10 +191,12 @@ __device__ __forceinline__ void retrieve_body(const RetrieveParams& p) {
             float mnew = mx[i];
 #pragma unroll
             for (int c = 0; c < WC; ++c) mnew = fmaxf(mnew, red[c * BM + lr]);
-            const float alpha = ex2(mx[i] - mnew);  // 0 on the first tile (mx = -inf)
+            // -inf only while every noun so far weighs nothing: no -inf - -inf = NaN then.
+            const float msafe = mnew == -INFINITY ? 0.f : mnew;
+            const float alpha = ex2(mx[i] - msafe);  // 0 on the first tile (mx = -inf)
             mx[i] = mnew;
-            const float p0 = ex2(z[mt][2 * h] - mnew);
-            const float p1 = ex2(z[mt][2 * h + 1] - mnew);
+            const float p0 = ex2(z[mt][2 * h] - msafe);
+            const float p1 = ex2(z[mt][2 * h + 1] - msafe);
             TM* prow = Ps + (size_t)lr * PSTRIDE + wc * 8 + 2 * t;
             *reinterpret_cast<uint32_t*>(prow) = pack2<TM>(p0, p1);
             if constexpr (PPL == 2) {
