@@ -6,10 +6,11 @@
 // when the max grows and gets P . T added on tensor cores. Nothing N x M is stored; the
 // softmax denominator cancels in the final normalisation.
 //
-// T here is the packed noun rows t_j as given, while t~ sums the unit rows t_j * s_j
-// (s_j = 1/||t_j||, or 1 without normalisation): the exponent of noun j is therefore
-// e = z + log2(s_j), not the logit z alone (issue 8's parity failure: weights off by the
-// spread of the noun norms, 4-16 % at D = 64-512; kernels/NOTES.md).
+// T here is the packed noun rows, while t~ sums the rows the softmax is over, packed row j
+// times its scale s_j (1/||t_j|| or 1 for f16 and bf16 input; 1 or ||t_j|| for the unit rows
+// of f32 input): the exponent of noun j is therefore e = z + log2(s_j), not the logit z alone
+// (issue 8's parity failure: the sum of raw rows put weights off by the spread of the noun
+// norms, 4-16 % at D = 64-512; kernels/NOTES.md).
 //
 // Work split: a block owns BM = WR * MT * 16 images and runs WR x WC warps. Warp (wr, wc)
 // forms the logits of its row group's MT * 16 images against nouns wc * 8 .. wc * 8 + 7 of
@@ -18,9 +19,14 @@
 // thread holds MT * dp / 32 * 4 / 8 accumulators (128 at D = 512, MT = 2).
 //
 // Precision: f16 and bf16 inputs enter the logit product as they are (exact products, f32
-// sums); f32 inputs are split into bf16 hi + lo (three products). The weights enter the second
-// product as f16 (f16 input: 2^-11 relative) or split into bf16 hi + lo (bf16 and f32 input).
-// Logits are scaled after the product: z = <x, t> * (1/||x||) * (1/||t||) * log2(e) / tau.
+// sums). f32 inputs are packed as unit rows split into f16 hi + lo (three products; 22
+// significant bits: a bf16 hi + lo split of the raw rows, 16 bits, was 1-2e-4 off an f64
+// reference at tau = 0.006-0.01, D = 64, the tolerance's size). The weights enter the second
+// product as f16 (f16 input: 2^-11 relative) or split into hi + lo (bf16 hi + lo for bf16
+// input, f16 hi + lo for f32 input). Logits are scaled after the product:
+// z = <x, t> * s_x * s_t with s_x = (1/||x|| or 1) * log2(e) / tau, s_t = 1/||t|| or 1 for
+// f16 and bf16 input, and s_x = (1 or ||x||) * log2(e) / tau, s_t = 1 or ||t|| for the unit
+// rows of f32 input.
 
 #include "operands.cuh"
 
@@ -577,7 +583,7 @@ LAIC_PACK_ALL(laic_rt_pack)
 
 LAIC_RETRIEVE_CONFIGS(f16, __half, 1, 1)
 LAIC_RETRIEVE_CONFIGS(bf16, __nv_bfloat16, 1, 2)
-LAIC_RETRIEVE_CONFIGS(f32, __nv_bfloat16, 2, 2)
+LAIC_RETRIEVE_CONFIGS(f32, __half, 2, 2)  // unit rows as f16 hi + lo (laic_rt_pack_f32_unit)
 
 #define LAIC_RETRIEVE_TOP(DT, TM, XPL)                                                    \
     extern "C" __global__ void __launch_bounds__(128, 1)                                  \
@@ -587,4 +593,4 @@ LAIC_RETRIEVE_CONFIGS(f32, __nv_bfloat16, 2, 2)
 
 LAIC_RETRIEVE_TOP(f16, __half, 1)
 LAIC_RETRIEVE_TOP(bf16, __nv_bfloat16, 1)
-LAIC_RETRIEVE_TOP(f32, __nv_bfloat16, 2)
+LAIC_RETRIEVE_TOP(f32, __half, 2)

@@ -22,15 +22,21 @@ What it reproduces from the kernel:
   columns (P the whole tile's weights, T the tile's packed noun operands);
 - the final row norm as the sum of the four warps' partial sums of squares (f32), rsqrt, write.
 
-`--variant raw` is the kernel as it failed on the H200 (P·T with the RAW packed noun rows);
-`--variant fixed` is the fix: the weight of noun j is 2^(z_j + log2(s_j) − m') with
-s_j = 1/‖t_j‖ (1 without normalisation) and m' the running max of z + log2(s), so the
-accumulator sums s_j·2^(z_j)·t_j = 2^(z_j)·t̂_j up to a common factor.
+Variants (`--variant`, default all three):
+- `raw`: the kernel as it failed on the H200: P·T summed the packed noun rows as given, so
+  with normalisation each noun's weight was off by its norm;
+- `lns`: that fixed alone: the weight of noun j is 2^(z_j + log2(s_j) − m') with s_j the
+  factor from packed row to softmax row (1/‖t_j‖, or 1 without normalisation) and m' the
+  running max of z + log2(s), so the accumulator sums 2^(z_j)·t̂_j up to a common factor;
+  f32 input still split into bf16 hi + lo of the raw rows (16 bits: ~1e-4 at τ = 0.01, D = 64);
+- `fixed`: the kernel now: `lns`, and f32 input packed as unit rows in f16 hi + lo
+  (operands.cuh `pack_unit_body`; row values 1 or ‖row‖, so s_j = 1 or ‖t_j‖), with the
+  weights of f32 input in f16 hi + lo.
 
 Not emulated (below the tolerances): the mma accumulation order (f32 sums here are of f64
 products rounded once per tile) and ex2.approx's 2^-22 relative error.
 
-Usage: /work/venv-ref/bin/python scripts/emulate_retrieve.py [--variant raw|fixed|both]
+Usage: /work/venv-ref/bin/python scripts/emulate_retrieve.py [--variant raw|lns|fixed|all]
        [--seed S] [--cases all|failing]
 """
 
@@ -80,13 +86,15 @@ def planes(v, dtype):
     return [v]  # f16 and bf16 input enter as they are
 
 
-def weight_planes(p, dtype):
-    """Operand planes of the weights: f16 for f16 input, bf16 hi + lo otherwise."""
+def weight_planes(p, dtype, variant):
+    """Operand planes of the weights: f16 for f16 input, bf16 hi + lo for bf16 input, and for
+    f32 input bf16 hi + lo (raw, lns) or f16 hi + lo (fixed)."""
     p = p.astype(np.float32)
     if dtype == "f16":
         return [f16(p)]
-    hi = bf16(p)
-    return [hi, bf16(p - hi)]
+    r = f16 if (dtype == "f32" and variant == "fixed") else bf16
+    hi = r(p)
+    return [hi, r(p - hi)]
 
 
 def plan(dtype, d):
@@ -104,7 +112,28 @@ def plan(dtype, d):
     raise ValueError("no shape fits")
 
 
-def pack(x, rows_padded, dp, dtype, normalize, scale):
+def pack_unit(x, rows_padded, dp, normalize, scale):
+    """operands.cuh pack_unit_body: f32 rows scaled to unit norm, f16 hi + lo; value 1 or ‖x‖."""
+    n, d = x.shape
+    v = np.zeros((rows_padded, dp), np.float32)
+    v[:n, :d] = x
+    amax = np.abs(v).max(axis=1)
+    s = np.where(amax >= np.finfo(np.float32).tiny, np.float32(1) / np.maximum(amax, 1e-38), 0)
+    s = s.astype(np.float32)
+    w = (v * s[:, None]).astype(np.float32)
+    ss = np.einsum("ij,ij->i", w, w, dtype=np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(ss > 0, s / np.sqrt(ss), 0).astype(np.float32)
+    u = (v * inv[:, None]).astype(np.float32)
+    hi = f16(u)
+    rv = np.ones(rows_padded, np.float32) if normalize else (amax * np.sqrt(ss)).astype(np.float32)
+    rv[n:] = 0
+    return [hi, f16(u - hi)], (rv * np.float32(scale)).astype(np.float32)
+
+
+def pack(x, rows_padded, dp, dtype, normalize, scale, variant):
+    if dtype == "f32" and variant == "fixed":
+        return pack_unit(x, rows_padded, dp, normalize, scale)
     n, d = x.shape
     v = np.zeros((rows_padded, dp), np.float32)
     v[:n, :d] = x
@@ -135,8 +164,8 @@ def kernel(x, t, tau, normalize, dtype, variant):
     m = t.shape[0]
     bm, dp = plan(dtype, d)
     np_, mp = round_up(n, ROW_MULTIPLE), round_up(m, TBN)
-    xs, rs = pack(x, np_, dp, dtype, normalize, np.float32(LOG2E / tau))
-    ts, ns = pack(t, mp, dp, dtype, normalize, 1.0)
+    xs, rs = pack(x, np_, dp, dtype, normalize, np.float32(LOG2E / tau), variant)
+    ts, ns = pack(t, mp, dp, dtype, normalize, 1.0, variant)
     with np.errstate(divide="ignore"):
         lns = np.log2(ns).astype(np.float32)  # log2f(0) = -inf
     out = np.zeros((n, d), np.float32)
@@ -157,7 +186,7 @@ def kernel(x, t, tau, normalize, dtype, variant):
                 s = mma(xb, [p[c].T for p in tt])
                 j = tile * BN + wc * 8 + np.arange(8)
                 zz = (s * rs[rows, None]).astype(np.float32)
-                if variant == "fixed":  # one fmaf: s·rs·ns + log2(ns)
+                if variant != "raw":  # one fmaf: s·rs·ns + log2(ns)
                     zz = zz.astype(np.float64) * ns[None, j] + lns[None, j]
                 else:
                     zz = zz * ns[None, j]
@@ -170,7 +199,7 @@ def kernel(x, t, tau, normalize, dtype, variant):
             alpha = np.exp2(mx - msafe).astype(np.float32)
             mx = mnew
             p = np.exp2(z - msafe[:, None]).astype(np.float32)
-            pw = weight_planes(p, dtype)
+            pw = weight_planes(p, dtype, variant)
             for wc in range(WC):
                 oc = slice(wc * q, (wc + 1) * q)
                 o[:, oc] = o[:, oc] * alpha[:, None]
@@ -198,8 +227,9 @@ def reference(x, t, tau, normalize):
     return a / np.linalg.norm(a, axis=1, keepdims=True)
 
 
-def inputs(rng, n, m, d, normalize):
-    """As the Rust test: N(0, 1) rows, or unit rows times 1.1 (images) / 0.9 (nouns)."""
+def inputs(rng, n, m, d, normalize, spread):
+    """As the Rust test: N(0, 1) rows, or unit rows times 1.1 (images) / 0.9 (nouns); with
+    `spread`, every row then times 2^u, u uniform in [-2, 2) (norms 16x apart)."""
     x = rng.standard_normal((n, d)).astype(np.float32)
     t = rng.standard_normal((m, d)).astype(np.float32)
     if not normalize:
@@ -207,27 +237,31 @@ def inputs(rng, n, m, d, normalize):
         t = (t / np.linalg.norm(t.astype(np.float64), axis=1, keepdims=True)).astype(np.float32)
         x *= np.float32(1.1)
         t *= np.float32(0.9)
+    if spread:
+        x *= np.exp2(rng.uniform(-2, 2, (n, 1))).astype(np.float32)
+        t *= np.exp2(rng.uniform(-2, 2, (m, 1))).astype(np.float32)
     return x, t
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variant", choices=["raw", "fixed", "both"], default="both")
+    ap.add_argument("--variant", choices=["raw", "lns", "fixed", "all"], default="all")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cases", choices=["all", "failing"], default="all")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
-    variants = ["raw", "fixed"] if args.variant == "both" else [args.variant]
+    variants = ["raw", "lns", "fixed"] if args.variant == "all" else [args.variant]
     sizes = [(333, 1001, 64), (130, 517, 512), (65, 300, 768), (1, 1, 64), (70, 33, 64)]
-    taus = [(0.01, True), (0.05, True), (0.02, False), (0.006, True)]
+    taus = [(0.01, True, False), (0.05, True, False), (0.02, False, False),
+            (0.006, True, False), (0.01, True, True), (0.1, False, True)]
     if args.cases == "failing":
         sizes, taus = sizes[:2], taus[:1]
     for n, m, d in sizes:
         for dtype in ["f32", "f16", "bf16"]:
-            for tau, normalize in taus:
+            for tau, normalize, spread in taus:
                 if dtype == "f32" and round_up(d, COL_MULTIPLE) > 512:
                     continue  # runs on the CPU
-                x, t = inputs(rng, n, m, d, normalize)
+                x, t = inputs(rng, n, m, d, normalize, spread)
                 x, t = as_dtype(x, dtype), as_dtype(t, dtype)
                 ref = reference(x, t, tau, normalize)
                 tol = 1e-4 if dtype == "f32" else 2e-3
@@ -237,6 +271,7 @@ def main():
                     e = np.sqrt(((g.astype(np.float64) - ref) ** 2).sum(axis=1)).max()
                     errs.append(f"{v} {e:.2e}{' FAIL' if e > tol else ''}")
                 print(f"{dtype:4} n={n:3} m={m:4} d={d:3} tau={tau:<5} normalize={normalize!s:5}"
+                      f" spread={spread!s:5}"
                       f" tol {tol:.0e}: " + ", ".join(errs), flush=True)
 
 
