@@ -8,8 +8,9 @@ distance between its unit output rows and those of the f64 reference
 normalize(softmax(x̂·t̂ᵀ/τ)·t̂) (x̂, t̂ the L2-normalised rows when normalising).
 
 What it reproduces from the kernel:
-- packing (operands.cuh): f16 / bf16 input as one operand plane, f32 input split into bf16
-  hi + lo; per row 1/‖row‖ from an f32 sum of squares (or 1), the images' value times
+- packing (operands.cuh): f16 / bf16 input as one operand plane with per row 1/‖row‖ from an
+  f32 sum of squares (or 1); f32 input as bf16 hi + lo of the raw rows (`raw`, `lns`) or as
+  unit rows in f16 hi + lo with row value 1 or ‖row‖ (`fixed`); the images' value times
   log2(e)/τ; rows padded to the block and tile multiples, columns to a multiple of 64;
 - the block shape the host picks (src/backend/cuda/retrieve.rs `plan`, H100 shared memory);
 - per block of BM images and noun tile of BN = 32: the logits of the tile as f32 sums of exact
@@ -17,7 +18,8 @@ What it reproduces from the kernel:
   product, padding nouns masked to -inf;
 - the four column warps: each forms the logits of 8 nouns of the tile, the tile row maxima are
   exchanged (max over the four warps and the running max), then each warp writes its weights
-  p = 2^(z − m) rounded to the weight operand (f16; bf16 hi + lo for bf16 and f32 input),
+  p = 2^(e − m) rounded to the weight operand (f16 for f16 input, bf16 hi + lo for bf16
+  input; bf16 or, `fixed`, f16 hi + lo for f32 input),
   rescales ITS accumulator columns (a quarter of dp) by 2^(m_old − m_new) and adds P·T over its
   columns (P the whole tile's weights, T the tile's packed noun operands);
 - the final row norm as the sum of the four warps' partial sums of squares (f32), rsqrt, write.
