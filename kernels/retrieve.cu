@@ -1,10 +1,16 @@
 // Fused retrieval on tensor cores (DESIGN.md §1.5): for every image x,
 // t~ = normalize(softmax(x . T^T / tau) . T), flash-attention style: the nouns T stream through
 // shared memory in tiles of BN, the logits of a tile are formed on tensor cores, the running
-// max of each image's logits (base 2) is kept, the tile's weights p = 2^(z - m) <= 1 go to
+// max of each image's exponents (base 2) is kept, the tile's weights p = 2^(e - m) <= 1 go to
 // shared memory as operands, and the f32 accumulator O (images x D, in registers) is rescaled
 // when the max grows and gets P . T added on tensor cores. Nothing N x M is stored; the
 // softmax denominator cancels in the final normalisation.
+//
+// T here is the packed noun rows, while t~ sums the rows the softmax is over, packed row j
+// times its scale s_j (1/||t_j|| or 1 for f16 and bf16 input; 1 or ||t_j|| for the unit rows
+// of f32 input): the exponent of noun j is therefore e = z + log2(s_j), not the logit z alone
+// (issue 8's parity failure: the sum of raw rows put weights off by the spread of the noun
+// norms, 4-16 % at D = 64-512; kernels/NOTES.md).
 //
 // Work split: a block owns BM = WR * MT * 16 images and runs WR x WC warps. Warp (wr, wc)
 // forms the logits of its row group's MT * 16 images against nouns wc * 8 .. wc * 8 + 7 of
@@ -13,9 +19,14 @@
 // thread holds MT * dp / 32 * 4 / 8 accumulators (128 at D = 512, MT = 2).
 //
 // Precision: f16 and bf16 inputs enter the logit product as they are (exact products, f32
-// sums); f32 inputs are split into bf16 hi + lo (three products). The weights enter the second
-// product as f16 (f16 input: 2^-11 relative) or split into bf16 hi + lo (bf16 and f32 input).
-// Logits are scaled after the product: z = <x, t> * (1/||x||) * (1/||t||) * log2(e) / tau.
+// sums). f32 inputs are packed as unit rows split into f16 hi + lo (three products; 22
+// significant bits: a bf16 hi + lo split of the raw rows, 16 bits, was 1-2e-4 off an f64
+// reference at tau = 0.006-0.01, D = 64, the tolerance's size). The weights enter the second
+// product as f16 (f16 input: 2^-11 relative) or split into hi + lo (bf16 hi + lo for bf16
+// input, f16 hi + lo for f32 input). Logits are scaled after the product:
+// z = <x, t> * s_x * s_t with s_x = (1/||x|| or 1) * log2(e) / tau, s_t = 1/||t|| or 1 for
+// f16 and bf16 input, and s_x = (1 or ||x||) * log2(e) / tau, s_t = 1 or ||t|| for the unit
+// rows of f32 input.
 
 #include "operands.cuh"
 
@@ -155,6 +166,10 @@ __device__ __forceinline__ void retrieve_body(const RetrieveParams& p) {
         }
         const int col0 = tile * BN + wc * 8 + 2 * t;
         const float2 ns = __ldg(reinterpret_cast<const float2*>(p.noun_scale + col0));
+        // The accumulator sums the PACKED noun rows, which are t_j, not t_j / ||t_j||: the
+        // weight of noun j must carry its scale s_j, so the exponent does (log2(0) = -inf:
+        // a zero noun weighs nothing).
+        const float lns0 = log2f(ns.x), lns1 = log2f(ns.y);
         float z[MT][4];
 #pragma unroll
         for (int i = 0; i < R; ++i) {
@@ -162,8 +177,10 @@ __device__ __forceinline__ void retrieve_body(const RetrieveParams& p) {
             float wm = -INFINITY;
 #pragma unroll
             for (int j = 0; j < 2; ++j) {
-                const float v = (col0 + j < p.m) ? s[mt][2 * h + j] * rs[i] * (j ? ns.y : ns.x)
-                                                 : -INFINITY;
+                const float v = (col0 + j < p.m)
+                                    ? fmaf(s[mt][2 * h + j] * rs[i], j ? ns.y : ns.x,
+                                           j ? lns1 : lns0)
+                                    : -INFINITY;
                 z[mt][2 * h + j] = v;
                 wm = fmaxf(wm, v);
             }
@@ -180,10 +197,12 @@ __device__ __forceinline__ void retrieve_body(const RetrieveParams& p) {
             float mnew = mx[i];
 #pragma unroll
             for (int c = 0; c < WC; ++c) mnew = fmaxf(mnew, red[c * BM + lr]);
-            const float alpha = ex2(mx[i] - mnew);  // 0 on the first tile (mx = -inf)
+            // -inf only while every noun so far weighs nothing: no -inf - -inf = NaN then.
+            const float msafe = mnew == -INFINITY ? 0.f : mnew;
+            const float alpha = ex2(mx[i] - msafe);  // 0 on the first tile (mx = -inf)
             mx[i] = mnew;
-            const float p0 = ex2(z[mt][2 * h] - mnew);
-            const float p1 = ex2(z[mt][2 * h + 1] - mnew);
+            const float p0 = ex2(z[mt][2 * h] - msafe);
+            const float p1 = ex2(z[mt][2 * h + 1] - msafe);
             TM* prow = Ps + (size_t)lr * PSTRIDE + wc * 8 + 2 * t;
             *reinterpret_cast<uint32_t*>(prow) = pack2<TM>(p0, p1);
             if constexpr (PPL == 2) {
@@ -564,7 +583,7 @@ LAIC_PACK_ALL(laic_rt_pack)
 
 LAIC_RETRIEVE_CONFIGS(f16, __half, 1, 1)
 LAIC_RETRIEVE_CONFIGS(bf16, __nv_bfloat16, 1, 2)
-LAIC_RETRIEVE_CONFIGS(f32, __nv_bfloat16, 2, 2)
+LAIC_RETRIEVE_CONFIGS(f32, __half, 2, 2)  // unit rows as f16 hi + lo (laic_rt_pack_f32_unit)
 
 #define LAIC_RETRIEVE_TOP(DT, TM, XPL)                                                    \
     extern "C" __global__ void __launch_bounds__(128, 1)                                  \
@@ -574,4 +593,4 @@ LAIC_RETRIEVE_CONFIGS(f32, __nv_bfloat16, 2, 2)
 
 LAIC_RETRIEVE_TOP(f16, __half, 1)
 LAIC_RETRIEVE_TOP(bf16, __nv_bfloat16, 1)
-LAIC_RETRIEVE_TOP(f32, __nv_bfloat16, 2)
+LAIC_RETRIEVE_TOP(f32, __half, 2)

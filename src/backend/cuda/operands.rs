@@ -47,6 +47,8 @@ pub(super) enum RowValue {
     InvNorm = 1,
     /// ‖row‖²/2.
     HalfSqNorm = 2,
+    /// ‖row‖.
+    Norm = 3,
 }
 
 /// Operand layouts.
@@ -60,6 +62,9 @@ pub(super) enum Layout {
     Bf16,
     /// f32 input rounded to one f16 plane.
     F32AsF16,
+    /// f32 input scaled to unit rows, as f16 hi + lo (two planes); the row value is 1
+    /// ([`RowValue::One`]) or the row's norm ([`RowValue::Norm`]).
+    F32UnitF16,
 }
 
 impl Layout {
@@ -74,25 +79,30 @@ impl Layout {
 
     /// Operand planes.
     pub(super) fn planes(self) -> usize {
-        if self == Layout::F32Split { 2 } else { 1 }
+        match self {
+            Layout::F32Split | Layout::F32UnitF16 => 2,
+            Layout::F16 | Layout::Bf16 | Layout::F32AsF16 => 1,
+        }
     }
 
     /// Input dtype the layout reads.
     fn input(self) -> Dtype {
         match self {
-            Layout::F32Split | Layout::F32AsF16 => Dtype::F32,
+            Layout::F32Split | Layout::F32AsF16 | Layout::F32UnitF16 => Dtype::F32,
             Layout::F16 => Dtype::F16,
             Layout::Bf16 => Dtype::Bf16,
         }
     }
 }
 
-/// The packing kernels of one module (`<prefix>_f32`, `_f16`, `_bf16`, `_f32_as_f16`).
+/// The packing kernels of one module (`<prefix>_f32`, `_f16`, `_bf16`, `_f32_as_f16`,
+/// `_f32_unit`).
 pub(super) struct PackKernels {
     f32_split: CudaFunction,
     f16: CudaFunction,
     bf16: CudaFunction,
     f32_as_f16: CudaFunction,
+    f32_unit: CudaFunction,
 }
 
 impl PackKernels {
@@ -106,6 +116,7 @@ impl PackKernels {
             f16: f("f16")?,
             bf16: f("bf16")?,
             f32_as_f16: f("f32_as_f16")?,
+            f32_unit: f("f32_unit")?,
         })
     }
 
@@ -115,6 +126,7 @@ impl PackKernels {
             Layout::F16 => &self.f16,
             Layout::Bf16 => &self.bf16,
             Layout::F32AsF16 => &self.f32_as_f16,
+            Layout::F32UnitF16 => &self.f32_unit,
         }
     }
 }
@@ -349,6 +361,8 @@ mod tests {
         assert_eq!(Layout::F32Split.planes(), 2);
         assert_eq!(Layout::F16.planes(), 1);
         assert_eq!(Layout::F32AsF16.input(), Dtype::F32);
+        assert_eq!(Layout::F32UnitF16.planes(), 2);
+        assert_eq!(Layout::F32UnitF16.input(), Dtype::F32);
         assert_eq!(round_up(65, 64), 128);
         assert_eq!(round_up(64, 64), 64);
     }

@@ -1,7 +1,10 @@
 //! Retrieval on CUDA: the launch wrapper of `kernels/retrieve.cu` and its host data path.
 //!
 //! A call packs the images (scale per row: (1/‖x‖ or 1)·log₂e/τ) and the nouns (1/‖t‖ or 1)
-//! into operand layout on the device, runs the fused kernel, and copies t̃ back. The top
+//! into operand layout on the device, runs the fused kernel, and copies t̃ back. f32 input is
+//! packed as unit rows in f16 hi + lo instead (scales (1 or ‖x‖)·log₂e/τ and 1 or ‖t‖): 22
+//! significant bits, where a bf16 hi + lo split of the raw rows keeps 16, too few for the
+//! 1e-4 parity at τ_r = 0.01 (`scripts/emulate_retrieve.py`). The top
 //! nouns per image (`0 < top_n <= 8`) come from a second kernel over the same packed operands
 //! (`laic_retrieve_top_<dt>`); larger `top_n` runs on the CPU.
 
@@ -118,6 +121,26 @@ pub(super) struct RetrieveKernels {
 
 const DTYPES: [&str; 3] = ["f32", "f16", "bf16"];
 
+/// The operand layout of retrieval's inputs: f16 and bf16 as they are, f32 as unit rows in
+/// f16 hi + lo.
+fn layout(dtype: Dtype) -> Layout {
+    match dtype {
+        Dtype::F32 => Layout::F32UnitF16,
+        Dtype::F16 | Dtype::Bf16 => Layout::of(dtype),
+    }
+}
+
+/// What the packed rows' values hold: the factor that turns a packed row into the row the
+/// softmax is over (1/‖row‖ or 1 for the rows as given; 1 or ‖row‖ for unit rows).
+fn row_value(layout: Layout, normalize: bool) -> RowValue {
+    match (layout, normalize) {
+        (Layout::F32UnitF16, true) => RowValue::One,
+        (Layout::F32UnitF16, false) => RowValue::Norm,
+        (_, true) => RowValue::InvNorm,
+        (_, false) => RowValue::One,
+    }
+}
+
 fn dtype_index(d: Dtype) -> usize {
     match d {
         Dtype::F32 => 0,
@@ -173,7 +196,7 @@ fn smem_bytes(bm: usize, dp: usize, xpl: usize, ppl: usize) -> usize {
 /// back to the CPU).
 pub(super) fn plan(dtype: Dtype, d: usize, max_smem: usize) -> Result<Plan> {
     let dp = operands::round_up(d, COL_MULTIPLE);
-    let xpl = Layout::of(dtype).planes();
+    let xpl = layout(dtype).planes();
     let ppl = if dtype == Dtype::F16 { 1 } else { 2 };
     CONFIGS
         .iter()
@@ -210,12 +233,14 @@ pub(super) fn supported(
         || (opts.top_n <= TOPK
             && top_smem_bytes(
                 operands::round_up(images.cols(), COL_MULTIPLE),
-                Layout::of(dtype).planes(),
+                layout(dtype).planes(),
             ) <= max_smem);
-    // Off until fixed: on the GPU (H200, 2026-11-27) the kernel was 4.5-12 % off the CPU at
-    // tau_r = 0.01 (f16, f32; D = 64 and 512) although the benchmark's sample (tau_r = 0.006)
-    // and the oxford_pets pipeline agreed. Retrieval on a CUDA context runs on the CPU unless
-    // LAIC_CUDA_RETRIEVE_UNVERIFIED is set (scripts/gpu-check.sh sets it, to test and time it).
+    // Off until verified: on the GPU (H200, 2026-11-27) the kernel was 4.5-12 % off the CPU
+    // (it summed the raw noun rows, not the unit ones; kernels/NOTES.md). The fix (exponent
+    // z + log2 s_t, f32 as unit rows in f16 hi + lo) agrees with an f64 reference in the NumPy
+    // emulation (scripts/emulate_retrieve.py) but has not run on a device yet. Retrieval on a
+    // CUDA context runs on the CPU unless LAIC_CUDA_RETRIEVE_UNVERIFIED is set
+    // (scripts/gpu-check.sh sets it, to test and time it).
     std::env::var_os("LAIC_CUDA_RETRIEVE_UNVERIFIED").is_some()
         && top_fits
         && dtype == nouns.dtype()
@@ -234,12 +259,8 @@ pub(super) fn retrieve_host(
     let dtype = images.dtype();
     let plan = plan(dtype, d, backend.max_smem)?;
     let kernels = &backend.retrieve;
-    let layout = Layout::of(dtype);
-    let kind = if opts.normalize {
-        RowValue::InvNorm
-    } else {
-        RowValue::One
-    };
+    let layout = layout(dtype);
+    let kind = row_value(layout, opts.normalize);
     let logit_scale = (std::f64::consts::LOG2_E / opts.tau as f64) as f32;
     let host = backend.with_stream(|stream: &Arc<CudaStream>| {
         let x = operands::pack_host(
@@ -391,6 +412,18 @@ mod tests {
     }
 
     #[test]
+    fn f32_input_is_packed_as_unit_rows() {
+        assert_eq!(layout(Dtype::F32), Layout::F32UnitF16);
+        assert_eq!(layout(Dtype::F16), Layout::F16);
+        assert_eq!(layout(Dtype::Bf16), Layout::Bf16);
+        let unit = Layout::F32UnitF16;
+        assert_eq!(row_value(unit, true), RowValue::One);
+        assert_eq!(row_value(unit, false), RowValue::Norm);
+        assert_eq!(row_value(Layout::F16, true), RowValue::InvNorm);
+        assert_eq!(row_value(Layout::Bf16, false), RowValue::One);
+    }
+
+    #[test]
     fn plans_fit_the_shared_memory_of_an_h100() {
         let h100 = 227 * 1024;
         let p = plan(Dtype::F16, 512, h100).unwrap();
@@ -418,6 +451,7 @@ mod tests {
             }
             assert!(ptx.contains(&format!(".entry laic_rt_pack_{dt}(")));
         }
+        assert!(ptx.contains(".entry laic_rt_pack_f32_unit("));
         assert!(ptx.contains("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16"));
         for dt in DTYPES {
             assert!(ptx.contains(&format!(".entry laic_retrieve_top_{dt}(")));
