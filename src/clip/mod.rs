@@ -26,6 +26,7 @@
 mod config;
 pub(crate) mod layers;
 pub mod preprocess;
+mod resample;
 pub(crate) mod text;
 pub mod tokenizer;
 pub(crate) mod vision;
