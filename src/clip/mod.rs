@@ -24,6 +24,7 @@
 //! with one model at the same time.
 
 mod config;
+mod jpeg;
 pub(crate) mod layers;
 pub mod preprocess;
 mod resample;

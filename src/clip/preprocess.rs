@@ -1,18 +1,17 @@
 //! Image preprocessing of CLIP, as transformers' `CLIPImageProcessor` does it with PIL: decode,
 //! RGB, resize the shortest side to the input size with PIL's bicubic filter (bit-exact: see
-//! [`resample`](super::resample)), centre crop (offsets rounded down), scale to [0, 1],
+//! the `resample` module), centre crop (offsets rounded down), scale to [0, 1],
 //! normalise with CLIP's mean and std, channels first.
 //!
-//! From the same RGB pixels the result is PIL's exactly. PNG and WebP decode exactly as PIL
-//! decodes them; JPEG decoding (zune-jpeg, through the `image` crate) differs from
-//! libjpeg-turbo's by a level or two on a few pixels (IDCT and colour-conversion rounding, and
-//! chroma upsampling), which the resize mostly averages away.
+//! JPEG, PNG and WebP decode to the RGB pixels PIL decodes (JPEG with libjpeg-turbo's
+//! algorithms; CMYK JPEGs excepted, whose conversion PIL does its own way), so the result is
+//! PIL's exactly.
 //!
 //! Only the crop window of the resized image is computed: the resampling of each output pixel
 //! depends only on its own position in the full resized image, so this equals resize-then-crop
 //! and keeps very elongated images cheap.
 
-use super::resample;
+use super::{jpeg, resample};
 use crate::error::{Error, Result};
 use std::path::Path;
 
@@ -124,8 +123,15 @@ pub fn load_rgb8(path: &Path) -> Result<Rgb8Buf> {
     })
 }
 
-/// Decodes an encoded JPEG, PNG or WebP image to RGB.
+/// Decodes an encoded JPEG, PNG or WebP image to RGB. JPEGs decode with libjpeg-turbo's
+/// algorithms, as PIL decodes them (the `jpeg` module); CMYK JPEGs, PNG and WebP with the
+/// `image` crate.
 pub fn decode_rgb8(bytes: &[u8]) -> Result<Rgb8Buf> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF])
+        && let Some(img) = jpeg::decode(bytes)?
+    {
+        return Ok(img);
+    }
     let img = image::load_from_memory(bytes)
         .map_err(|e| Error::Format(format!("cannot decode image: {e}")))?;
     let rgb = img.to_rgb8();
@@ -232,6 +238,19 @@ mod tests {
             load_rgb8(Path::new("/nonexistent/laic.png")),
             Err(Error::Io { .. })
         ));
+    }
+
+    #[test]
+    fn cmyk_jpegs_decode_through_the_image_crate() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/clip/preprocess/cmyk.jpg"
+        );
+        let img = load_rgb8(Path::new(path)).unwrap();
+        assert_eq!(
+            (img.width, img.height, img.data.len()),
+            (16, 12, 16 * 12 * 3)
+        );
     }
 
     #[test]
