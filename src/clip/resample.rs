@@ -175,10 +175,10 @@ fn horizontal(src: &View<'_>, rows: Range<usize>, taps: &Taps) -> Vec<u8> {
     let mut out = vec![0u8; rows.len() * row_len];
     let mut planes = vec![0u8; 3 * n];
     for (y, o) in rows.zip(out.chunks_exact_mut(row_len)) {
-        for (x, px) in src.row(y, &cols).chunks_exact(3).enumerate() {
-            for (c, &v) in px.iter().enumerate() {
-                planes[c * n + x] = v;
-            }
+        let (r, gb) = planes.split_at_mut(n);
+        let (g, b) = gb.split_at_mut(n);
+        for (((px, r), g), b) in src.row(y, &cols).chunks_exact(3).zip(r).zip(g).zip(b) {
+            (*r, *g, *b) = (px[0], px[1], px[2]);
         }
         horizontal_row(&planes, n, cols.start, taps, o);
     }
