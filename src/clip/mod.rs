@@ -24,8 +24,10 @@
 //! with one model at the same time.
 
 mod config;
+mod jpeg;
 pub(crate) mod layers;
 pub mod preprocess;
+mod resample;
 pub(crate) mod text;
 pub mod tokenizer;
 pub(crate) mod vision;

@@ -1,17 +1,18 @@
 //! Image preprocessing of CLIP, as transformers' `CLIPImageProcessor` does it with PIL: decode,
-//! RGB, resize the shortest side to the input size with PIL's bicubic filter (Catmull-Rom,
-//! a = −0.5, support widened when shrinking, two 8-bit passes in Pillow's order), centre crop
-//! (offsets rounded down), scale to [0, 1], normalise with CLIP's mean and std, channels first.
+//! RGB, resize the shortest side to the input size with PIL's bicubic filter (bit-exact: see
+//! the `resample` module), centre crop (offsets rounded down), scale to [0, 1],
+//! normalise with CLIP's mean and std, channels first.
 //!
-//! JPEG decoding (zune-jpeg, through the `image` crate) differs from libjpeg-turbo's by a level
-//! or two on some pixels (chroma upsampling, IDCT rounding); PNG and WebP decode exactly.
+//! JPEG, PNG and WebP decode to the RGB pixels PIL decodes (JPEG with libjpeg-turbo's
+//! algorithms; CMYK JPEGs excepted, whose conversion PIL does its own way), so the result is
+//! PIL's exactly.
 //!
 //! Only the crop window of the resized image is computed: the resampling of each output pixel
 //! depends only on its own position in the full resized image, so this equals resize-then-crop
 //! and keeps very elongated images cheap.
 
+use super::{jpeg, resample};
 use crate::error::{Error, Result};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images};
 use std::path::Path;
 
 /// CLIP's per-channel mean (RGB).
@@ -122,8 +123,15 @@ pub fn load_rgb8(path: &Path) -> Result<Rgb8Buf> {
     })
 }
 
-/// Decodes an encoded JPEG, PNG or WebP image to RGB.
+/// Decodes an encoded JPEG, PNG or WebP image to RGB. JPEGs decode with libjpeg-turbo's
+/// algorithms, as PIL decodes them (the `jpeg` module); CMYK JPEGs, PNG and WebP with the
+/// `image` crate.
 pub fn decode_rgb8(bytes: &[u8]) -> Result<Rgb8Buf> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF])
+        && let Some(img) = jpeg::decode(bytes)?
+    {
+        return Ok(img);
+    }
     let img = image::load_from_memory(bytes)
         .map_err(|e| Error::Format(format!("cannot decode image: {e}")))?;
     let rgb = img.to_rgb8();
@@ -172,124 +180,16 @@ pub fn resize_crop(img: &Rgb8Image<'_>, size: usize) -> Result<Vec<u8>> {
     let (rw, rh) = resized_size(img.width, img.height, size);
     // transformers' center_crop: top = (h − size) // 2, left = (w − size) // 2.
     let (left, top) = ((rw - size) / 2, (rh - size) / 2);
-    let packed: std::borrow::Cow<'_, [u8]> = if img.row_stride == img.width * 3 {
-        std::borrow::Cow::Borrowed(&img.data[..img.width * img.height * 3])
-    } else {
-        std::borrow::Cow::Owned(
-            (0..img.height)
-                .flat_map(|y| &img.data[y * img.row_stride..][..img.width * 3])
-                .copied()
-                .collect(),
-        )
-    };
-    if (rw, rh) == (img.width, img.height) {
-        // PIL returns a copy when the size does not change: no resampling at all.
-        let mut out = Vec::with_capacity(size * size * 3);
-        for y in top..top + size {
-            out.extend_from_slice(&packed[(y * img.width + left) * 3..][..size * 3]);
-        }
-        return Ok(out);
-    }
-    let fail = |e: &dyn std::fmt::Display| Error::Internal(format!("image resize failed: {e}"));
-    let src = images::ImageRef::new(
-        img.width as u32,
-        img.height as u32,
-        &packed,
-        PixelType::U8x3,
-    )
-    .map_err(|e| fail(&e))?;
-    // The crop window in source coordinates: output pixel x of the full resize samples around
-    // (x + 0.5) · width / rw.
-    let (sx, sy) = (img.width as f64 / rw as f64, img.height as f64 / rh as f64);
-    let (x0, y0) = (left as f64 * sx, top as f64 * sy);
-    // Rounding may push the far edge past the image by an ulp: clamp it.
-    let cw = (size as f64 * sx).min(img.width as f64 - x0);
-    let ch = (size as f64 * sy).min(img.height as f64 - y0);
-    let alg = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
-    let mut resizer = Resizer::new();
-    // Two passes, each rounded and clipped to 8 bits, in the order Pillow runs them: vertical
-    // first for images taller than wide, else horizontal first (measured on Pillow 13; one
-    // fast_image_resize call always runs the vertical pass first, and overshoots clip
-    // differently).
-    let mut dst = images::Image::new(size as u32, size as u32, PixelType::U8x3);
-    if img.height > img.width {
-        let mut mid = images::Image::new(img.width as u32, size as u32, PixelType::U8x3);
-        resizer
-            .resize(&src, &mut mid, &alg.crop(0.0, y0, img.width as f64, ch))
-            .map_err(|e| fail(&e))?;
-        resizer
-            .resize(&mid, &mut dst, &alg.crop(x0, 0.0, cw, size as f64))
-            .map_err(|e| fail(&e))?;
-    } else {
-        let mut mid = images::Image::new(size as u32, img.height as u32, PixelType::U8x3);
-        resizer
-            .resize(&src, &mut mid, &alg.crop(x0, 0.0, cw, img.height as f64))
-            .map_err(|e| fail(&e))?;
-        resizer
-            .resize(&mid, &mut dst, &alg.crop(0.0, y0, size as f64, ch))
-            .map_err(|e| fail(&e))?;
-    }
-    Ok(dst.into_vec())
+    Ok(resample::resize_window(
+        img,
+        (rw, rh),
+        (left, top, size, size),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
-
-    /// Resizes to rw × rh in two whole passes (in Pillow's order), then crops.
-    fn full_resize_then_crop(img: &Rgb8Image<'_>, size: usize) -> Vec<u8> {
-        let (rw, rh) = resized_size(img.width, img.height, size);
-        let src = images::ImageRef::new(
-            img.width as u32,
-            img.height as u32,
-            img.data,
-            PixelType::U8x3,
-        )
-        .unwrap();
-        let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
-        let (mw, mh) = if img.height > img.width {
-            (img.width, rh)
-        } else {
-            (rw, img.height)
-        };
-        let mut mid = images::Image::new(mw as u32, mh as u32, PixelType::U8x3);
-        Resizer::new().resize(&src, &mut mid, &opts).unwrap();
-        let mut dst = images::Image::new(rw as u32, rh as u32, PixelType::U8x3);
-        Resizer::new().resize(&mid, &mut dst, &opts).unwrap();
-        let (left, top) = ((rw - size) / 2, (rh - size) / 2);
-        let buf = dst.into_vec();
-        (top..top + size)
-            .flat_map(|y| buf[(y * rw + left) * 3..][..size * 3].to_vec())
-            .collect()
-    }
-
-    #[test]
-    fn cropped_resize_equals_full_resize_then_crop() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        for &(w, h) in &[
-            (301, 227),
-            (227, 301),
-            (640, 480),
-            (100, 37),
-            (31, 500),
-            (224, 300),
-        ] {
-            let data: Vec<u8> = (0..w * h * 3).map(|_| rng.random()).collect();
-            let img = Rgb8Image::packed(&data, w, h).unwrap();
-            let got = resize_crop(&img, 224).unwrap();
-            let want = full_resize_then_crop(&img, 224);
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(&a, &b)| (a as i32 - b as i32).abs())
-                .max()
-                .unwrap();
-            // Crop positions are computed in floating point: on noise, upscaled overshoots may
-            // round and clip a level or two differently.
-            assert!(worst <= 2, "{w}×{h}: worst {worst}");
-        }
-    }
 
     #[test]
     fn odd_shapes_and_strides_work() {
@@ -338,6 +238,19 @@ mod tests {
             load_rgb8(Path::new("/nonexistent/laic.png")),
             Err(Error::Io { .. })
         ));
+    }
+
+    #[test]
+    fn cmyk_jpegs_decode_through_the_image_crate() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/clip/preprocess/cmyk.jpg"
+        );
+        let img = load_rgb8(Path::new(path)).unwrap();
+        assert_eq!(
+            (img.width, img.height, img.data.len()),
+            (16, 12, 16 * 12 * 3)
+        );
     }
 
     #[test]
