@@ -20,7 +20,7 @@
 //   centres past k) into a running (best, index): ascending columns with a strict >, so the
 //   lowest index wins ties, then an index-aware quad reduction at the end, as kmeans.cu.
 // - The winner's distance is recomputed in f32 from the point (shared memory) and the unrounded
-//   f32 centre, 4 rows of a warp at a time: the tensor-core scores only choose the centre.
+//   f32 centre, 8 rows of a warp at a time: the tensor-core scores only choose the centre.
 // - Stage reuse as gradnorm_wgmma.cu: after issuing chunk s a warpgroup waits until only that
 //   group is in flight; the barrier of the next step then frees stage s - 2 for all warpgroups,
 //   which is refilled with chunk s + STAGES - 2.
@@ -228,7 +228,9 @@ __device__ __forceinline__ void assign_body(const AssignParams& p) {
         if (t == 0) best_arg[warp * 16 + g + 8 * i] = arg[i];
     }
     __syncwarp();
-    constexpr int RG = 4;  // rows at a time: RG centre loads in flight per lane
+    // RG rows at a time, the column loop unrolled 4 times: up to 4 RG centre loads (L2) in
+    // flight per lane, so that the phase costs a few L2 round trips per warp, not one per row.
+    constexpr int RG = 8;
     for (int r0 = 0; r0 < 16; r0 += RG) {
         int cidx[RG];
         const float* cr[RG];
@@ -241,7 +243,7 @@ __device__ __forceinline__ void assign_body(const AssignParams& p) {
             cr[rr] = p.centres_f32 + (size_t)(cidx[rr] < p.k ? cidx[rr] : 0) * p.d;
             s[rr] = 0.f;
         }
-#pragma unroll 2
+#pragma unroll 4
         for (int col = lane; col < p.d; col += 32) {
 #pragma unroll
             for (int rr = 0; rr < RG; ++rr) {
