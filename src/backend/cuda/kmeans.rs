@@ -229,17 +229,21 @@ impl KMeansKernels {
                 f(format!("laic_km_{what}_{}", DTYPES[2]))?,
             ])
         };
-        let mut wg_assign: [[Option<CudaFunction>; WG_CONFIGS.len()]; 3] = Default::default();
-        if let Some(m) = wgmma {
+        // The wgmma kernels are optional (and off unless asked for): a module that lacks one
+        // leaves them all out rather than failing the backend.
+        let wg = |m: &Arc<CudaModule>| {
+            let mut k: [[Option<CudaFunction>; WG_CONFIGS.len()]; 3] = Default::default();
             for (di, dt) in DTYPES.iter().enumerate() {
                 for (ci, (groups, name)) in WG_CONFIGS.iter().enumerate() {
                     if wg_stages(DTYPE_OF[di], *groups).is_some() {
-                        wg_assign[di][ci] =
+                        k[di][ci] =
                             Some(m.load_function(&format!("laic_km_wg_assign_{dt}_{name}"))?);
                     }
                 }
             }
-        }
+            Ok::<_, cudarc::driver::DriverError>(k)
+        };
+        let wg_assign = wgmma.and_then(|m| wg(m).ok()).unwrap_or_default();
         Ok(KMeansKernels {
             pack: PackKernels::load(module, "laic_km_pack")?,
             assign: [assign(DTYPES[0])?, assign(DTYPES[1])?, assign(DTYPES[2])?],
