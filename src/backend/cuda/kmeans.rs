@@ -56,7 +56,7 @@ const WG_CONFIGS: [(usize, &str); 2] = [(2, "wg2"), (1, "wg1")];
 const WGMMA_ENV: &str = "LAIC_CUDA_KMEANS_WGMMA";
 
 // Every block's points lie inside the packed rows.
-const _: () = assert!(ROW_MULTIPLE % (64 * WG_CONFIGS[0].0) == 0 && ROW_MULTIPLE % 128 == 0);
+const _: () = assert!(ROW_MULTIPLE.is_multiple_of(64 * WG_CONFIGS[0].0));
 
 /// The centre pipeline depth of the wgmma kernel with `groups` warpgroups for `dtype` points,
 /// or `None` when kmeans_wgmma.cu has no such kernel (f32 points, two planes, only fit one
@@ -806,7 +806,7 @@ mod tests {
         assert_eq!((p.dp, p.bn), (128, 128));
         // Every block shape lies inside the packed rows.
         for (groups, _) in WG_CONFIGS {
-            assert_eq!(ROW_MULTIPLE % (64 * groups), 0);
+            assert!(ROW_MULTIPLE.is_multiple_of(64 * groups));
         }
     }
 
