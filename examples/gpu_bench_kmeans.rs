@@ -9,13 +9,18 @@
 //! `scripts/gpu-check.sh`; PyTorch's times for the same work come from
 //! `scripts/torch_kmeans_anchor.py` in the same call.
 //!
-//! `cargo run --release --example gpu_bench_kmeans -- [--quick]`; without a CUDA device it
-//! prints `SKIPPED` and exits 0 (1 when `LAIC_REQUIRE_CUDA=1`).
+//! `cargo run --release --example gpu_bench_kmeans -- [--quick] [--label NAME] [--kmeans-only]`;
+//! without a CUDA device it prints `SKIPPED` and exits 0 (1 when `LAIC_REQUIRE_CUDA=1`). The
+//! label (default `default`) and the assignment kernel that ran (`assign_kernel`: `wg2`/`wg1`
+//! for the wgmma kernels that `LAIC_CUDA_KMEANS_WGMMA=1` enables, else the mma.sync block
+//! shape) go into each k-means line.
 
 use half::f16;
 use laic::backend::Backend;
 use laic::backend::cpu::CpuBackend;
-use laic::backend::cuda::{last_kmeans_assign_ms, last_kmeans_sums_ms, last_retrieve_kernel_ms};
+use laic::backend::cuda::{
+    last_kmeans_assign_kernel, last_kmeans_assign_ms, last_kmeans_sums_ms, last_retrieve_kernel_ms,
+};
 use laic::kmeans::AssignOut;
 use laic::retrieve::RetrieveOut;
 use laic::{BackendKind, Context, Dtype, Error, MatrixRef, Metric, RetrieveOptions};
@@ -60,7 +65,15 @@ fn json_error(bench: &str, dtype: Dtype, e: &Error) {
     );
 }
 
-fn kmeans_iteration(ctx: &Context, x32: &[f32], n: usize, k: usize, dtype: Dtype, reps: usize) {
+fn kmeans_iteration(
+    ctx: &Context,
+    x32: &[f32],
+    n: usize,
+    k: usize,
+    dtype: Dtype,
+    reps: usize,
+    label: &str,
+) {
     let xh: Vec<f16>;
     let xm = match dtype {
         Dtype::F16 => {
@@ -114,6 +127,7 @@ fn kmeans_iteration(ctx: &Context, x32: &[f32], n: usize, k: usize, dtype: Dtype
         }
     }
     drop(steps);
+    let assign_kernel = last_kmeans_assign_kernel().unwrap_or("none");
     // Accuracy on a sample: the CPU's assignment of the first rows to the same centres.
     let rows = CHECK_ROWS.min(n);
     let mut cl = vec![0u32; rows];
@@ -137,7 +151,7 @@ fn kmeans_iteration(ctx: &Context, x32: &[f32], n: usize, k: usize, dtype: Dtype
     let kernel_ms = median(kernel);
     let tflops = 2.0 * n as f64 * k as f64 * D as f64 / (median(assign.clone()) * 1e-3) / 1e12;
     println!(
-        "{{\"bench\":\"kmeans_iter\",\"dtype\":\"{dtype:?}\",\"n\":{n},\"k\":{k},\"d\":{D},\"kernel_ms\":{kernel_ms:.4},\"assign_ms\":{:.4},\"sums_ms\":{:.4},\"call_ms\":{:.4},\"prepare_ms\":{prepare_ms:.1},\"assign_tflops\":{tflops:.1},\"max_abs_dist_err\":{max_err:.3e},\"assign_mismatch\":{mismatched},\"checked_rows\":{rows}}}",
+        "{{\"bench\":\"kmeans_iter\",\"label\":\"{label}\",\"assign_kernel\":\"{assign_kernel}\",\"dtype\":\"{dtype:?}\",\"n\":{n},\"k\":{k},\"d\":{D},\"kernel_ms\":{kernel_ms:.4},\"assign_ms\":{:.4},\"sums_ms\":{:.4},\"call_ms\":{:.4},\"prepare_ms\":{prepare_ms:.1},\"assign_tflops\":{tflops:.1},\"max_abs_dist_err\":{max_err:.3e},\"assign_mismatch\":{mismatched},\"checked_rows\":{rows}}}",
         median(assign),
         median(upd),
         median(call)
@@ -216,6 +230,12 @@ fn retrieval(ctx: &Context, n: usize, m: usize, reps: usize, seed: u64) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let kmeans_only = args.iter().any(|a| a == "--kmeans-only");
+    let label = args
+        .iter()
+        .position(|a| a == "--label")
+        .and_then(|i| args.get(i + 1))
+        .map_or("default", String::as_str);
     let ctx = match Context::new(BackendKind::Cuda) {
         Ok(c) => c,
         Err(Error::NoDevice(why)) => {
@@ -233,9 +253,12 @@ fn main() {
     };
     let x = random_unit_rows(seed, n, D);
     for dtype in [Dtype::F16, Dtype::F32] {
-        kmeans_iteration(&ctx, &x, n, k, dtype, 5);
+        kmeans_iteration(&ctx, &x, n, k, dtype, 5, label);
     }
     drop(x);
+    if kmeans_only {
+        return;
+    }
     let (n, m) = if quick {
         (4096, 10_000)
     } else {

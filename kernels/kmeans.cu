@@ -15,6 +15,7 @@
 // Products per mma step: f16 points x f16 centres (1); bf16 points x (hi + lo) centres (2);
 // f32 points (hi + lo) x (hi + lo) centres without lo*lo (3).
 
+#include "kmeans_params.cuh"
 #include "operands.cuh"
 
 namespace laic {
@@ -26,24 +27,6 @@ constexpr int STAGES = 3;           // cp.async pipeline depth
 constexpr int PAD = 8;              // operand elements of padding per shared row (16 bytes)
 constexpr int BSTRIDE = BK + PAD;   // shared row stride of a centre chunk
 constexpr int DIST_CENTRES = 16;    // centres per distances launch
-
-// Mirrored by `AssignParams` in src/backend/cuda/kmeans.rs.
-struct AssignParams {
-    const void* points;           // XPL planes of np x dp operands (packed)
-    const void* centres;          // CPL planes of kp x dp operands (packed)
-    const float* bias;            // kp: ||c||^2 / 2 (Euclidean) or 0 (spherical)
-    const float* centres_f32;     // k x d, contiguous: the unrounded centres
-    unsigned* labels;             // n
-    float* dist;                  // n
-    unsigned long long n;
-    unsigned long long np;        // packed rows (a multiple of every block's BM)
-    int k;
-    int kp;                       // multiple of BN
-    int d;
-    int dp;                       // multiple of BK
-    int spherical;
-    int reserved;
-};
 
 template <typename TM, int XPL, int CPL, int WM, int WARPS>
 __device__ __forceinline__ void assign_body(const AssignParams& p) {

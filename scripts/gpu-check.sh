@@ -25,22 +25,33 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
   tee "${OUT}/tests.txt"
 
 # 1. GPU tests (parity with the CPU on awkward sizes, device-pointer path, errors), with the
-#    default kernels and again with each alternative GradNorm kernel forced.
+#    default kernels, again with each alternative GradNorm kernel forced, and cuda_kmeans again
+#    with the wgmma k-means assignment enabled (kmwg: LAIC_CUDA_KMEANS_WGMMA=1; its assignment
+#    test then checks both kernels against the CPU).
 for t in gpu-bin/tests/*; do
   name="$(basename "${t}")"
-  for cfg in default wg2d 32x4; do
-    [[ "${name}" != cuda && "${cfg}" != default ]] && continue
-    if [[ "${cfg}" == default ]]; then unset LAIC_CUDA_GRADNORM_CONFIG; else export LAIC_CUDA_GRADNORM_CONFIG="${cfg}"; fi
+  for cfg in default wg2d 32x4 kmwg; do
+    case "${cfg}" in
+      default) ;;
+      kmwg) [[ "${name}" == cuda_kmeans ]] || continue ;;
+      *) [[ "${name}" == cuda ]] || continue ;;
+    esac
+    unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA
+    case "${cfg}" in
+      default) ;;
+      kmwg) export LAIC_CUDA_KMEANS_WGMMA=1 ;;
+      *) export LAIC_CUDA_GRADNORM_CONFIG="${cfg}" ;;
+    esac
     log="$(mktemp)"
     timeout 150 "${t}" --test-threads=1 --nocapture >"${log}" 2>&1
     rc=$?
     { echo "=== ${name} [${cfg}] rc=${rc}"; cat "${log}"; } >>"${OUT}/tests.log"
     summary="$(grep -E '^test result:' "${log}" | tail -n 1)"
     echo "${name} [${cfg}]: rc=${rc} ${summary}" | tee -a "${OUT}/tests.txt"
-    grep -E 'max relative error|max abs|panicked|FAILED|SKIPPED|mismatch|NMI|objective' "${log}" | tail -n 40
+    grep -E 'max relative error|max abs|panicked|FAILED|SKIPPED|mismatch|NMI|objective|wgmma kernel' "${log}" | tail -n 40
   done
 done
-unset LAIC_CUDA_GRADNORM_CONFIG
+unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA
 
 # 2. The kernel at the issue's sizes, with the default block shape and two others.
 : >"${OUT}/bench.jsonl"
@@ -55,9 +66,13 @@ for cfg in default wg2d 32x4; do
 done
 unset LAIC_CUDA_GRADNORM_CONFIG
 
-# 2b. k-means iteration and retrieval at issue 8's sizes.
+# 2b. k-means iteration and retrieval at issue 8's sizes; then the k-means iteration again with
+#     the wgmma assignment kernel (kernels/kmeans_wgmma.cu, LAIC_CUDA_KMEANS_WGMMA=1).
 timeout 90 gpu-bin/gpu_bench_kmeans ${QUICK} >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" ||
   echo "gpu_bench_kmeans: rc=$?" | tee -a "${OUT}/bench.err"
+LAIC_CUDA_KMEANS_WGMMA=1 timeout 90 gpu-bin/gpu_bench_kmeans ${QUICK} --label wgmma --kmeans-only \
+  >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" ||
+  echo "gpu_bench_kmeans wgmma: rc=$?" | tee -a "${OUT}/bench.err"
 
 # 3. PyTorch eager and torch.compile on the same card, in the same call.
 timeout 150 python3 scripts/torch_gradnorm_anchor.py ${QUICK} >"${OUT}/torch.jsonl" 2>"${OUT}/torch.err" ||

@@ -86,8 +86,11 @@ for b in all_bench:
         if km
         else f"{b['max_rel_err']:.1e}"
     )
+    work = b["bench"]
+    if km and "assign_kernel" in b:
+        work += f" [{b.get('label', '')}: {b['assign_kernel']}]"
     print(
-        f"| {b['bench']} | {b['dtype']} | {b['n']} | {second} | {b['d']} | {b['kernel_ms']:.3f} | {parts} | "
+        f"| {work} | {b['dtype']} | {b['n']} | {second} | {b['d']} | {b['kernel_ms']:.3f} | {parts} | "
         f"{b['call_ms']:.2f} | {tf} | {eager if eager else '-'} | {ratio} | {err} |"
     )
 if not rows:

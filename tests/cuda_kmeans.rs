@@ -3,6 +3,10 @@
 //! the tiles; K = 1; D ∈ {64, 512, 768}), whole k-means runs from the same seeds, retrieval,
 //! and the pipeline on the bundled Oxford-IIIT Pets features.
 //!
+//! With `LAIC_CUDA_KMEANS_WGMMA=1` the assignment parity test runs twice, with the mma.sync
+//! kernel and with the wgmma kernel (H100/H200; kernels/kmeans_wgmma.cu), and every other test
+//! uses the wgmma kernel.
+//!
 //! Runs where a CUDA device is usable; elsewhere each test prints "SKIPPED: no CUDA device"
 //! and returns, or fails when `LAIC_REQUIRE_CUDA=1` (set by `scripts/gpu-check.sh`). Every
 //! test prints its largest error and, on failure, the first mismatch, so that one run's log
@@ -11,6 +15,7 @@
 use half::{bf16, f16};
 use laic::backend::Backend;
 use laic::backend::cpu::CpuBackend;
+use laic::backend::cuda::{last_kmeans_assign_kernel, set_kmeans_wgmma_disabled};
 use laic::kmeans::AssignOut;
 use laic::retrieve::RetrieveOut;
 use laic::{
@@ -129,8 +134,36 @@ fn assignment_matches_the_cpu_on_awkward_sizes() {
         return;
     };
     let mut rng = rng("assignment");
+    if std::env::var("LAIC_CUDA_KMEANS_WGMMA").as_deref() != Ok("1") {
+        assignment_parity(&ctx, &mut rng, "default");
+        return;
+    }
+    set_kmeans_wgmma_disabled(true);
+    let mma = assignment_parity(&ctx, &mut rng, "mma.sync");
+    set_kmeans_wgmma_disabled(false);
+    let wg = assignment_parity(&ctx, &mut rng, "wgmma");
+    assert_eq!(mma, 0, "the mma.sync pass ran a wgmma kernel");
+    let device = ctx.backend().as_cuda().map(|c| c.device_name().to_string());
+    let hopper = device
+        .as_deref()
+        .is_some_and(|n| n.contains("H100") || n.contains("H200"));
+    report(&format!(
+        "assign: the wgmma pass ran a wgmma kernel in {wg} cases ({device:?})"
+    ));
+    if hopper {
+        assert!(
+            wg > 0,
+            "LAIC_CUDA_KMEANS_WGMMA=1 on {device:?} but no wgmma kernel ran"
+        );
+    }
+}
+
+/// The assignment of every case against the CPU's; returns how many cases ran a wgmma kernel.
+fn assignment_parity(ctx: &Context, rng: &mut StdRng, pass: &str) -> usize {
+    let rng = &mut *rng;
     let gpu = ctx.backend();
     let cpu = CpuBackend;
+    let mut wgmma_cases = 0;
     // (N, K, D): nothing a multiple of the 128-row / 64-centre / 64-column tiles, K = 1,
     // K crossing several centre tiles, D ∈ {64, 512, 768} and odd widths.
     let cases = [
@@ -144,8 +177,8 @@ fn assignment_matches_the_cpu_on_awkward_sizes() {
         for metric in [Metric::Euclidean, Metric::Spherical] {
             for dtype in DTYPES {
                 // Points around the centres, so that labels are meaningful but not trivial.
-                let mut c = normal_rows(&mut rng, k, d, 1.0);
-                let mut x = normal_rows(&mut rng, n, d, 0.6);
+                let mut c = normal_rows(rng, k, d, 1.0);
+                let mut x = normal_rows(rng, n, d, 0.6);
                 for i in 0..n {
                     let j = rng.random_range(0..k);
                     for t in 0..d {
@@ -171,6 +204,8 @@ fn assignment_matches_the_cpu_on_awkward_sizes() {
                     },
                 )
                 .unwrap();
+                let kernel = last_kmeans_assign_kernel().unwrap_or("none");
+                wgmma_cases += kernel.starts_with("wg") as usize;
                 let mut cl = vec![0u32; n];
                 let mut cd = vec![0f32; n];
                 cpu.kmeans_assign(
@@ -217,21 +252,22 @@ fn assignment_matches_the_cpu_on_awkward_sizes() {
                     }
                 }
                 report(&format!(
-                    "assign {dtype:?} {metric:?} n={n} k={k} d={d}: max relative distance error {max_err:.2e}, label mismatches beyond ties {mismatches}"
+                    "assign [{pass}: {kernel}] {dtype:?} {metric:?} n={n} k={k} d={d}: max relative distance error {max_err:.2e}, label mismatches beyond ties {mismatches}"
                 ));
                 assert_eq!(
                     mismatches,
                     0,
-                    "{dtype:?} {metric:?} n={n} k={k} d={d}: first {}",
+                    "[{pass}: {kernel}] {dtype:?} {metric:?} n={n} k={k} d={d}: first {}",
                     first.unwrap_or_default()
                 );
                 assert!(
                     max_err < 1e-4,
-                    "{dtype:?} {metric:?} n={n} k={k} d={d}: distance error {max_err:e}"
+                    "[{pass}: {kernel}] {dtype:?} {metric:?} n={n} k={k} d={d}: distance error {max_err:e}"
                 );
             }
         }
     }
+    wgmma_cases
 }
 
 #[test]

@@ -62,6 +62,18 @@ pub(crate) const GRADNORM_WGMMA_SM90A: Option<&[u8]> = Some(include_bytes!(conca
 #[cfg(not(laic_cuda_kernels))]
 pub(crate) const GRADNORM_WGMMA_SM90A: Option<&[u8]> = None;
 
+/// `kernels/kmeans_wgmma.cu` assembled for sm_90a: the Hopper (wgmma) k-means assignment
+/// kernels. No PTX is embedded for it: sm_90a code runs on compute capability 9.0 only.
+#[cfg(laic_cuda_kernels)]
+pub(crate) const KMEANS_WGMMA_SM90A: Option<&[u8]> = Some(include_bytes!(concat!(
+    env!("OUT_DIR"),
+    "/kmeans_wgmma.sm_90.cubin"
+)));
+
+/// `kernels/kmeans_wgmma.cu` assembled for sm_90a.
+#[cfg(not(laic_cuda_kernels))]
+pub(crate) const KMEANS_WGMMA_SM90A: Option<&[u8]> = None;
+
 /// Whether this build of the library carries compiled CUDA kernels.
 pub fn kernels_built() -> bool {
     GRADNORM_PTX.is_some()

@@ -8,6 +8,10 @@
 //! host already holds the labels, and its counting sort is O(N)) and the K×D f64 sums come
 //! back. The centre update, empty-cluster repair and k-means++ bookkeeping stay on the host
 //! (`src/kmeans.rs`), so the GPU and the CPU run the same algorithm from the same seeds.
+//!
+//! The assignment runs `laic_km_assign_*` (kmeans.cu, mma.sync, any sm_80+ device) or, on
+//! compute capability 9.0 and only when `LAIC_CUDA_KMEANS_WGMMA=1` is set (it has not yet run on
+//! a GPU), `laic_km_wg_assign_*` (kmeans_wgmma.cu, wgmma): same parameters, same results.
 
 use super::operands::{self, Layout, PackKernels, Packed, RowValue};
 use super::{CudaBackend, cuda_error};
@@ -19,6 +23,7 @@ use cudarc::driver::{
     CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
     LaunchConfig, PushKernelArg, sys,
 };
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -41,6 +46,54 @@ const ROW_MULTIPLE: usize = 128;
 
 /// Block shapes of the assignment kernel: (rows per warp, warps, name suffix), tried in order.
 const CONFIGS: [(usize, usize, &str); 3] = [(32, 4, "32x4"), (16, 4, "16x4"), (16, 2, "16x2")];
+
+/// Centres per tile of the wgmma kernels (`wg::km::BN` in kmeans_wgmma.cu).
+const WG_BN: usize = 128;
+/// Block shapes of the wgmma assignment kernels: (warpgroups of 64 points, name suffix), tried
+/// in order.
+const WG_CONFIGS: [(usize, &str); 2] = [(2, "wg2"), (1, "wg1")];
+/// The environment variable that enables the wgmma assignment kernels.
+const WGMMA_ENV: &str = "LAIC_CUDA_KMEANS_WGMMA";
+
+// Every block's points lie inside the packed rows.
+const _: () = assert!(ROW_MULTIPLE.is_multiple_of(64 * WG_CONFIGS[0].0));
+
+/// The centre pipeline depth of the wgmma kernel with `groups` warpgroups for `dtype` points,
+/// or `None` when kmeans_wgmma.cu has no such kernel (f32 points, two planes, only fit one
+/// warpgroup; bf16 with two warpgroups fits 3 stages of hi + lo centres).
+fn wg_stages(dtype: Dtype, groups: usize) -> Option<usize> {
+    match (dtype, groups) {
+        (Dtype::F16, 1 | 2) | (Dtype::Bf16, 1) => Some(4),
+        (Dtype::Bf16, 2) | (Dtype::F32, 1) => Some(3),
+        _ => None,
+    }
+}
+
+thread_local! {
+    /// Set by [`set_kmeans_wgmma_disabled`].
+    static WGMMA_DISABLED: Cell<bool> = const { Cell::new(false) };
+    /// Set by each assignment launch; read by [`last_kmeans_assign_kernel`].
+    static LAST_ASSIGN_KERNEL: Cell<Option<&'static str>> = const { Cell::new(None) };
+}
+
+/// Keeps (`true`) k-means calls started on this thread on the mma.sync assignment kernel even
+/// when `LAIC_CUDA_KMEANS_WGMMA=1` enables the wgmma one; `false` restores the default. For
+/// tests and benchmarks that compare the two kernels in one process.
+pub fn set_kmeans_wgmma_disabled(disabled: bool) {
+    WGMMA_DISABLED.with(|c| c.set(disabled));
+}
+
+/// The block shape of the most recent CUDA k-means assignment launched on this thread
+/// (`"wg2"`, `"wg1"`: the wgmma kernels; `"32x4"`, `"16x4"`, `"16x2"`: mma.sync), or `None`
+/// before the first. For tests and benchmarks.
+pub fn last_kmeans_assign_kernel() -> Option<&'static str> {
+    LAST_ASSIGN_KERNEL.with(Cell::get)
+}
+
+/// Whether k-means calls started on this thread may use the wgmma assignment kernels.
+fn wgmma_requested() -> bool {
+    std::env::var(WGMMA_ENV).as_deref() == Ok("1") && !WGMMA_DISABLED.with(Cell::get)
+}
 
 /// Device time of the last assignment kernel, f32 bits (NaN: none yet).
 static LAST_ASSIGN_MS: AtomicU32 = AtomicU32::new(0x7fc0_0000);
@@ -133,16 +186,19 @@ unsafe impl DeviceRepr for SumsParams {}
 // SAFETY: as above.
 unsafe impl DeviceRepr for ReduceParams {}
 
-/// The kernels of kmeans.cu; per-dtype arrays are indexed f32, f16, bf16.
+/// The kernels of kmeans.cu and kmeans_wgmma.cu; per-dtype arrays are indexed f32, f16, bf16.
 pub(super) struct KMeansKernels {
     pub(super) pack: PackKernels,
     assign: [[CudaFunction; 3]; 3],
+    /// By `WG_CONFIGS`; `None`: no such kernel, or the wgmma module is not loaded.
+    wg_assign: [[Option<CudaFunction>; WG_CONFIGS.len()]; 3],
     distances: [CudaFunction; 3],
     sums: [CudaFunction; 3],
     reduce: CudaFunction,
 }
 
 const DTYPES: [&str; 3] = ["f32", "f16", "bf16"];
+const DTYPE_OF: [Dtype; 3] = [Dtype::F32, Dtype::F16, Dtype::Bf16];
 
 fn dtype_index(d: Dtype) -> usize {
     match d {
@@ -153,8 +209,10 @@ fn dtype_index(d: Dtype) -> usize {
 }
 
 impl KMeansKernels {
+    /// The kernels of `module` (kmeans.cu) and, when given, `wgmma` (kmeans_wgmma.cu).
     pub(super) fn load(
         module: &Arc<CudaModule>,
+        wgmma: Option<&Arc<CudaModule>>,
     ) -> std::result::Result<Self, cudarc::driver::DriverError> {
         let f = |name: String| module.load_function(&name);
         let assign = |dt: &str| -> std::result::Result<[CudaFunction; 3], _> {
@@ -171,9 +229,25 @@ impl KMeansKernels {
                 f(format!("laic_km_{what}_{}", DTYPES[2]))?,
             ])
         };
+        // The wgmma kernels are optional (and off unless asked for): a module that lacks one
+        // leaves them all out rather than failing the backend.
+        let wg = |m: &Arc<CudaModule>| {
+            let mut k: [[Option<CudaFunction>; WG_CONFIGS.len()]; 3] = Default::default();
+            for (di, dt) in DTYPES.iter().enumerate() {
+                for (ci, (groups, name)) in WG_CONFIGS.iter().enumerate() {
+                    if wg_stages(DTYPE_OF[di], *groups).is_some() {
+                        k[di][ci] =
+                            Some(m.load_function(&format!("laic_km_wg_assign_{dt}_{name}"))?);
+                    }
+                }
+            }
+            Ok::<_, cudarc::driver::DriverError>(k)
+        };
+        let wg_assign = wgmma.and_then(|m| wg(m).ok()).unwrap_or_default();
         Ok(KMeansKernels {
             pack: PackKernels::load(module, "laic_km_pack")?,
             assign: [assign(DTYPES[0])?, assign(DTYPES[1])?, assign(DTYPES[2])?],
+            wg_assign,
             distances: each("distances")?,
             sums: each("sums")?,
             reduce: f("laic_km_sums_reduce".into())?,
@@ -190,19 +264,76 @@ fn centre_layout(dtype: Dtype) -> Layout {
     }
 }
 
-/// How the assignment runs: block shape and shared memory.
+/// Which assignment kernel a plan launches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AssignKernel {
+    /// kmeans.cu (mma.sync), index into `CONFIGS`.
+    Mma(usize),
+    /// kmeans_wgmma.cu (wgmma, sm_90a), index into `WG_CONFIGS`.
+    Wg(usize),
+}
+
+/// How the assignment runs: kernel, block shape and shared memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Plan {
-    config: usize,
+    kernel: AssignKernel,
     bm: usize,
     threads: u32,
     smem: usize,
     dp: usize,
+    /// The packed centres are padded to a multiple of this many rows (the kernel's tile).
+    bn: usize,
+}
+
+impl Plan {
+    /// The block shape's name (as [`last_kmeans_assign_kernel`] reports it).
+    fn name(&self) -> &'static str {
+        match self.kernel {
+            AssignKernel::Mma(c) => CONFIGS[c].2,
+            AssignKernel::Wg(c) => WG_CONFIGS[c].1,
+        }
+    }
 }
 
 /// Shared memory of a block: the resident points, the centre pipeline, the winners.
 fn smem_bytes(bm: usize, dp: usize, xpl: usize, cpl: usize) -> usize {
     xpl * bm * (dp + PAD) * 2 + STAGES * cpl * BN * (BK + PAD) * 2 + bm * 4
+}
+
+/// Shared memory of a wgmma block: 1024 bytes of slack for aligning the swizzled tiles, the
+/// resident points, `stages` chunks of 128 centres x 64 columns per plane, the winners.
+fn wg_smem_bytes(bm: usize, dp: usize, xpl: usize, cpl: usize, stages: usize) -> usize {
+    1024 + xpl * bm * dp * 2 + stages * cpl * WG_BN * BK * 2 + bm * 4
+}
+
+/// The first wgmma block shape among the `available` ones (by `WG_CONFIGS`) whose shared memory
+/// fits, or `None`.
+fn wg_plan(
+    dtype: Dtype,
+    d: usize,
+    max_smem: usize,
+    available: &[bool; WG_CONFIGS.len()],
+) -> Option<Plan> {
+    let dp = operands::round_up(d, BK);
+    let xpl = Layout::of(dtype).planes();
+    let cpl = centre_layout(dtype).planes();
+    WG_CONFIGS
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| available[i])
+        .filter_map(|(i, &(groups, _))| {
+            let stages = wg_stages(dtype, groups)?;
+            let bm = 64 * groups;
+            Some(Plan {
+                kernel: AssignKernel::Wg(i),
+                bm,
+                threads: (128 * groups) as u32,
+                smem: wg_smem_bytes(bm, dp, xpl, cpl, stages),
+                dp,
+                bn: WG_BN,
+            })
+        })
+        .find(|p| p.smem <= max_smem)
 }
 
 /// The first block shape whose shared memory fits, or an error naming the limit (the caller
@@ -214,11 +345,12 @@ pub(super) fn plan(dtype: Dtype, d: usize, max_smem: usize) -> Result<Plan> {
     let make = |config: usize| {
         let (wm, warps, _) = CONFIGS[config];
         Plan {
-            config,
+            kernel: AssignKernel::Mma(config),
             bm: wm * warps,
             threads: (warps * 32) as u32,
             smem: smem_bytes(wm * warps, dp, xpl, cpl),
             dp,
+            bn: BN,
         }
     };
     (0..CONFIGS.len())
@@ -261,11 +393,25 @@ fn sync(stream: &Arc<CudaStream>, what: &str) -> Result<()> {
     stream.synchronize().map_err(|e| cuda_error(what, e))
 }
 
+impl KMeansKernels {
+    /// The assignment plan for `d` columns of `dtype`: a wgmma kernel when one is loaded, fits,
+    /// and `LAIC_CUDA_KMEANS_WGMMA=1` asks for it (see [`set_kmeans_wgmma_disabled`]), else
+    /// the mma.sync kernel of [`plan`].
+    fn choose(&self, dtype: Dtype, d: usize, max_smem: usize) -> Result<Plan> {
+        let row = &self.wg_assign[dtype_index(dtype)];
+        let available: [bool; WG_CONFIGS.len()] = std::array::from_fn(|i| row[i].is_some());
+        match wg_plan(dtype, d, max_smem, &available).filter(|_| wgmma_requested()) {
+            Some(p) => Ok(p),
+            None => plan(dtype, d, max_smem),
+        }
+    }
+}
+
 impl<'a> CudaKMeans<'a> {
     /// Uploads and packs the rows of `x` (validated, finite).
     pub(super) fn new(backend: &'a CudaBackend, x: &MatrixRef<'_>) -> Result<Self> {
         let (n, d, dtype) = (x.rows(), x.cols(), x.dtype());
-        let plan = plan(dtype, d, backend.max_smem)?;
+        let plan = backend.kmeans.choose(dtype, d, backend.max_smem)?;
         backend.with_stream(|stream| {
             let points = operands::pack_host(
                 stream,
@@ -322,7 +468,7 @@ impl KMeansSteps for CudaKMeans<'_> {
                 k,
                 d,
                 centre_layout(self.dtype),
-                BN,
+                plan.bn,
                 BK,
                 RowValue::HalfSqNorm,
                 if spherical { 0.0 } else { 1.0 },
@@ -352,7 +498,12 @@ impl KMeansSteps for CudaKMeans<'_> {
                 spherical: spherical as i32,
                 reserved: 0,
             };
-            let f = &kernels.assign[dti][plan.config];
+            let f = match plan.kernel {
+                AssignKernel::Mma(c) => &kernels.assign[dti][c],
+                AssignKernel::Wg(c) => kernels.wg_assign[dti][c]
+                    .as_ref()
+                    .ok_or_else(|| Error::Cuda("the wgmma k-means kernel is not loaded".into()))?,
+            };
             f.set_attribute(
                 sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                 plan.smem as i32,
@@ -364,10 +515,11 @@ impl KMeansSteps for CudaKMeans<'_> {
                 shared_mem_bytes: plan.smem as u32,
             };
             let start = event(stream)?;
-            // SAFETY: the parameters match the kernel's struct: the points are packed to
-            // np = a multiple of every block's rows and plan.dp columns, the centres to kp rows
-            // (multiple of BN) and dp columns with kp biases, `dev_c` holds k × d f32, and the
-            // label and distance buffers hold n elements; the grid covers np / bm blocks.
+            // SAFETY: the parameters match the kernel's struct (both kernels take kmeans_params.cuh's
+            // AssignParams): the points are packed to np = a multiple of every block's rows and
+            // plan.dp columns, the centres to kp rows (multiple of the kernel's tile, plan.bn)
+            // and dp columns with kp biases, `dev_c` holds k × d f32, and the label and distance
+            // buffers hold n elements; the grid covers np / bm blocks.
             unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
                 .map_err(|e| cuda_error("launching the k-means assignment kernel", e))?;
             let end = event(stream)?;
@@ -379,6 +531,7 @@ impl KMeansSteps for CudaKMeans<'_> {
                 .map_err(|e| cuda_error("copying the distances back", e))?;
             sync(stream, "the k-means assignment kernel failed")?;
             store_ms(&LAST_ASSIGN_MS, &start, &end);
+            LAST_ASSIGN_KERNEL.with(|c| c.set(Some(plan.name())));
             Ok((labels, dist))
         })?;
         out.labels[..n].copy_from_slice(&labels_host);
@@ -573,7 +726,7 @@ mod tests {
     fn plans_fit_the_shared_memory_of_an_h100() {
         let h100 = 227 * 1024;
         let p = plan(Dtype::F16, 512, h100).unwrap();
-        assert_eq!((p.bm, p.dp), (128, 512));
+        assert_eq!((p.name(), p.bm, p.dp, p.bn), ("32x4", 128, 512, 64));
         let p = plan(Dtype::F32, 512, h100).unwrap();
         assert_eq!(p.bm, 64);
         assert!(p.smem <= h100);
@@ -601,5 +754,76 @@ mod tests {
         }
         assert!(ptx.contains(".entry laic_km_pack_f32_as_f16("));
         assert!(ptx.contains(".entry laic_km_sums_reduce("));
+        // The sm_90a cubin of kmeans_wgmma.cu: exactly the kernels `load` asks for.
+        let cubin = super::super::kernels::KMEANS_WGMMA_SM90A.expect("built with the PTX");
+        let has = |name: &str| cubin.windows(name.len()).any(|w| w == name.as_bytes());
+        for (di, dt) in DTYPES.iter().enumerate() {
+            for (groups, cfg) in WG_CONFIGS {
+                let name = format!("laic_km_wg_assign_{dt}_{cfg}\0");
+                assert_eq!(
+                    has(&name),
+                    wg_stages(DTYPE_OF[di], groups).is_some(),
+                    "{name}"
+                );
+            }
+        }
+        assert!(has(".nv.info.laic_km_wg_assign_f16_wg2"));
+    }
+
+    #[test]
+    fn wgmma_plans_fit_the_shared_memory_of_an_h100() {
+        let h100 = 227 * 1024;
+        let all = [true; WG_CONFIGS.len()];
+        let name = |p: Option<Plan>| p.map(|p| p.name());
+        let p = wg_plan(Dtype::F16, 512, h100, &all).unwrap();
+        assert_eq!(
+            (p.name(), p.bm, p.threads, p.bn, p.dp),
+            ("wg2", 128, 256, 128, 512)
+        );
+        // 1 KB slack, 128 KB of points, 4 stages of 16 KB, 512 B of winners.
+        assert_eq!(p.smem, 1024 + 131_072 + 65_536 + 512);
+        // bf16: hi + lo centres, 3 stages to fit two warpgroups at D = 512.
+        let p = wg_plan(Dtype::Bf16, 512, h100, &all).unwrap();
+        assert_eq!((p.name(), p.smem), ("wg2", 1024 + 131_072 + 98_304 + 512));
+        assert!(p.smem <= h100);
+        // f32: two point planes, one warpgroup.
+        let p = wg_plan(Dtype::F32, 512, h100, &all).unwrap();
+        assert_eq!((p.name(), p.bm, p.threads), ("wg1", 64, 128));
+        assert!(p.smem <= h100, "{p:?}");
+        assert_eq!(name(wg_plan(Dtype::F16, 768, h100, &all)), Some("wg1"));
+        assert_eq!(name(wg_plan(Dtype::Bf16, 768, h100, &all)), Some("wg1"));
+        assert_eq!(name(wg_plan(Dtype::F16, 1024, h100, &all)), Some("wg1"));
+        // Too wide for shared memory, or no kernel loaded: the mma.sync kernel's plan.
+        assert_eq!(name(wg_plan(Dtype::F16, 2048, h100, &all)), None);
+        assert_eq!(name(wg_plan(Dtype::F32, 768, h100, &all)), None);
+        assert_eq!(
+            name(wg_plan(Dtype::F16, 512, h100, &[false, true])),
+            Some("wg1")
+        );
+        assert_eq!(name(wg_plan(Dtype::F16, 512, h100, &[false; 2])), None);
+        // Odd widths pad up to the chunk; the centre tile is the wgmma n.
+        let p = wg_plan(Dtype::Bf16, 100, h100, &all).unwrap();
+        assert_eq!((p.dp, p.bn), (128, 128));
+        // Every block shape lies inside the packed rows.
+        for (groups, _) in WG_CONFIGS {
+            assert!(ROW_MULTIPLE.is_multiple_of(64 * groups));
+        }
+    }
+
+    #[test]
+    fn the_wgmma_kernel_is_used_only_when_asked_for() {
+        // The environment variable is not set in `cargo test` (CI); a thread-local switch can
+        // still turn the kernel off.
+        if std::env::var(WGMMA_ENV).as_deref() != Ok("1") {
+            assert!(!wgmma_requested());
+        }
+        set_kmeans_wgmma_disabled(true);
+        assert!(!wgmma_requested());
+        set_kmeans_wgmma_disabled(false);
+        assert_eq!(
+            wgmma_requested(),
+            std::env::var(WGMMA_ENV).as_deref() == Ok("1")
+        );
+        assert_eq!(last_kmeans_assign_kernel(), None);
     }
 }

@@ -19,7 +19,10 @@ mod retrieve;
 pub use clip::last_clip_encode_ms;
 pub use gradnorm::{last_gradnorm_config, last_gradnorm_kernel_ms};
 pub use kernels::kernels_built;
-pub use kmeans::{last_kmeans_assign_ms, last_kmeans_sums_ms};
+pub use kmeans::{
+    last_kmeans_assign_kernel, last_kmeans_assign_ms, last_kmeans_sums_ms,
+    set_kmeans_wgmma_disabled,
+};
 pub use retrieve::last_retrieve_kernel_ms;
 
 use super::cpu::CpuBackend;
@@ -147,8 +150,18 @@ impl CudaBackend {
         let (Some(km_ptx), Some(rt_ptx)) = (kernels::KMEANS_PTX, kernels::RETRIEVE_PTX) else {
             return Err(Error::NoDevice("this build of laic lacks kernels".into()));
         };
-        let kmeans = kmeans::KMeansKernels::load(&module(km_ptx, kernels::KMEANS_SM90, "kmeans")?)
-            .map_err(missing)?;
+        // The wgmma assignment kernels (H100/H200 only), used when LAIC_CUDA_KMEANS_WGMMA=1.
+        let km_wgmma = kernels::KMEANS_WGMMA_SM90A
+            .filter(|_| cc == (9, 0))
+            .and_then(|bin| {
+                ctx.load_module(cudarc::nvrtc::Ptx::from_binary(bin.to_vec()))
+                    .ok()
+            });
+        let kmeans = kmeans::KMeansKernels::load(
+            &module(km_ptx, kernels::KMEANS_SM90, "kmeans")?,
+            km_wgmma.as_ref(),
+        )
+        .map_err(missing)?;
         let retrieve =
             retrieve::RetrieveKernels::load(&module(rt_ptx, kernels::RETRIEVE_SM90, "retrieve")?)
                 .map_err(missing)?;
