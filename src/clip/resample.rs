@@ -17,7 +17,6 @@
 //! resize.
 
 use super::preprocess::Rgb8Image;
-use crate::backend::cpu::vecmath::simd_dispatch;
 use std::ops::Range;
 
 /// Fractional bits of the fixed-point weights (Pillow's `PRECISION_BITS`, `32 − 8 − 2`).
@@ -41,9 +40,11 @@ fn bicubic(x: f64) -> f64 {
 struct Taps {
     /// Per output sample: the first input sample it reads and how many it reads.
     spans: Vec<(usize, usize)>,
-    /// Per output sample, `stride` weights, of which the first `spans[i].1` are used.
+    /// Per output sample, `stride` weights, of which the first `spans[i].1` are used; the
+    /// rest are 0.
     weights: Vec<i32>,
-    /// Weights reserved per output sample.
+    /// Weights reserved per output sample: even, and more than any span, so that every span
+    /// rounded up to an even count stays within its own sample's weights.
     stride: usize,
 }
 
@@ -55,7 +56,8 @@ impl Taps {
         let scale = in_size as f64 / out_size as f64;
         let filter_scale = scale.max(1.0);
         let support = 2.0 * filter_scale;
-        let stride = support.ceil() as usize * 2 + 1;
+        // Pillow reserves `2 · ⌈support⌉ + 1`; one more keeps the stride even.
+        let stride = support.ceil() as usize * 2 + 2;
         let inv = 1.0 / filter_scale;
         let mut spans = Vec::with_capacity(count);
         let mut weights = vec![0i32; count * stride];
@@ -92,6 +94,15 @@ impl Taps {
         (lo, &self.weights[i * self.stride..][..n])
     }
 
+    /// As [`Taps::of`], with the weights padded by a 0 to an even count.
+    fn of_even(&self, i: usize) -> (usize, &[i32]) {
+        let (lo, n) = self.spans[i];
+        (
+            lo,
+            &self.weights[i * self.stride..][..n.next_multiple_of(2)],
+        )
+    }
+
     /// The input samples that the whole window reads.
     fn input_range(&self) -> Range<usize> {
         let lo = self.spans.iter().map(|s| s.0).min().unwrap_or(0);
@@ -110,39 +121,216 @@ fn clip8(sum: i32) -> u8 {
 /// The rounding term every sum starts from.
 const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
-simd_dispatch! {
-    /// One row of the horizontal pass: `planes` holds the source row's three channels one
-    /// after the other (`plane_len` bytes each, the first being column `x0`); `out` receives
-    /// one RGB pixel per output sample of `taps`.
-    fn horizontal_row(planes: &[u8], plane_len: usize, x0: usize, taps: &Taps, out: &mut [u8]) {
+/// The inner loops, in portable code or with AVX2; both give the same bytes (the sums are
+/// the same `i32` sums, wrapping alike, and the AVX2 clip saturates exactly as [`clip8`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernels {
+    /// Portable scalar loops.
+    Scalar,
+    /// Explicit AVX2 loops (only when the CPU has AVX2).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Kernels {
+    /// The fastest kernels the running CPU supports.
+    fn best() -> Kernels {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Kernels::Avx2;
+        }
+        Kernels::Scalar
+    }
+
+    /// Row `row` (packed RGB) as RGBX in `rgbx` (4 bytes per pixel, X = 0), which must hold
+    /// at least `4 · row.len() / 3` bytes.
+    fn to_rgbx(self, row: &[u8], rgbx: &mut [u8]) {
+        let pixels = row.len() / 3;
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernels::Avx2 {
+            // SAFETY: the CPU has AVX2 (`Kernels::Avx2` is made only when it does).
+            done = unsafe { avx2::to_rgbx(row, rgbx) };
+        }
+        for (px, o) in row[3 * done..3 * pixels]
+            .chunks_exact(3)
+            .zip(rgbx[4 * done..].chunks_exact_mut(4))
+        {
+            o.copy_from_slice(&[px[0], px[1], px[2], 0]);
+        }
+    }
+
+    /// One row of the horizontal pass: `rgbx` holds the source row as RGBX, its first pixel
+    /// being column `x0`, and at least one pixel beyond the last column that `taps` reads;
+    /// `out` receives one RGB pixel per output sample of `taps`.
+    fn horizontal_row(self, rgbx: &[u8], x0: usize, taps: &Taps, out: &mut [u8]) {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernels::Avx2 {
+            // SAFETY: the CPU has AVX2 (`Kernels::Avx2` is made only when it does).
+            return unsafe { avx2::horizontal_row(rgbx, x0, taps, out) };
+        }
         for (i, px) in out.chunks_exact_mut(3).enumerate() {
             let (lo, k) = taps.of(i);
+            let src = &rgbx[4 * (lo - x0)..][..4 * k.len()];
             for (c, v) in px.iter_mut().enumerate() {
-                let src = &planes[c * plane_len + lo - x0..][..k.len()];
                 // Pillow sums in `int`: 255 · Σ|w| · 2^22 stays below 2^31 for this kernel.
                 let sum = src
                     .iter()
+                    .skip(c)
+                    .step_by(4)
                     .zip(k)
-                    .fold(HALF, |s, (&p, &w)| s.wrapping_add(i32::from(p).wrapping_mul(w)));
+                    .fold(HALF, |s, (&p, &w)| {
+                        s.wrapping_add(i32::from(p).wrapping_mul(w))
+                    });
                 *v = clip8(sum);
             }
         }
     }
-}
 
-simd_dispatch! {
     /// One row of the vertical pass: `rows[t]` is the source row weighed by `k[t]` (the same
-    /// `out.len()` bytes of each); `acc` is scratch of `out.len()`.
-    fn vertical_row(rows: &[&[u8]], k: &[i32], acc: &mut [i32], out: &mut [u8]) {
+    /// `out.len()` bytes of each). `acc` is scratch of `out.len()` for the scalar loop.
+    fn vertical_row(self, rows: &[&[u8]], k: &[i32], acc: &mut [i32], out: &mut [u8]) {
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernels::Avx2 {
+            // SAFETY: the CPU has AVX2 (`Kernels::Avx2` is made only when it does).
+            done = unsafe { avx2::vertical_row(rows, k, out) };
+        }
+        let (acc, out) = (&mut acc[done..out.len()], &mut out[done..]);
         acc.fill(HALF);
         for (src, &w) in rows.iter().zip(k) {
-            for (a, &p) in acc.iter_mut().zip(*src) {
+            for (a, &p) in acc.iter_mut().zip(&src[done..]) {
                 *a = a.wrapping_add(i32::from(p).wrapping_mul(w));
             }
         }
         for (o, &a) in out.iter_mut().zip(acc.iter()) {
             *o = clip8(a);
         }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{HALF, PRECISION_BITS, Taps};
+    use std::arch::x86_64::*;
+
+    /// Eight fixed-point sums (holding the rounding term) shifted to integers. Packing them
+    /// with signed saturation to `i16` (lossless: they are within ±2^9) and then unsigned to
+    /// `u8` clips them exactly as [`super::clip8`].
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn shift(sum: __m256i) -> __m256i {
+        _mm256_srai_epi32::<{ PRECISION_BITS as i32 }>(sum)
+    }
+
+    /// Eight bytes of `r` from `at`, widened to `i32` lanes.
+    ///
+    /// # Safety
+    /// `at + 8 ≤ r.len()`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn load8(r: &[u8], at: usize) -> __m256i {
+        debug_assert!(at + 8 <= r.len());
+        // SAFETY: the caller keeps the 8 bytes inside `r`.
+        _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(r.as_ptr().add(at).cast()) })
+    }
+
+    /// Converts the leading pixels of `row` (packed RGB) to RGBX in `rgbx`, 4 at a time while
+    /// 16 bytes can be read; returns how many pixels it converted.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn to_rgbx(row: &[u8], rgbx: &mut [u8]) -> usize {
+        let pixels = row.len() / 3;
+        // Groups of 4 pixels whose 16-byte load stays inside `row`.
+        let groups = (row.len().saturating_sub(4) / 12).min(rgbx.len() / 16);
+        let spread = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
+        for g in 0..groups {
+            // SAFETY: 12·g + 16 ≤ row.len() and 16·g + 16 ≤ rgbx.len() (`groups` above).
+            unsafe {
+                let v = _mm_loadu_si128(row.as_ptr().add(12 * g).cast());
+                _mm_storeu_si128(
+                    rgbx.as_mut_ptr().add(16 * g).cast(),
+                    _mm_shuffle_epi8(v, spread),
+                );
+            }
+        }
+        (4 * groups).min(pixels)
+    }
+
+    /// [`super::Kernels::horizontal_row`] with AVX2: per output pixel, two input pixels at a
+    /// time as eight `i32` lanes (R, G, B, X of each) times their weights.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn horizontal_row(rgbx: &[u8], x0: usize, taps: &Taps, out: &mut [u8]) {
+        let half = _mm_set1_epi32(HALF);
+        let pairs = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+        for (i, px) in out.chunks_exact_mut(3).enumerate() {
+            let (lo, k) = taps.of_even(i);
+            // Bounds-checked once: every load below lies inside `src`.
+            let src = &rgbx[4 * (lo - x0)..][..4 * k.len()];
+            let mut acc = _mm256_setzero_si256();
+            for j in (0..k.len()).step_by(2) {
+                // SAFETY: j + 2 ≤ k.len() (k.len() is even), so both 8-byte loads are in bounds.
+                let (p, w) = unsafe {
+                    (
+                        _mm_loadl_epi64(src.as_ptr().add(4 * j).cast()),
+                        _mm_loadl_epi64(k.as_ptr().add(j).cast()),
+                    )
+                };
+                let w = _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(w), pairs);
+                let p = _mm256_cvtepu8_epi32(p);
+                acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(p, w));
+            }
+            let s = _mm_add_epi32(
+                _mm256_castsi256_si128(acc),
+                _mm256_extracti128_si256::<1>(acc),
+            );
+            let s = _mm_srai_epi32::<{ PRECISION_BITS as i32 }>(_mm_add_epi32(s, half));
+            let s = _mm_packus_epi16(_mm_packs_epi32(s, s), s);
+            let rgb = (_mm_cvtsi128_si32(s) as u32).to_le_bytes();
+            px.copy_from_slice(&rgb[..3]);
+        }
+    }
+
+    /// [`super::Kernels::vertical_row`] with AVX2, 32 bytes at a time, then 8; returns how
+    /// many leading bytes of `out` it wrote.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn vertical_row(rows: &[&[u8]], k: &[i32], out: &mut [u8]) -> usize {
+        let len = out.len();
+        assert!(rows.len() >= k.len() && rows[..k.len()].iter().all(|r| r.len() >= len));
+        let half = _mm256_set1_epi32(HALF);
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let mut x = 0;
+        while x + 32 <= len {
+            let mut acc = [half; 4];
+            for (r, &w) in rows.iter().zip(k) {
+                let w = _mm256_set1_epi32(w);
+                for (q, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: x + 32 ≤ len, and every row holds at least `len` bytes.
+                    let p = unsafe { load8(r, x + 8 * q) };
+                    *a = _mm256_add_epi32(*a, _mm256_mullo_epi32(p, w));
+                }
+            }
+            let [a, b, c, d] = [shift(acc[0]), shift(acc[1]), shift(acc[2]), shift(acc[3])];
+            let v = _mm256_packus_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+            let v = _mm256_permutevar8x32_epi32(v, order);
+            // SAFETY: x + 32 ≤ len = out.len().
+            unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(x).cast(), v) };
+            x += 32;
+        }
+        while x + 8 <= len {
+            let mut acc = half;
+            for (r, &w) in rows.iter().zip(k) {
+                // SAFETY: x + 8 ≤ len, and every row holds at least `len` bytes.
+                let p = unsafe { load8(r, x) };
+                acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(p, _mm256_set1_epi32(w)));
+            }
+            let a = shift(acc);
+            let p = _mm_packs_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256::<1>(a));
+            let v = _mm_packus_epi16(p, p);
+            let bytes = (_mm_cvtsi128_si64(v) as u64).to_le_bytes();
+            out[x..x + 8].copy_from_slice(&bytes);
+            x += 8;
+        }
+        x
     }
 }
 
@@ -168,25 +356,21 @@ fn copy(src: &View<'_>, cols: Range<usize>, rows: Range<usize>) -> Vec<u8> {
 }
 
 /// The horizontal pass over rows `rows`: `rows.len()` rows of one pixel per sample of `taps`.
-fn horizontal(src: &View<'_>, rows: Range<usize>, taps: &Taps) -> Vec<u8> {
+fn horizontal(kern: Kernels, src: &View<'_>, rows: Range<usize>, taps: &Taps) -> Vec<u8> {
     let cols = taps.input_range();
-    let n = cols.len();
     let row_len = 3 * taps.spans.len();
     let mut out = vec![0u8; rows.len() * row_len];
-    let mut planes = vec![0u8; 3 * n];
+    // One pixel of zeros past the last column: the AVX2 loop reads taps in pairs.
+    let mut rgbx = vec![0u8; 4 * (cols.len() + 1)];
     for (y, o) in rows.zip(out.chunks_exact_mut(row_len)) {
-        let (r, gb) = planes.split_at_mut(n);
-        let (g, b) = gb.split_at_mut(n);
-        for (((px, r), g), b) in src.row(y, &cols).chunks_exact(3).zip(r).zip(g).zip(b) {
-            (*r, *g, *b) = (px[0], px[1], px[2]);
-        }
-        horizontal_row(&planes, n, cols.start, taps, o);
+        kern.to_rgbx(src.row(y, &cols), &mut rgbx);
+        kern.horizontal_row(&rgbx, cols.start, taps, o);
     }
     out
 }
 
 /// The vertical pass over columns `cols`: one row of `cols.len()` pixels per sample of `taps`.
-fn vertical(src: &View<'_>, cols: Range<usize>, taps: &Taps) -> Vec<u8> {
+fn vertical(kern: Kernels, src: &View<'_>, cols: Range<usize>, taps: &Taps) -> Vec<u8> {
     let row_len = 3 * cols.len();
     let mut out = vec![0u8; taps.spans.len() * row_len];
     let mut acc = vec![0i32; row_len];
@@ -195,7 +379,7 @@ fn vertical(src: &View<'_>, cols: Range<usize>, taps: &Taps) -> Vec<u8> {
         let (lo, k) = taps.of(i);
         rows.clear();
         rows.extend((lo..lo + k.len()).map(|y| src.row(y, &cols)));
-        vertical_row(&rows, k, &mut acc, o);
+        kern.vertical_row(&rows, k, &mut acc, o);
     }
     out
 }
@@ -212,6 +396,16 @@ fn vertical(src: &View<'_>, cols: Range<usize>, taps: &Taps) -> Vec<u8> {
 /// `src` must be valid ([`Rgb8Image::validate`]) and the window must lie inside
 /// `out_w × out_h`.
 pub(crate) fn resize_window(
+    src: &Rgb8Image<'_>,
+    out_size: (usize, usize),
+    window: (usize, usize, usize, usize),
+) -> Vec<u8> {
+    resize_window_with(Kernels::best(), src, out_size, window)
+}
+
+/// [`resize_window`] with the given inner loops.
+fn resize_window_with(
+    kern: Kernels,
     src: &Rgb8Image<'_>,
     (out_w, out_h): (usize, usize),
     (left, top, win_w, win_h): (usize, usize, usize, usize),
@@ -233,31 +427,31 @@ pub(crate) fn resize_window(
         height > out_h && (height - out_h) as i64 > 2 * (width as i64 - out_w as i64);
     match (horiz, vert) {
         (None, None) => copy(&input, cols, rows),
-        (Some(h), None) => horizontal(&input, rows, &h),
-        (None, Some(v)) => vertical(&input, cols, &v),
+        (Some(h), None) => horizontal(kern, &input, rows, &h),
+        (None, Some(v)) => vertical(kern, &input, cols, &v),
         (Some(h), Some(v)) if vertical_first => {
             // Only the columns the horizontal pass reads.
             let mid_cols = h.input_range();
-            let mid = vertical(&input, mid_cols.clone(), &v);
+            let mid = vertical(kern, &input, mid_cols.clone(), &v);
             let mid = View {
                 data: &mid,
                 stride: 3 * mid_cols.len(),
                 x0: mid_cols.start,
                 y0: top,
             };
-            horizontal(&mid, rows, &h)
+            horizontal(kern, &mid, rows, &h)
         }
         (Some(h), Some(v)) => {
             // Only the rows the vertical pass reads (Pillow's `ybox_first..ybox_last`).
             let mid_rows = v.input_range();
-            let mid = horizontal(&input, mid_rows.clone(), &h);
+            let mid = horizontal(kern, &input, mid_rows.clone(), &h);
             let mid = View {
                 data: &mid,
                 stride: 3 * win_w,
                 x0: left,
                 y0: mid_rows.start,
             };
-            vertical(&mid, cols, &v)
+            vertical(kern, &mid, cols, &v)
         }
     }
 }
@@ -323,6 +517,81 @@ mod tests {
                     &win[y * ww * 3..][..ww * 3],
                     &full[((t + y) * ow + l) * 3..][..ww * 3],
                     "{ow}×{oh} row {y}"
+                );
+            }
+        }
+    }
+
+    /// A random image of `w × h` with a padded stride: noise, so that sums overshoot and clip
+    /// at both ends, with flat runs of 0 and 255 mixed in.
+    fn random_image(rng: &mut impl rand::Rng, w: usize, h: usize) -> (Vec<u8>, usize) {
+        let stride = 3 * w + rng.random_range(0..5);
+        let data = (0..stride * h)
+            .map(|_| match rng.random_range(0..8) {
+                0 => 0,
+                1 => 255,
+                _ => rng.random(),
+            })
+            .collect();
+        (data, stride)
+    }
+
+    #[test]
+    fn simd_kernels_equal_the_scalar_ones() {
+        use rand::{Rng, SeedableRng};
+        let fast = Kernels::best();
+        if fast == Kernels::Scalar {
+            eprintln!("no SIMD kernels on this CPU: nothing to compare");
+            return;
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+        // (input, output) sizes: 1×1 both ways, huge aspects, strong shrinks and upscales.
+        let mut cases = vec![
+            ((1, 1), (1, 1)),
+            ((1, 1), (224, 224)),
+            ((2, 1), (448, 224)),
+            ((900, 1), (201_600, 224)),
+            ((1, 700), (224, 156_800)),
+            ((3, 1200), (224, 89_600)),
+            ((1500, 7), (48_000, 224)),
+            ((997, 13), (75, 1)),
+            ((640, 480), (298, 224)),
+            ((480, 640), (224, 298)),
+            ((1000, 750), (37, 29)),
+            ((33, 35), (224, 237)),
+        ];
+        for _ in 0..60 {
+            let side = |rng: &mut rand::rngs::StdRng| match rng.random_range(0..4) {
+                0 => rng.random_range(1..8),
+                1 => rng.random_range(8..64),
+                _ => rng.random_range(64..400),
+            };
+            let (w, h) = (side(&mut rng), side(&mut rng));
+            let (ow, oh) = (side(&mut rng), side(&mut rng));
+            cases.push(((w, h), (ow, oh)));
+        }
+        for ((w, h), (ow, oh)) in cases {
+            let (data, stride) = random_image(&mut rng, w, h);
+            let src = Rgb8Image {
+                data: &data,
+                width: w,
+                height: h,
+                row_stride: stride,
+            };
+            // A random window of at most 300 × 300 of the output.
+            let (ww, wh) = (
+                rng.random_range(1..=ow.min(300)),
+                rng.random_range(1..=oh.min(300)),
+            );
+            let (l, t) = (rng.random_range(0..=ow - ww), rng.random_range(0..=oh - wh));
+            let window = (l, t, ww, wh);
+            let want = resize_window_with(Kernels::Scalar, &src, (ow, oh), window);
+            let got = resize_window_with(fast, &src, (ow, oh), window);
+            assert_eq!(want.len(), 3 * ww * wh);
+            if let Some(i) = (0..want.len()).find(|&i| want[i] != got[i]) {
+                panic!(
+                    "{w}×{h} → {ow}×{oh}, window {window:?}: byte {i} is {} (scalar {})",
+                    got[i], want[i]
                 );
             }
         }
