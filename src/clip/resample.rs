@@ -43,8 +43,8 @@ struct Taps {
     /// Per output sample, `stride` weights, of which the first `spans[i].1` are used; the
     /// rest are 0.
     weights: Vec<i32>,
-    /// Weights reserved per output sample: even, and more than any span, so that every span
-    /// rounded up to an even count stays within its own sample's weights.
+    /// Weights reserved per output sample: a multiple of 4, and at least any span, so that
+    /// every span rounded up to a multiple of 4 stays within its own sample's weights.
     stride: usize,
 }
 
@@ -56,8 +56,8 @@ impl Taps {
         let scale = in_size as f64 / out_size as f64;
         let filter_scale = scale.max(1.0);
         let support = 2.0 * filter_scale;
-        // Pillow reserves `2 · ⌈support⌉ + 1`; one more keeps the stride even.
-        let stride = support.ceil() as usize * 2 + 2;
+        // Pillow reserves `2 · ⌈support⌉ + 1` (no span is longer).
+        let stride = (support.ceil() as usize * 2 + 1).next_multiple_of(4);
         let inv = 1.0 / filter_scale;
         let mut spans = Vec::with_capacity(count);
         let mut weights = vec![0i32; count * stride];
@@ -92,15 +92,6 @@ impl Taps {
     fn of(&self, i: usize) -> (usize, &[i32]) {
         let (lo, n) = self.spans[i];
         (lo, &self.weights[i * self.stride..][..n])
-    }
-
-    /// As [`Taps::of`], with the weights padded by a 0 to an even count.
-    fn of_even(&self, i: usize) -> (usize, &[i32]) {
-        let (lo, n) = self.spans[i];
-        (
-            lo,
-            &self.weights[i * self.stride..][..n.next_multiple_of(2)],
-        )
     }
 
     /// The input samples that the whole window reads.
@@ -160,15 +151,10 @@ impl Kernels {
         }
     }
 
-    /// One row of the horizontal pass: `rgbx` holds the source row as RGBX, its first pixel
-    /// being column `x0`, and at least one pixel beyond the last column that `taps` reads;
-    /// `out` receives one RGB pixel per output sample of `taps`.
-    fn horizontal_row(self, rgbx: &[u8], x0: usize, taps: &Taps, out: &mut [u8]) {
-        #[cfg(target_arch = "x86_64")]
-        if self == Kernels::Avx2 {
-            // SAFETY: the CPU has AVX2 (`Kernels::Avx2` is made only when it does).
-            return unsafe { avx2::horizontal_row(rgbx, x0, taps, out) };
-        }
+    /// One row of the horizontal pass in portable code: `rgbx` holds the source row as RGBX,
+    /// its first pixel being column `x0`; `out` receives one RGB pixel per output sample of
+    /// `taps`.
+    fn horizontal_row_scalar(rgbx: &[u8], x0: usize, taps: &Taps, out: &mut [u8]) {
         for (i, px) in out.chunks_exact_mut(3).enumerate() {
             let (lo, k) = taps.of(i);
             let src = &rgbx[4 * (lo - x0)..][..4 * k.len()];
@@ -256,29 +242,79 @@ mod avx2 {
         (4 * groups).min(pixels)
     }
 
-    /// [`super::Kernels::horizontal_row`] with AVX2: per output pixel, two input pixels at a
-    /// time as eight `i32` lanes (R, G, B, X of each) times their weights.
+    /// Bits of a weight's low half: a weight `k` is `kh · 2^11 + kl` with `0 ≤ kl < 2^11`.
+    const LOW_BITS: i32 = 11;
+
+    /// The weights of [`Taps`] split into 16-bit halves for `vpmaddwd`, laid out for
+    /// [`horizontal_row`]: per output sample, per group of 4 taps (the last padded with 0),
+    /// 16 high halves `[kh0 kh1]×4 [kh2 kh3]×4`, then the 16 low halves alike.
+    pub(super) struct SplitTaps {
+        wide: Vec<i16>,
+        /// Groups reserved per output sample.
+        groups: usize,
+    }
+
+    impl SplitTaps {
+        /// The split weights, or `None` if a weight's high half does not fit 16 bits (never
+        /// for the bicubic kernel, whose weights stay below 2^23).
+        pub(super) fn new(taps: &Taps) -> Option<SplitTaps> {
+            let groups = taps.stride / 4;
+            let mut wide = vec![0i16; taps.spans.len() * groups * 32];
+            for (i, w) in wide.chunks_exact_mut(groups * 32).enumerate() {
+                let padded = &taps.weights[i * taps.stride..][..taps.stride];
+                for (t, &k) in padded.iter().enumerate() {
+                    let high = i16::try_from(k >> LOW_BITS).ok()?;
+                    let low = (k & ((1 << LOW_BITS) - 1)) as i16;
+                    let at = 32 * (t / 4) + 8 * (t % 4 / 2) + t % 2;
+                    for rep in 0..4 {
+                        w[at + 2 * rep] = high;
+                        w[at + 16 + 2 * rep] = low;
+                    }
+                }
+            }
+            Some(SplitTaps { wide, groups })
+        }
+    }
+
+    /// [`super::Kernels::horizontal_row_scalar`] with AVX2: per output pixel, 4 input pixels
+    /// (RGBX) at a time, widened to 16 bits with each channel's two neighbouring taps side by
+    /// side, then `vpmaddwd` with the high and the low halves of the weights. The sums are
+    /// the scalar ones modulo 2^32: `Σ k·p = 2^11 · Σ kh·p + Σ kl·p`, and no 16-bit product
+    /// pair overflows (|kh·p| < 2^15 · 2^8).
+    ///
+    /// `rgbx` must hold 3 pixels beyond the last column that `taps` reads.
     #[target_feature(enable = "avx2")]
-    pub(super) fn horizontal_row(rgbx: &[u8], x0: usize, taps: &Taps, out: &mut [u8]) {
+    pub(super) fn horizontal_row(
+        rgbx: &[u8],
+        x0: usize,
+        taps: &Taps,
+        split: &SplitTaps,
+        out: &mut [u8],
+    ) {
         let half = _mm_set1_epi32(HALF);
-        let pairs = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+        // RGBX of taps 0–3 → (R0 R1 G0 G1 B0 B1 X0 X1) (R2 R3 G2 G3 B2 B3 X2 X3).
+        let pairs = _mm_setr_epi8(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
         for (i, px) in out.chunks_exact_mut(3).enumerate() {
-            let (lo, k) = taps.of_even(i);
-            // Bounds-checked once: every load below lies inside `src`.
-            let src = &rgbx[4 * (lo - x0)..][..4 * k.len()];
-            let mut acc = _mm256_setzero_si256();
-            for j in (0..k.len()).step_by(2) {
-                // SAFETY: j + 2 ≤ k.len() (k.len() is even), so both 8-byte loads are in bounds.
-                let (p, w) = unsafe {
+            let (lo, n) = taps.spans[i];
+            let groups = n.div_ceil(4);
+            // Bounds-checked once: every load below lies inside `src` and `w`.
+            let src = &rgbx[4 * (lo - x0)..][..16 * groups];
+            let w = &split.wide[i * split.groups * 32..][..32 * groups];
+            let (mut high, mut low) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for g in 0..groups {
+                // SAFETY: 16·g + 16 ≤ src.len() and 32·g + 32 ≤ w.len().
+                let (p, wh, wl) = unsafe {
                     (
-                        _mm_loadl_epi64(src.as_ptr().add(4 * j).cast()),
-                        _mm_loadl_epi64(k.as_ptr().add(j).cast()),
+                        _mm_loadu_si128(src.as_ptr().add(16 * g).cast()),
+                        _mm256_loadu_si256(w.as_ptr().add(32 * g).cast()),
+                        _mm256_loadu_si256(w.as_ptr().add(32 * g + 16).cast()),
                     )
                 };
-                let w = _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(w), pairs);
-                let p = _mm256_cvtepu8_epi32(p);
-                acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(p, w));
+                let p = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(p, pairs));
+                high = _mm256_add_epi32(high, _mm256_madd_epi16(p, wh));
+                low = _mm256_add_epi32(low, _mm256_madd_epi16(p, wl));
             }
+            let acc = _mm256_add_epi32(_mm256_slli_epi32::<LOW_BITS>(high), low);
             let s = _mm_add_epi32(
                 _mm256_castsi256_si128(acc),
                 _mm256_extracti128_si256::<1>(acc),
@@ -360,11 +396,22 @@ fn horizontal(kern: Kernels, src: &View<'_>, rows: Range<usize>, taps: &Taps) ->
     let cols = taps.input_range();
     let row_len = 3 * taps.spans.len();
     let mut out = vec![0u8; rows.len() * row_len];
-    // One pixel of zeros past the last column: the AVX2 loop reads taps in pairs.
-    let mut rgbx = vec![0u8; 4 * (cols.len() + 1)];
+    // Pixels of zeros past the last column: the AVX2 loop reads taps 4 at a time.
+    let mut rgbx = vec![0u8; 4 * (cols.len() + 4)];
+    #[cfg(target_arch = "x86_64")]
+    let split = match kern {
+        Kernels::Avx2 => avx2::SplitTaps::new(taps),
+        Kernels::Scalar => None,
+    };
     for (y, o) in rows.zip(out.chunks_exact_mut(row_len)) {
         kern.to_rgbx(src.row(y, &cols), &mut rgbx);
-        kern.horizontal_row(&rgbx, cols.start, taps, o);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(split) = &split {
+            // SAFETY: the CPU has AVX2 (`split` is made only for `Kernels::Avx2`).
+            unsafe { avx2::horizontal_row(&rgbx, cols.start, taps, split, o) };
+            continue;
+        }
+        Kernels::horizontal_row_scalar(&rgbx, cols.start, taps, o);
     }
     out
 }
