@@ -133,43 +133,32 @@ impl Kernels {
         Kernels::Scalar
     }
 
-    /// Row `row` (packed RGB) as RGBX in `rgbx` (4 bytes per pixel, X = 0), which must hold
-    /// at least `4 · row.len() / 3` bytes.
-    fn to_rgbx(self, row: &[u8], rgbx: &mut [u8]) {
-        let pixels = row.len() / 3;
-        let mut done = 0;
-        #[cfg(target_arch = "x86_64")]
-        if self == Kernels::Avx2 {
-            // SAFETY: the CPU has AVX2 (`Kernels::Avx2` is made only when it does).
-            done = unsafe { avx2::to_rgbx(row, rgbx) };
-        }
-        for (px, o) in row[3 * done..3 * pixels]
-            .chunks_exact(3)
-            .zip(rgbx[4 * done..].chunks_exact_mut(4))
-        {
-            o.copy_from_slice(&[px[0], px[1], px[2], 0]);
+    /// Output pixel `i` of the horizontal pass in portable code: `row` holds the source row
+    /// (packed RGB), its first pixel being column `x0`.
+    #[inline]
+    fn horizontal_pixel(row: &[u8], x0: usize, taps: &Taps, i: usize, px: &mut [u8]) {
+        let (lo, k) = taps.of(i);
+        let src = &row[3 * (lo - x0)..][..3 * k.len()];
+        for (c, v) in px.iter_mut().enumerate() {
+            // Pillow sums in `int`: 255 · Σ|w| · 2^22 stays below 2^31 for this kernel.
+            let sum = src
+                .iter()
+                .skip(c)
+                .step_by(3)
+                .zip(k)
+                .fold(HALF, |s, (&p, &w)| {
+                    s.wrapping_add(i32::from(p).wrapping_mul(w))
+                });
+            *v = clip8(sum);
         }
     }
 
-    /// One row of the horizontal pass in portable code: `rgbx` holds the source row as RGBX,
-    /// its first pixel being column `x0`; `out` receives one RGB pixel per output sample of
-    /// `taps`.
-    fn horizontal_row_scalar(rgbx: &[u8], x0: usize, taps: &Taps, out: &mut [u8]) {
+    /// One row of the horizontal pass in portable code: `row` holds the source row (packed
+    /// RGB), its first pixel being column `x0`; `out` receives one RGB pixel per output
+    /// sample of `taps`.
+    fn horizontal_row_scalar(row: &[u8], x0: usize, taps: &Taps, out: &mut [u8]) {
         for (i, px) in out.chunks_exact_mut(3).enumerate() {
-            let (lo, k) = taps.of(i);
-            let src = &rgbx[4 * (lo - x0)..][..4 * k.len()];
-            for (c, v) in px.iter_mut().enumerate() {
-                // Pillow sums in `int`: 255 · Σ|w| · 2^22 stays below 2^31 for this kernel.
-                let sum = src
-                    .iter()
-                    .skip(c)
-                    .step_by(4)
-                    .zip(k)
-                    .fold(HALF, |s, (&p, &w)| {
-                        s.wrapping_add(i32::from(p).wrapping_mul(w))
-                    });
-                *v = clip8(sum);
-            }
+            Kernels::horizontal_pixel(row, x0, taps, i, px);
         }
     }
 
@@ -221,27 +210,6 @@ mod avx2 {
         _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(r.as_ptr().add(at).cast()) })
     }
 
-    /// Converts the leading pixels of `row` (packed RGB) to RGBX in `rgbx`, 4 at a time while
-    /// 16 bytes can be read; returns how many pixels it converted.
-    #[target_feature(enable = "avx2")]
-    pub(super) fn to_rgbx(row: &[u8], rgbx: &mut [u8]) -> usize {
-        let pixels = row.len() / 3;
-        // Groups of 4 pixels whose 16-byte load stays inside `row`.
-        let groups = (row.len().saturating_sub(4) / 12).min(rgbx.len() / 16);
-        let spread = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
-        for g in 0..groups {
-            // SAFETY: 12·g + 16 ≤ row.len() and 16·g + 16 ≤ rgbx.len() (`groups` above).
-            unsafe {
-                let v = _mm_loadu_si128(row.as_ptr().add(12 * g).cast());
-                _mm_storeu_si128(
-                    rgbx.as_mut_ptr().add(16 * g).cast(),
-                    _mm_shuffle_epi8(v, spread),
-                );
-            }
-        }
-        (4 * groups).min(pixels)
-    }
-
     /// Bits of a weight's low half: a weight `k` is `kh · 2^11 + kl` with `0 ≤ kl < 2^11`.
     const LOW_BITS: i32 = 11;
 
@@ -277,35 +245,41 @@ mod avx2 {
     }
 
     /// [`super::Kernels::horizontal_row_scalar`] with AVX2: per output pixel, 4 input pixels
-    /// (RGBX) at a time, widened to 16 bits with each channel's two neighbouring taps side by
+    /// (one 16-byte load, of which 12 bytes are used) at a time, widened to 16 bits with each channel's two neighbouring taps side by
     /// side, then `vpmaddwd` with the high and the low halves of the weights. The sums are
     /// the scalar ones modulo 2^32: `Σ k·p = 2^11 · Σ kh·p + Σ kl·p`, and no 16-bit product
     /// pair overflows (|kh·p| < 2^15 · 2^8).
-    ///
-    /// `rgbx` must hold 3 pixels beyond the last column that `taps` reads.
+    /// The last output pixels, whose loads would run past the end of `row`, take the scalar
+    /// path.
     #[target_feature(enable = "avx2")]
     pub(super) fn horizontal_row(
-        rgbx: &[u8],
+        row: &[u8],
         x0: usize,
         taps: &Taps,
         split: &SplitTaps,
         out: &mut [u8],
     ) {
         let half = _mm_set1_epi32(HALF);
-        // RGBX of taps 0–3 → (R0 R1 G0 G1 B0 B1 X0 X1) (R2 R3 G2 G3 B2 B3 X2 X3).
-        let pairs = _mm_setr_epi8(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+        // RGB of taps 0–3 → (R0 R1 G0 G1 B0 B1 0 0) (R2 R3 G2 G3 B2 B3 0 0).
+        let pairs = _mm_setr_epi8(0, 3, 1, 4, 2, 5, -1, -1, 6, 9, 7, 10, 8, 11, -1, -1);
         for (i, px) in out.chunks_exact_mut(3).enumerate() {
             let (lo, n) = taps.spans[i];
             let groups = n.div_ceil(4);
+            let start = 3 * (lo - x0);
+            // The last load reads 16 bytes from `start + 12 · (groups − 1)`.
+            if start + 12 * groups + 4 > row.len() {
+                super::Kernels::horizontal_pixel(row, x0, taps, i, px);
+                continue;
+            }
             // Bounds-checked once: every load below lies inside `src` and `w`.
-            let src = &rgbx[4 * (lo - x0)..][..16 * groups];
+            let src = &row[start..][..12 * groups + 4];
             let w = &split.wide[i * split.groups * 32..][..32 * groups];
             let (mut high, mut low) = (_mm256_setzero_si256(), _mm256_setzero_si256());
             for g in 0..groups {
-                // SAFETY: 16·g + 16 ≤ src.len() and 32·g + 32 ≤ w.len().
+                // SAFETY: 12·g + 16 ≤ src.len() and 32·g + 32 ≤ w.len().
                 let (p, wh, wl) = unsafe {
                     (
-                        _mm_loadu_si128(src.as_ptr().add(16 * g).cast()),
+                        _mm_loadu_si128(src.as_ptr().add(12 * g).cast()),
                         _mm256_loadu_si256(w.as_ptr().add(32 * g).cast()),
                         _mm256_loadu_si256(w.as_ptr().add(32 * g + 16).cast()),
                     )
@@ -396,22 +370,20 @@ fn horizontal(kern: Kernels, src: &View<'_>, rows: Range<usize>, taps: &Taps) ->
     let cols = taps.input_range();
     let row_len = 3 * taps.spans.len();
     let mut out = vec![0u8; rows.len() * row_len];
-    // Pixels of zeros past the last column: the AVX2 loop reads taps 4 at a time.
-    let mut rgbx = vec![0u8; 4 * (cols.len() + 4)];
     #[cfg(target_arch = "x86_64")]
     let split = match kern {
         Kernels::Avx2 => avx2::SplitTaps::new(taps),
         Kernels::Scalar => None,
     };
     for (y, o) in rows.zip(out.chunks_exact_mut(row_len)) {
-        kern.to_rgbx(src.row(y, &cols), &mut rgbx);
+        let row = src.row(y, &cols);
         #[cfg(target_arch = "x86_64")]
         if let Some(split) = &split {
             // SAFETY: the CPU has AVX2 (`split` is made only for `Kernels::Avx2`).
-            unsafe { avx2::horizontal_row(&rgbx, cols.start, taps, split, o) };
+            unsafe { avx2::horizontal_row(row, cols.start, taps, split, o) };
             continue;
         }
-        Kernels::horizontal_row_scalar(&rgbx, cols.start, taps, o);
+        Kernels::horizontal_row_scalar(row, cols.start, taps, o);
     }
     out
 }
