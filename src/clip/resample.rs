@@ -253,12 +253,11 @@ mod avx2 {
     }
 
     /// [`super::Kernels::horizontal_row_scalar`] with AVX2: per output pixel, 4 input pixels
-    /// (one 16-byte load, of which 12 bytes are used) at a time, widened to 16 bits with each channel's two neighbouring taps side by
-    /// side, then `vpmaddwd` with the high and the low halves of the weights. The sums are
-    /// the scalar ones modulo 2^32: `Σ k·p = 2^11 · Σ kh·p + Σ kl·p`, and no 16-bit product
-    /// pair overflows (|kh·p| < 2^15 · 2^8).
-    /// The last output pixels, whose loads would run past the end of `row`, take the scalar
-    /// path.
+    /// at a time (one 16-byte load, 12 bytes used), widened to 16 bits with each channel's two
+    /// neighbouring taps side by side, then `vpmaddwd` with the high and the low halves of the
+    /// weights. The sums are the scalar ones modulo 2^32: `Σ k·p = 2^11 · Σ kh·p + Σ kl·p`,
+    /// and no 16-bit product pair overflows (|kh·p| < 2^15 · 2^8). The last output pixels,
+    /// whose loads would run past the end of `row`, take the scalar path.
     #[target_feature(enable = "avx2")]
     pub(super) fn horizontal_row(
         row: &[u8],
