@@ -41,7 +41,7 @@ template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, f
 // What the per-row value of a packed matrix holds.
 enum RowValue : int { ROW_ONE = 0, ROW_INV_NORM = 1, ROW_HALF_SQNORM = 2, ROW_NORM = 3 };
 
-// Parameters of the packing kernels; mirrored by `PackParams` in src/backend/cuda/pack.rs.
+// Parameters of the packing kernels; mirrored by `PackParams` in src/backend/cuda/operands.rs.
 struct PackParams {
     const void* src;           // rows x d input elements, stride elements apart
     void* dst;                 // PLANES planes of rows_padded x dp operands
