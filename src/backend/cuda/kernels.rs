@@ -50,29 +50,36 @@ kernel_file!(
     "`kernels/retrieve.cu`: packing and the fused retrieval kernels."
 );
 
-/// `kernels/gradnorm_wgmma.cu` assembled for sm_90a: the Hopper (wgmma) GradNorm kernels.
-/// No PTX is embedded for it: sm_90a code runs on compute capability 9.0 only.
-#[cfg(laic_cuda_kernels)]
-pub(crate) const GRADNORM_WGMMA_SM90A: Option<&[u8]> = Some(include_bytes!(concat!(
-    env!("OUT_DIR"),
-    "/gradnorm_wgmma.sm_90.cubin"
-)));
+/// Declares the sm_90a cubin constant of one Hopper-only kernel file (no PTX is embedded for
+/// those: sm_90a code runs on compute capability 9.0 only).
+macro_rules! hopper_cubin {
+    ($cubin:ident, $stem:literal, $doc:literal) => {
+        #[doc = $doc]
+        #[cfg(laic_cuda_kernels)]
+        pub(crate) const $cubin: Option<&[u8]> = Some(include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/",
+            $stem,
+            ".sm_90.cubin"
+        )));
 
-/// `kernels/gradnorm_wgmma.cu` assembled for sm_90a.
-#[cfg(not(laic_cuda_kernels))]
-pub(crate) const GRADNORM_WGMMA_SM90A: Option<&[u8]> = None;
+        #[doc = $doc]
+        #[cfg(not(laic_cuda_kernels))]
+        pub(crate) const $cubin: Option<&[u8]> = None;
+    };
+}
 
-/// `kernels/kmeans_wgmma.cu` assembled for sm_90a: the Hopper (wgmma) k-means assignment
-/// kernels. No PTX is embedded for it: sm_90a code runs on compute capability 9.0 only.
-#[cfg(laic_cuda_kernels)]
-pub(crate) const KMEANS_WGMMA_SM90A: Option<&[u8]> = Some(include_bytes!(concat!(
-    env!("OUT_DIR"),
-    "/kmeans_wgmma.sm_90.cubin"
-)));
-
-/// `kernels/kmeans_wgmma.cu` assembled for sm_90a.
-#[cfg(not(laic_cuda_kernels))]
-pub(crate) const KMEANS_WGMMA_SM90A: Option<&[u8]> = None;
+hopper_cubin!(
+    GRADNORM_WGMMA_SM90A,
+    "gradnorm_wgmma",
+    "`kernels/gradnorm_wgmma.cu` assembled for sm_90a: the Hopper (wgmma) GradNorm kernels."
+);
+hopper_cubin!(
+    KMEANS_WGMMA_SM90A,
+    "kmeans_wgmma",
+    "`kernels/kmeans_wgmma.cu` assembled for sm_90a: the Hopper (wgmma) k-means assignment \
+     kernels."
+);
 
 /// Whether this build of the library carries compiled CUDA kernels.
 pub fn kernels_built() -> bool {

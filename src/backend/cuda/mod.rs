@@ -136,30 +136,24 @@ impl CudaBackend {
         };
         let missing = |e| no_device("cannot find a kernel in laic's PTX", e);
         // The wgmma kernels: H100/H200 only; without them the mma.sync kernels serve.
-        let wgmma = kernels::GRADNORM_WGMMA_SM90A
-            .filter(|_| cc == (9, 0))
-            .and_then(|bin| {
+        let hopper_module = |cubin: Option<&'static [u8]>| {
+            cubin.filter(|_| cc == (9, 0)).and_then(|bin| {
                 ctx.load_module(cudarc::nvrtc::Ptx::from_binary(bin.to_vec()))
                     .ok()
-            });
+            })
+        };
         let gradnorm = gradnorm::GradNormKernels::load(
             &module(ptx, kernels::GRADNORM_SM90, "gradnorm")?,
-            wgmma.as_ref(),
+            hopper_module(kernels::GRADNORM_WGMMA_SM90A).as_ref(),
         )
         .map_err(missing)?;
         let (Some(km_ptx), Some(rt_ptx)) = (kernels::KMEANS_PTX, kernels::RETRIEVE_PTX) else {
             return Err(Error::NoDevice("this build of laic lacks kernels".into()));
         };
-        // The wgmma assignment kernels (H100/H200 only), used when LAIC_CUDA_KMEANS_WGMMA=1.
-        let km_wgmma = kernels::KMEANS_WGMMA_SM90A
-            .filter(|_| cc == (9, 0))
-            .and_then(|bin| {
-                ctx.load_module(cudarc::nvrtc::Ptx::from_binary(bin.to_vec()))
-                    .ok()
-            });
+        // The wgmma assignment kernels are used when LAIC_CUDA_KMEANS_WGMMA=1.
         let kmeans = kmeans::KMeansKernels::load(
             &module(km_ptx, kernels::KMEANS_SM90, "kmeans")?,
-            km_wgmma.as_ref(),
+            hopper_module(kernels::KMEANS_WGMMA_SM90A).as_ref(),
         )
         .map_err(missing)?;
         let retrieve =
