@@ -12,8 +12,14 @@
 //! `scripts/gpu_table.py`; `scripts/clip_torch_gpu_bench.py` times transformers on the same
 //! work in the same call (`scripts/gpu-check.sh`).
 //!
-//! `cargo run --release --example clip_gpu_bench -- [--quick] [--precision f16|bf16|f32]`;
+//! `cargo run --release --example clip_gpu_bench -- [--quick] [--profile] [--precision f16|bf16|f32]`;
 //! without a CUDA device it prints `SKIPPED` and exits 0 (1 when `LAIC_REQUIRE_CUDA=1`).
+//!
+//! `--profile` (with `LAIC_CLIP_PROFILE=1` in the environment, which makes the encoder record
+//! an event after every step) prints where the device time of each tower goes, per forward
+//! pass of the image batch and per text run, in fewer repetitions and without the throughput
+//! lines (the events cost a little) or the CPU parity.
+//! `LAIC_CLIP_ATTENTION=fused` selects the fused attention kernel (the device name says so).
 
 #[path = "../tests/common/random_clip.rs"]
 mod random_clip;
@@ -48,9 +54,29 @@ fn row_errors(got: &[f32], want: &[f32], d: usize) -> (f64, f64) {
     (rel, cos)
 }
 
+/// Prints the per-step device times recorded since the last call (`LAIC_CLIP_PROFILE=1`),
+/// averaged over `runs`.
+fn print_profile(device: &str, what: &str, runs: usize) {
+    let steps = laic::backend::cuda::take_clip_profile();
+    if steps.is_empty() {
+        return;
+    }
+    let runs = runs.max(1) as f64;
+    let total: f64 = steps.iter().map(|(_, ms)| ms).sum::<f64>() / runs;
+    let fields: Vec<String> = steps
+        .iter()
+        .map(|(step, ms)| format!("\"{step}\":{:.3}", ms / runs))
+        .collect();
+    println!(
+        "{{\"bench\":\"clip\",\"what\":\"profile_{what}\",\"device\":\"{device}\",\"device_ms\":{total:.3},\"steps_ms\":{{{}}}}}",
+        fields.join(",")
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let profile = args.iter().any(|a| a == "--profile");
     let precision = match args
         .iter()
         .position(|a| a == "--precision")
@@ -96,10 +122,13 @@ fn main() {
     let pixels: Vec<f32> = (0..batch * per)
         .map(|_| StandardNormal.sample(&mut rng))
         .collect();
-    let reps = if quick { 3 } else { 10 };
+    let reps = if quick || profile { 3 } else { 10 };
     let mut dev_ms = Vec::new();
     let mut wall_ms = Vec::new();
     for i in 0..reps + 2 {
+        if i == 2 {
+            laic::backend::cuda::take_clip_profile(); // drop the warm-up passes
+        }
         let t = Instant::now();
         let out = model
             .encode_pixels(&ctx, &pixels, batch, Progress::none())
@@ -112,11 +141,15 @@ fn main() {
         }
     }
     let (dm, wm) = (median(dev_ms), median(wall_ms));
-    println!(
-        "{{\"bench\":\"clip\",\"what\":\"image\",\"device\":\"{device}\",\"batch\":{batch},\"device_ms\":{dm:.3},\"wall_ms\":{wm:.3},\"img_per_s_device\":{:.1},\"img_per_s_wall\":{:.1}}}",
-        batch as f64 / dm * 1e3,
-        batch as f64 / wm * 1e3
-    );
+    // A profiled run's times carry the events' cost: it prints only the profile.
+    if !profile {
+        println!(
+            "{{\"bench\":\"clip\",\"what\":\"image\",\"device\":\"{device}\",\"batch\":{batch},\"device_ms\":{dm:.3},\"wall_ms\":{wm:.3},\"img_per_s_device\":{:.1},\"img_per_s_wall\":{:.1}}}",
+            batch as f64 / dm * 1e3,
+            batch as f64 / wm * 1e3
+        );
+    }
+    print_profile(&device, "image", reps);
 
     // Text: realistic lengths, length-bucketed.
     let n = if quick { 16384 } else { 262_144 };
@@ -124,7 +157,11 @@ fn main() {
     let mean_len = prompts.iter().map(|p| p.len()).sum::<usize>() as f64 / n as f64;
     let refs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
     let mut wall_ms = Vec::new();
-    for i in 0..(if quick { 2 } else { 4 }) {
+    let text_runs = if quick || profile { 2 } else { 4 };
+    for i in 0..text_runs {
+        if i == 1 {
+            laic::backend::cuda::take_clip_profile();
+        }
         let t = Instant::now();
         let out = model
             .encode_token_ids(&ctx, &refs, Progress::none())
@@ -135,10 +172,17 @@ fn main() {
         }
     }
     let wm = median(wall_ms);
-    println!(
-        "{{\"bench\":\"clip\",\"what\":\"text_bucketed\",\"device\":\"{device}\",\"prompts\":{n},\"mean_tokens\":{mean_len:.2},\"wall_ms\":{wm:.3},\"prompts_per_s\":{:.1}}}",
-        n as f64 / wm * 1e3
-    );
+    if !profile {
+        println!(
+            "{{\"bench\":\"clip\",\"what\":\"text_bucketed\",\"device\":\"{device}\",\"prompts\":{n},\"mean_tokens\":{mean_len:.2},\"wall_ms\":{wm:.3},\"prompts_per_s\":{:.1}}}",
+            n as f64 / wm * 1e3
+        );
+    }
+    print_profile(&device, "text", text_runs - 1);
+    if profile {
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
 
     // Parity with the CPU towers of the same model on a few inputs.
     let cpu = ClipModel::load_with_options(

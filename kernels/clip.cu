@@ -1,6 +1,7 @@
 // CLIP encoders on CUDA (DESIGN.md §5): what cuBLAS does not do. The GEMMs (projections, MLP,
-// attention scores and mixing) run in cuBLAS from src/backend/cuda/clip.rs; these kernels are
-// the passes between them.
+// and, for long sequences, attention scores and mixing) run in cuBLAS from
+// src/backend/cuda/clip.rs; these kernels are the passes between them, and the fused attention
+// of short sequences.
 //
 // Conventions (see src/backend/cuda/clip.rs):
 // - T is the operand type of the GEMMs: float, __half or __nv_bfloat16. The residual stream x
@@ -153,6 +154,115 @@ __device__ void softmax(const float* __restrict__ scores, T* __restrict__ probs,
   for (int j = lane; j < seq; j += 32) p[j] = from_f<T>(j < live ? expf(s[j] - m) * inv : 0.f);
 }
 
+// Longest sequence and widest head of the fused attention (`attention`): each lane holds the
+// scores of ATT_MAX_SEQ / 32 keys. Longer sequences run on cuBLAS.
+constexpr int ATT_MAX_SEQ = 128;
+constexpr int ATT_SLOTS = ATT_MAX_SEQ / 32;
+
+// Multi-head attention of one (sequence, head) per block, for seq <= ATT_MAX_SEQ and a head
+// width hd <= 128: out[i] = softmax(q_i K^T / sqrt(hd)) V, causal when
+// asked (row i sees keys 0..=i). qkv rows are [q | k | v] (row stride 3*width, head h at
+// columns h*hd of each third), out rows have stride ld_out (head h at columns h*hd).
+//
+// The cuBLAS path needs two strided-batched GEMMs per head around a softmax pass and a
+// scores buffer; for CLIP's short sequences (text ~10 tokens, ViT-B/32 50) those GEMMs are
+// tiny and their launches dominate. Here K and V of the head are staged once in shared memory
+// as f32 (row stride ld = round_up(hd, 32) + 4 floats: 16-byte reads of 8 consecutive rows
+// hit distinct banks; K and q zero-padded to a multiple of 4 columns), and a warp takes one
+// query row at a time:
+//   1. q_i (pre-scaled by log2(e)/sqrt(hd)) into the warp's row of shared memory;
+//   2. lane l scores keys l, l+32, ... (float4 dot products, q broadcast), max and sum over
+//      the warp, probabilities in f32 (exp2 of base-2 scores) to the warp's row of p;
+//   3. lane l sums p_j v_j over the live keys for head columns l, l+32, ... and writes them.
+// Everything after the operand loads is f32 (the cuBLAS path rounds the probabilities to the
+// operand type).
+template <typename T>
+__device__ void attention(const T* __restrict__ qkv, T* __restrict__ out, int seq, int width,
+                          int heads, long long ld_out, int causal, float scale_log2) {
+  extern __shared__ float4 att_smem[];
+  const int hd = width / heads;
+  const int ld = ((hd + 31) & ~31) + 4;
+  const int nw = blockDim.x >> 5;
+  float* ks = reinterpret_cast<float*>(att_smem);
+  float* vs = ks + seq * ld;
+  float* qs = vs + seq * ld;     // nw rows of ld floats
+  float* ps = qs + nw * ld;      // nw rows of ATT_MAX_SEQ floats
+  const long long b = blockIdx.x / heads;
+  const int h = blockIdx.x - (int)(b * heads);
+  const long long ldq = 3LL * width;
+  const T* base = qkv + b * seq * ldq + (long long)h * hd;
+  const int hd4 = (hd + 3) >> 2;  // float4 columns of K and q
+  const int hdp = hd4 << 2;
+  for (int idx = threadIdx.x; idx < seq * hdp; idx += blockDim.x) {
+    const int j = idx / hdp, d = idx - j * hdp;
+    const T* row = base + j * ldq;
+    ks[j * ld + d] = d < hd ? to_f(row[width + d]) : 0.f;
+    if (d < hd) vs[j * ld + d] = to_f(row[2 * width + d]);
+  }
+  __syncthreads();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float* q = qs + warp * ld;
+  float* p = ps + warp * ATT_MAX_SEQ;
+  const float4* q4 = reinterpret_cast<const float4*>(q);
+  for (int i = warp; i < seq; i += nw) {
+    const T* qrow = base + (long long)i * ldq;
+    for (int d = lane; d < hdp; d += 32) q[d] = d < hd ? to_f(qrow[d]) * scale_log2 : 0.f;
+    __syncwarp();
+    const int live = causal ? i + 1 : seq;
+    const int slots = (live + 31) >> 5;  // the same on every lane
+    // Lanes past the live keys read a valid row (clamped) and are masked after.
+    const float4* kr[ATT_SLOTS];
+#pragma unroll
+    for (int t = 0; t < ATT_SLOTS; ++t) {
+      kr[t] = reinterpret_cast<const float4*>(ks + min(lane + 32 * t, seq - 1) * ld);
+    }
+    float s[ATT_SLOTS] = {};
+    for (int c = 0; c < hd4; ++c) {
+      const float4 qv = q4[c];
+#pragma unroll
+      for (int t = 0; t < ATT_SLOTS; ++t) {
+        if (t < slots) {
+          const float4 kv = kr[t][c];
+          s[t] = fmaf(kv.x, qv.x, s[t]);
+          s[t] = fmaf(kv.y, qv.y, s[t]);
+          s[t] = fmaf(kv.z, qv.z, s[t]);
+          s[t] = fmaf(kv.w, qv.w, s[t]);
+        }
+      }
+    }
+    float m = -INFINITY;
+#pragma unroll
+    for (int t = 0; t < ATT_SLOTS; ++t) {
+      if (lane + 32 * t < live) m = fmaxf(m, s[t]);
+    }
+    m = warp_max(m);
+    float z = 0.f;
+#pragma unroll
+    for (int t = 0; t < ATT_SLOTS; ++t) {
+      s[t] = lane + 32 * t < live ? exp2f(s[t] - m) : 0.f;
+      z += s[t];
+    }
+    const float inv = 1.0f / warp_sum(z);
+#pragma unroll
+    for (int t = 0; t < ATT_SLOTS; ++t) {
+      if (lane + 32 * t < live) p[lane + 32 * t] = s[t] * inv;
+    }
+    __syncwarp();
+    T* orow = out + (b * seq + i) * ld_out + (long long)h * hd;
+    for (int d = lane; d < hd; d += 32) {
+      float o0 = 0.f, o1 = 0.f;
+      int j = 0;
+      for (; j + 1 < live; j += 2) {
+        o0 = fmaf(p[j], vs[j * ld + d], o0);
+        o1 = fmaf(p[j + 1], vs[(j + 1) * ld + d], o1);
+      }
+      if (j < live) o0 = fmaf(p[j], vs[j * ld + d], o0);
+      orow[d] = from_f<T>(o0 + o1);
+    }
+    __syncwarp();  // q and p are rewritten by the next row
+  }
+}
+
 // Unfolds images (n x 3 x s x s, f32, CHW) into patch rows (n*g*g rows of 3*p*p in (channel,
 // row, column) order, the order of the convolution weights). Blocks stride over patch rows,
 // threads over the row.
@@ -224,6 +334,11 @@ extern "C" __global__ void laic_clip_l2norm(float* __restrict__ y, long long n_r
   extern "C" __global__ void laic_clip_softmax_##SUFFIX(                                      \
       const float* scores, T* probs, long long n_rows, int seq, int ld, int causal) {         \
     laic_clip::softmax<T>(scores, probs, n_rows, seq, ld, causal);                            \
+  }                                                                                           \
+  extern "C" __global__ void laic_clip_attention_##SUFFIX(                                    \
+      const T* qkv, T* out, int seq, int width, int heads, long long ld_out, int causal,      \
+      float scale_log2) {                                                                     \
+    laic_clip::attention<T>(qkv, out, seq, width, heads, ld_out, causal, scale_log2);         \
   }                                                                                           \
   extern "C" __global__ void laic_clip_patches_##SUFFIX(const float* px, T* out,              \
                                                         long long n_patches, int s, int p,    \

@@ -25,21 +25,24 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
   tee "${OUT}/tests.txt"
 
 # 1. GPU tests (parity with the CPU on awkward sizes, device-pointer path, errors), with the
-#    default kernels, again with each alternative GradNorm kernel forced, and cuda_kmeans again
+#    default kernels, again with each alternative GradNorm kernel forced, cuda_kmeans again
 #    with the wgmma k-means assignment enabled (kmwg: LAIC_CUDA_KMEANS_WGMMA=1; its assignment
-#    test then checks both kernels against the CPU).
+#    test then checks both kernels against the CPU), and cuda_clip again with the fused
+#    attention kernel (attn: LAIC_CLIP_ATTENTION=fused).
 for t in gpu-bin/tests/*; do
   name="$(basename "${t}")"
-  for cfg in default wg2d 32x4 kmwg; do
+  for cfg in default wg2d 32x4 kmwg attn; do
     case "${cfg}" in
       default) ;;
       kmwg) [[ "${name}" == cuda_kmeans ]] || continue ;;
+      attn) [[ "${name}" == cuda_clip ]] || continue ;;
       *) [[ "${name}" == cuda ]] || continue ;;
     esac
-    unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA
+    unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA LAIC_CLIP_ATTENTION
     case "${cfg}" in
       default) ;;
       kmwg) export LAIC_CUDA_KMEANS_WGMMA=1 ;;
+      attn) export LAIC_CLIP_ATTENTION=fused ;;
       *) export LAIC_CUDA_GRADNORM_CONFIG="${cfg}" ;;
     esac
     log="$(mktemp)"
@@ -51,7 +54,7 @@ for t in gpu-bin/tests/*; do
     grep -E 'max relative error|max abs|panicked|FAILED|SKIPPED|mismatch|NMI|objective|wgmma kernel' "${log}" | tail -n 40
   done
 done
-unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA
+unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA LAIC_CLIP_ATTENTION
 
 # 2. The kernel at the issue's sizes, with the default block shape and two others.
 : >"${OUT}/bench.jsonl"
@@ -81,7 +84,9 @@ timeout 90 python3 scripts/torch_kmeans_anchor.py ${QUICK} >>"${OUT}/torch.jsonl
   { echo "torch k-means anchor: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
 
 # 4. CLIP: on a failure of the CLIP parity tests, the per-step trace of the random model; then
-#    the throughput of a random ViT-B/32 and PyTorch + transformers fp16 on the same work.
+#    the throughput of a random ViT-B/32 (cuBLAS attention, then the fused attention kernel)
+#    and PyTorch + transformers fp16 on the same work; then where the device time goes
+#    (--profile with LAIC_CLIP_PROFILE=1: an event after every step), for both attentions.
 if ! grep -q '^cuda_clip \[default\]: rc=0 ' "${OUT}/tests.txt" 2>/dev/null; then
   trace="$(mktemp)"
   LAIC_CLIP_TRACE=1 timeout 60 gpu-bin/tests/cuda_clip --test-threads=1 --nocapture \
@@ -90,8 +95,16 @@ if ! grep -q '^cuda_clip \[default\]: rc=0 ' "${OUT}/tests.txt" 2>/dev/null; the
   grep -E 'clip-trace|panicked' "${trace}" | head -n 60
 fi
 : >"${OUT}/clip.jsonl"
-timeout 100 gpu-bin/clip_gpu_bench ${QUICK} >>"${OUT}/clip.jsonl" 2>>"${OUT}/bench.err" ||
-  { echo "clip_gpu_bench: rc=$?"; tail -n 5 "${OUT}/bench.err"; }
+for attention in cublas fused; do
+  LAIC_CLIP_ATTENTION="${attention}" timeout 100 gpu-bin/clip_gpu_bench ${QUICK} \
+    >>"${OUT}/clip.jsonl" 2>>"${OUT}/bench.err" ||
+    { echo "clip_gpu_bench ${attention}: rc=$?"; tail -n 5 "${OUT}/bench.err"; }
+done
+for attention in cublas fused; do
+  LAIC_CLIP_ATTENTION="${attention}" LAIC_CLIP_PROFILE=1 timeout 60 gpu-bin/clip_gpu_bench ${QUICK} \
+    --profile >>"${OUT}/clip.jsonl" 2>>"${OUT}/bench.err" ||
+    { echo "clip_gpu_bench --profile ${attention}: rc=$?"; tail -n 5 "${OUT}/bench.err"; }
+done
 timeout 80 python3 scripts/clip_torch_gpu_bench.py ${QUICK} >"${OUT}/clip_torch.jsonl" 2>>"${OUT}/torch.err" ||
   { echo "clip torch: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
 

@@ -96,36 +96,55 @@ for b in all_bench:
 if not rows:
     print("(no k-means/retrieval benchmark results: see bench.err)")
 
-# CLIP: laic vs PyTorch + transformers fp16, same card, same call.
+# CLIP: laic vs PyTorch + transformers fp16, same card, same call; one set of rows per laic
+# variant (the device string names the operand type and the fused attention when on).
 clip = lines(os.path.join(out, "clip.jsonl"))
 ct = {c.get("what"): c for c in lines(os.path.join(out, "clip_torch.jsonl"))}
 if clip or ct:
     print()
     print("| CLIP ViT-B/32 (random) | laic | PyTorch fp16 | laic / PyTorch |")
     print("|---|---|---|---|")
-    by = {c.get("what"): c for c in clip}
-    img = by.get("image")
+    variants = []
+    for c in clip:
+        if c.get("device") not in variants and not c.get("what", "").startswith("profile"):
+            variants.append(c.get("device"))
     timg = ct.get("image")
-    if img:
-        t = timg["img_per_s"] if timg else None
-        print(f"| images, batch {img['batch']}, device time (img/s) | {img['img_per_s_device']:.0f} | "
-              f"{t if t else '-'} | {img['img_per_s_device'] / t:.2f} |" if t else
-              f"| images, batch {img['batch']}, device time (img/s) | {img['img_per_s_device']:.0f} | - | - |")
-        print(f"| images, wall incl. f32 upload (img/s) | {img['img_per_s_wall']:.0f} | - | - |")
-    txt = by.get("text_bucketed")
-    for what in ("text_padded77", "text_batch_max", "text_bucketed"):
-        t = ct.get(what)
-        if t or (what == "text_bucketed" and txt):
-            mine = txt["prompts_per_s"] if (txt and what == "text_bucketed") else None
-            theirs = t["prompts_per_s"] if t else None
-            ratio = f"{mine / theirs:.2f}" if (mine and theirs) else "-"
-            print(f"| {what} (prompts/s, mean {(txt or t).get('mean_tokens')} tokens) | "
-                  f"{f'{mine:.0f}' if mine else '-'} | {theirs if theirs else '-'} | {ratio} |")
-    par = by.get("parity_vs_cpu")
-    if par:
-        print(f"| GPU vs CPU laic, same model ({par['device']}) | image max rel {par['image_max_rel']}, "
-              f"min cos {par['image_min_cos']} | text max rel {par['text_max_rel']}, min cos {par['text_min_cos']} | |")
+    for v in variants:
+        by = {c.get("what"): c for c in clip if c.get("device") == v}
+        print(f"| **{v}** | | | |")
+        img = by.get("image")
+        if img:
+            t = timg["img_per_s"] if timg else None
+            ratio = f"{img['img_per_s_device'] / t:.2f}" if t else "-"
+            print(f"| images, batch {img['batch']}, device time (img/s) | "
+                  f"{img['img_per_s_device']:.0f} | {t if t else '-'} | {ratio} |")
+            print(f"| images, wall incl. f32 upload (img/s) | {img['img_per_s_wall']:.0f} | - | - |")
+        txt = by.get("text_bucketed")
+        for what in ("text_padded77", "text_batch_max", "text_bucketed"):
+            t = ct.get(what)
+            if t or (what == "text_bucketed" and txt):
+                mine = txt["prompts_per_s"] if (txt and what == "text_bucketed") else None
+                theirs = t["prompts_per_s"] if t else None
+                ratio = f"{mine / theirs:.2f}" if (mine and theirs) else "-"
+                print(f"| {what} (prompts/s, mean {(txt or t).get('mean_tokens')} tokens) | "
+                      f"{f'{mine:.0f}' if mine else '-'} | {theirs if theirs else '-'} | {ratio} |")
+        par = by.get("parity_vs_cpu")
+        if par:
+            print(f"| GPU vs CPU laic, same model | image max rel {par['image_max_rel']}, "
+                  f"min cos {par['image_min_cos']} | text max rel {par['text_max_rel']}, "
+                  f"min cos {par['text_min_cos']} | |")
     if "error" in ct:
         print(f"| torch error | {ct['error']['error']} | | |")
-    if img:
-        print(f"(laic device: {img['device']})")
+    # Where the device time goes (clip_gpu_bench --profile, LAIC_CLIP_PROFILE=1).
+    profiles = [c for c in clip if c.get("what", "").startswith("profile_")]
+    if profiles:
+        steps = []
+        for c in profiles:
+            steps += [k for k in c["steps_ms"] if k not in steps]
+        print()
+        print("| step (ms: image per batch, text per run of all prompts) | " + " | ".join(
+            f"{c['what'][8:]}, {c['device']}" for c in profiles) + " |")
+        print("|---" * (len(profiles) + 1) + "|")
+        for k in steps + ["total"]:
+            vals = [c["device_ms"] if k == "total" else c["steps_ms"].get(k) for c in profiles]
+            print(f"| {k} | " + " | ".join("-" if x is None else f"{x:.2f}" for x in vals) + " |")

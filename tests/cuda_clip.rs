@@ -314,66 +314,84 @@ fn cuda_towers_match_the_cpu_on_a_random_model_at_awkward_sizes() {
     let Some(ctx) = cuda_context("cuda_towers_match_the_cpu_on_a_random_model") else {
         return;
     };
-    let spec = random_clip::Spec::awkward();
-    let dir = tempdir("awkward");
-    random_clip::write(&dir, &spec, safetensors::Dtype::F32, 17);
-    let mut rng = StdRng::seed_from_u64(5);
-    let prompts = random_clip::prompts(&mut rng, 300, spec.max_positions, spec.vocab);
-    let refs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
-    let s = spec.image_size;
-    let n = 7;
-    let pixels: Vec<f32> = (0..n * 3 * s * s)
-        .map(|_| StandardNormal.sample(&mut rng))
-        .collect();
-    let cpu = load(&ctx, &dir, ClipPrecision::F32, ClipDevice::Cpu);
-    let want_t = cpu.encode_token_ids(&ctx, &refs, Progress::none()).unwrap();
-    let want_i = cpu
-        .encode_pixels(&ctx, &pixels, n, Progress::none())
-        .unwrap();
-    let d = cpu.embed_dim();
-    for precision in [ClipPrecision::F32, ClipPrecision::F16, ClipPrecision::Bf16] {
-        let gpu = load(&ctx, &dir, precision, ClipDevice::Context);
-        // Small calls first, then larger ones: the work buffers grow between calls.
-        let one = gpu
-            .encode_token_ids(&ctx, &refs[..1], Progress::none())
-            .unwrap();
-        check(
-            "random model text, 1 prompt",
-            precision,
-            &one,
-            &want_t[..d],
-            d,
-            1e-4,
-        );
-        let t = gpu.encode_token_ids(&ctx, &refs, Progress::none()).unwrap();
-        check(
-            "random model text, 300 prompts",
-            precision,
-            &t,
-            &want_t,
-            d,
-            1e-4,
-        );
-        let two = gpu
-            .encode_pixels(&ctx, &pixels[..2 * 3 * s * s], 2, Progress::none())
-            .unwrap();
-        check(
-            "random model images, 2",
-            precision,
-            &two,
-            &want_i[..2 * d],
-            d,
-            1e-4,
-        );
-        let i = gpu
+    // Three image geometries: 17, 101 and 170 tokens (one, four and more than four keys per
+    // lane of the fused attention kernel: the last runs on cuBLAS). The text tower (prompts up
+    // to 77 tokens) is checked with the first.
+    let base = random_clip::Spec::awkward();
+    let geometries = [(48, 12), (50, 5), (39, 3)];
+    for (g, &(image_size, patch)) in geometries.iter().enumerate() {
+        let spec = random_clip::Spec {
+            image_size,
+            patch,
+            ..base
+        };
+        say(&format!(
+            "images {image_size}×{image_size}, {} tokens",
+            spec.tokens()
+        ));
+        let dir = tempdir(&format!("awkward-{g}"));
+        random_clip::write(&dir, &spec, safetensors::Dtype::F32, 17);
+        let mut rng = StdRng::seed_from_u64(5);
+        let prompts = random_clip::prompts(&mut rng, 300, spec.max_positions, spec.vocab);
+        let refs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
+        let s = spec.image_size;
+        let n = 7;
+        let pixels: Vec<f32> = (0..n * 3 * s * s)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect();
+        let cpu = load(&ctx, &dir, ClipPrecision::F32, ClipDevice::Cpu);
+        let want_t = cpu.encode_token_ids(&ctx, &refs, Progress::none()).unwrap();
+        let want_i = cpu
             .encode_pixels(&ctx, &pixels, n, Progress::none())
             .unwrap();
-        check("random model images, 7", precision, &i, &want_i, d, 1e-4);
-        if let Some(ms) = laic::backend::cuda::last_clip_encode_ms() {
-            say(&format!("  last device time {ms:.3} ms"));
+        let d = cpu.embed_dim();
+        for precision in [ClipPrecision::F32, ClipPrecision::F16, ClipPrecision::Bf16] {
+            let gpu = load(&ctx, &dir, precision, ClipDevice::Context);
+            if g == 0 {
+                say(&format!("  {}", gpu.device()));
+                // Small calls first, then larger ones: the work buffers grow between calls.
+                let one = gpu
+                    .encode_token_ids(&ctx, &refs[..1], Progress::none())
+                    .unwrap();
+                check(
+                    "random model text, 1 prompt",
+                    precision,
+                    &one,
+                    &want_t[..d],
+                    d,
+                    1e-4,
+                );
+                let t = gpu.encode_token_ids(&ctx, &refs, Progress::none()).unwrap();
+                check(
+                    "random model text, 300 prompts",
+                    precision,
+                    &t,
+                    &want_t,
+                    d,
+                    1e-4,
+                );
+            }
+            let two = gpu
+                .encode_pixels(&ctx, &pixels[..2 * 3 * s * s], 2, Progress::none())
+                .unwrap();
+            check(
+                "random model images, 2",
+                precision,
+                &two,
+                &want_i[..2 * d],
+                d,
+                1e-4,
+            );
+            let i = gpu
+                .encode_pixels(&ctx, &pixels, n, Progress::none())
+                .unwrap();
+            check("random model images, 7", precision, &i, &want_i, d, 1e-4);
+            if let Some(ms) = laic::backend::cuda::last_clip_encode_ms() {
+                say(&format!("  last device time {ms:.3} ms"));
+            }
         }
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -12,9 +12,12 @@
 //!   ones there (written once, when the buffer is made). The GEMM adds the bias.
 //! - the attention output projection and the second MLP layer accumulate into the f32 residual
 //!   stream (`beta = 1`): the residual adds are free.
-//! - attention runs per head as two strided-batched GEMMs (scores in f32 with the 1/√d scale
-//!   as alpha; probabilities times values) around one softmax launch over all heads; with the
-//!   causal mask the masked probabilities are exact zeros.
+//! - attention of sequences up to [`FUSED_ATTENTION_MAX_SEQ`] tokens can run as one fused kernel
+//!   (`laic_clip_attention_*`: a block per sequence and head, K and V in shared memory, f32
+//!   scores and probabilities; selected with `LAIC_CLIP_ATTENTION=fused` at load until it has
+//!   run on a GPU); otherwise it runs per head as two strided-batched GEMMs (scores in f32 with
+//!   the 1/√d scale as alpha; probabilities times values) around one softmax launch over all
+//!   heads; with the causal mask the masked probabilities are exact zeros.
 //! - a text batch is only as long as its longest prompt (to its end-of-text token): exact under
 //!   the causal mask, and the caller sorts prompts by length so batches carry little padding.
 //!
@@ -43,6 +46,11 @@ pub(crate) const TEXT_BATCH: usize = 4096;
 /// Images per forward pass of the image tower on the GPU.
 pub(crate) const IMAGE_BATCH: usize = 1024;
 
+/// Longest sequence the fused attention kernel takes (`ATT_MAX_SEQ` in kernels/clip.cu).
+pub(crate) const FUSED_ATTENTION_MAX_SEQ: usize = 128;
+/// Widest attention head the fused attention kernel takes.
+const FUSED_ATTENTION_MAX_HEAD: usize = 128;
+
 /// Device time of the last encode (f32 bits; NaN: none yet).
 static LAST_ENCODE_MS: AtomicU32 = AtomicU32::new(0x7fc0_0000);
 
@@ -51,6 +59,19 @@ static LAST_ENCODE_MS: AtomicU32 = AtomicU32::new(0x7fc0_0000);
 /// computed; the copies in and out are excluded), or `None` before the first. For benchmarks.
 pub fn last_clip_encode_ms() -> Option<f32> {
     Some(f32::from_bits(LAST_ENCODE_MS.load(Ordering::Relaxed))).filter(|v| !v.is_nan())
+}
+
+/// Summed device time per step of the forward passes since the last [`take_clip_profile`]
+/// (milliseconds, steps in the order first seen).
+static PROFILE: Mutex<Vec<(&'static str, f64)>> = Mutex::new(Vec::new());
+
+/// The device time of each step of the CUDA CLIP forward passes run since the last call
+/// (milliseconds summed over the passes, steps in the order they run: embeddings, each kind of
+/// block step, the head), and resets the sums. Empty unless a model was loaded with
+/// `LAIC_CLIP_PROFILE=1`, which records a CUDA event after every step (the events serialise
+/// nothing, but cost a little host time). For benchmarks: where the time of a tower goes.
+pub fn take_clip_profile() -> Vec<(&'static str, f64)> {
+    std::mem::take(&mut *PROFILE.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// The GEMM operand type of a model on the device.
@@ -119,6 +140,25 @@ fn round_up(x: usize, to: usize) -> usize {
 /// ones column, 16-byte aligned rows.
 fn padded(in_dim: usize) -> usize {
     round_up(in_dim + 1, 8)
+}
+
+/// Whether the fused attention kernel takes heads of `width / heads` columns (a whole number,
+/// at most [`FUSED_ATTENTION_MAX_HEAD`]).
+fn fused_attention_fits(width: usize, heads: usize) -> bool {
+    heads > 0 && width.is_multiple_of(heads) && width / heads <= FUSED_ATTENTION_MAX_HEAD
+}
+
+/// Warps per block of the fused attention kernel for `seq` tokens (each warp takes every
+/// `warps`-th query row).
+fn fused_attention_warps(seq: usize) -> usize {
+    if seq <= 32 { 2 } else { 4 }
+}
+
+/// Dynamic shared memory of the fused attention kernel: K and V of one head as f32 rows of
+/// `round_up(hd, 32) + 4` floats, and per warp one query row and one row of probabilities.
+fn fused_attention_smem(hd: usize, seq: usize) -> usize {
+    let ld = round_up(hd, 32) + 4;
+    (2 * seq * ld + fused_attention_warps(seq) * (ld + FUSED_ATTENTION_MAX_SEQ)) * 4
 }
 
 /// A device allocation and its address.
@@ -230,6 +270,7 @@ struct Kernels {
     vision_embed: CudaFunction,
     activation: CudaFunction,
     softmax: CudaFunction,
+    attention: CudaFunction,
     patches: CudaFunction,
     ones_column: CudaFunction,
     l2norm: CudaFunction,
@@ -249,6 +290,7 @@ impl Kernels {
             vision_embed: f("vision_embed")?,
             activation: f("activation")?,
             softmax: f("softmax")?,
+            attention: f("attention")?,
             patches: f("patches")?,
             ones_column: f("ones_column")?,
             l2norm: module
@@ -318,6 +360,10 @@ pub(crate) struct CudaClip {
     vision: DevVision,
     /// Serialises encodes (the work buffers and the stream are shared).
     work: Mutex<(Work, Work)>,
+    /// Whether short sequences use the fused attention kernel (`LAIC_CLIP_ATTENTION=fused`).
+    fused_attention: bool,
+    /// With `LAIC_CLIP_PROFILE=1`: an event after each step of the running forward pass.
+    profile: Option<Mutex<Vec<(&'static str, cudarc::driver::CudaEvent)>>>,
     trace: Option<Trace>,
     device_name: String,
 }
@@ -414,6 +460,8 @@ impl CudaClip {
             .is_ok_and(|v| v == "1")
             .then_some(());
         let config = weights.config.clone();
+        let fused_attention = std::env::var("LAIC_CLIP_ATTENTION").is_ok_and(|v| v == "fused")
+            && Self::allow_fused_attention(&k.attention, &config);
         Ok(CudaClip {
             ctx,
             stream,
@@ -424,6 +472,10 @@ impl CudaClip {
             text,
             vision,
             work: Mutex::new((Work::default(), Work::default())),
+            fused_attention,
+            profile: std::env::var("LAIC_CLIP_PROFILE")
+                .is_ok_and(|v| v == "1")
+                .then(|| Mutex::new(Vec::new())),
             trace: trace.map(|_| Trace { weights }),
             device_name,
         })
@@ -443,6 +495,27 @@ impl CudaClip {
                 panic_message(panic.as_ref())
             ))),
         }
+    }
+
+    /// Raises the fused attention kernel's shared-memory limit to what the longest sequence of
+    /// the towers whose heads fit it needs; false when none fits or the device refuses.
+    fn allow_fused_attention(f: &CudaFunction, c: &ClipConfig) -> bool {
+        let towers = [
+            (c.text.width, c.text.heads, c.text.max_positions),
+            (c.vision.width, c.vision.heads, c.vision.tokens()),
+        ];
+        let smem = towers
+            .iter()
+            .filter(|&&(w, h, _)| fused_attention_fits(w, h))
+            .map(|&(w, h, seq)| fused_attention_smem(w / h, seq.min(FUSED_ATTENTION_MAX_SEQ)))
+            .max();
+        let Some(smem) = smem else { return false };
+        // A device that cannot give this much shared memory keeps the cuBLAS attention.
+        f.set_attribute(
+            cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            smem as i32,
+        )
+        .is_ok()
     }
 
     fn text_shape(&self) -> Shape {
@@ -742,6 +815,13 @@ impl CudaClip {
         .map_err(|e| Error::Cuda(format!("cublasGemmEx ({rows}×{k}·{k}×{n}): {e:?}")))
     }
 
+    /// Whether attention over `seq` tokens of shape `s` runs in the fused kernel.
+    fn fused_attention_for(&self, s: &Shape, seq: usize) -> bool {
+        self.fused_attention
+            && seq <= FUSED_ATTENTION_MAX_SEQ
+            && fused_attention_fits(s.width, s.heads)
+    }
+
     /// Multi-head attention of `batch` sequences of `seq` tokens: `qkv` rows `[q | k | v]`
     /// (stride 3·width, no bias left to add) into `attn` (stride `ld_attn`).
     fn attention(
@@ -752,6 +832,9 @@ impl CudaClip {
         b: &Bufs,
         ld_attn: usize,
     ) -> Result<()> {
+        if self.fused_attention_for(s, seq) {
+            return self.fused_attention(s, batch, seq, b.qkv, b.attn, ld_attn);
+        }
         let (w, heads) = (s.width, s.heads);
         let hd = w / heads;
         let sp = round_up(seq, 8);
@@ -842,6 +925,52 @@ impl CudaClip {
         Ok(())
     }
 
+    /// The fused attention kernel: a block per (sequence, head).
+    fn fused_attention(
+        &self,
+        s: &Shape,
+        batch: usize,
+        seq: usize,
+        qkv: u64,
+        attn: u64,
+        ld_attn: usize,
+    ) -> Result<()> {
+        let hd = s.width / s.heads;
+        let blocks = batch * s.heads;
+        if blocks > i32::MAX as usize {
+            return Err(Error::invalid(format!(
+                "{batch} sequences × {} heads are too many for one attention launch",
+                s.heads
+            )));
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (blocks as u32, 1, 1),
+            block_dim: (32 * fused_attention_warps(seq) as u32, 1, 1),
+            shared_mem_bytes: fused_attention_smem(hd, seq) as u32,
+        };
+        let (seq32, w32, h32) = (seq as i32, s.width as i32, s.heads as i32);
+        let (ld64, causal) = (ld_attn as i64, s.causal as i32);
+        let scale_log2 = std::f32::consts::LOG2_E / (hd as f32).sqrt();
+        // SAFETY: qkv holds batch·seq rows of 3·width operands, attn batch·seq rows of stride
+        // ld_attn ≥ width; seq ≤ FUSED_ATTENTION_MAX_SEQ and the head fits (checked by the
+        // caller), and the shared memory asked for is within the limit raised at load.
+        unsafe {
+            self.stream
+                .launch_builder(&self.k.attention)
+                .arg(&qkv)
+                .arg(&attn)
+                .arg(&seq32)
+                .arg(&w32)
+                .arg(&h32)
+                .arg(&ld64)
+                .arg(&causal)
+                .arg(&scale_log2)
+                .launch(cfg)
+        }
+        .map(|_| ())
+        .map_err(|e| cuda_error("launching laic_clip_attention", e))
+    }
+
     /// Grows the block buffers of `work` for `batch × seq` tokens of shape `s`.
     fn block_bufs(&self, work: &mut Work, s: &Shape, batch: usize, seq: usize) -> Result<Bufs> {
         let st = &self.stream;
@@ -852,18 +981,18 @@ impl CudaClip {
         let x = work.x.get(st, rows * s.width * 4, "the residual stream")?.0;
         let (h, fresh_h) = work.h.get(st, rows * kw * es, "layer-norm outputs")?;
         let qkv = work.qkv.get(st, rows * 3 * s.width * es, "q, k, v")?.0;
-        let scores = work
-            .scores
-            .get(st, s.heads * batch * seq * sp * 4, "attention scores")?
-            .0;
-        let probs = work
-            .probs
-            .get(
-                st,
-                s.heads * batch * seq * sp * es,
-                "attention probabilities",
-            )?
-            .0;
+        // The scores and probabilities of the cuBLAS attention (the fused kernel needs none).
+        let (scores, probs) = if self.fused_attention_for(s, seq) {
+            (0, 0)
+        } else {
+            let head_scores = s.heads * batch * seq * sp;
+            (
+                work.scores.get(st, head_scores * 4, "attention scores")?.0,
+                work.probs
+                    .get(st, head_scores * es, "attention probabilities")?
+                    .0,
+            )
+        };
         let (attn, fresh_a) = work.attn.get(st, rows * kw * es, "attention outputs")?;
         let (mlp, fresh_m) = work.mlp.get(st, rows * ki * es, "MLP activations")?;
         // The ones columns that multiply the biases, over the whole (new) buffer.
@@ -908,6 +1037,7 @@ impl CudaClip {
         let w = s.width;
         let (kw, ki) = (padded(w), padded(s.inter));
         self.layernorm(b.x, 0, rows, w, &blk.ln1, s.eps, b.h, kw)?;
+        self.mark("layer norms")?;
         let l = &blk.qkv;
         self.gemm(
             rows,
@@ -922,21 +1052,28 @@ impl CudaClip {
             false,
             0.0,
         )?;
+        self.mark("gemm qkv")?;
         self.attention(s, batch, seq, b, kw)?;
+        self.mark("attention")?;
         let l = &blk.out;
         self.gemm(
             rows, l.out, l.k, b.attn, kw, l.w.ptr, l.ld, b.x, w, true, 1.0,
         )?;
+        self.mark("gemm out + residual")?;
         self.layernorm(b.x, 0, rows, w, &blk.ln2, s.eps, b.h, kw)?;
+        self.mark("layer norms")?;
         let l = &blk.fc1;
         self.gemm(
             rows, l.out, l.k, b.h, kw, l.w.ptr, l.ld, b.mlp, ki, false, 0.0,
         )?;
+        self.mark("gemm fc1")?;
         self.activation(b.mlp, rows, s.inter, ki, s.act)?;
+        self.mark("activation")?;
         let l = &blk.fc2;
         self.gemm(
             rows, l.out, l.k, b.mlp, ki, l.w.ptr, l.ld, b.x, w, true, 1.0,
-        )
+        )?;
+        self.mark("gemm fc2 + residual")
     }
 
     /// Final layer norm of the pooled rows, projection, L2 normalisation, download into `out`.
@@ -964,6 +1101,7 @@ impl CudaClip {
             n, d, proj.k, pooled, width, proj.w.ptr, proj.ld, emb, d, true, 0.0,
         )?;
         self.l2norm(emb, n, d)?;
+        self.mark("head")?;
         let end = st
             .record_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
             .map_err(|e| cuda_error("recording an event", e))?;
@@ -977,7 +1115,43 @@ impl CudaClip {
         if let Ok(ms) = start.elapsed_ms(&end) {
             LAST_ENCODE_MS.store(ms.to_bits(), Ordering::Relaxed);
         }
+        self.flush_profile(start);
         Ok(())
+    }
+
+    /// The event a forward pass's device time starts from (dropping the marks of a pass that
+    /// failed, when profiling).
+    fn start_pass(&self) -> Result<cudarc::driver::CudaEvent> {
+        if let Some(p) = &self.profile {
+            p.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+        self.timing_event()
+    }
+
+    /// When profiling, records the end of `step` (its time runs from the previous mark).
+    fn mark(&self, step: &'static str) -> Result<()> {
+        if let Some(p) = &self.profile {
+            let ev = self.timing_event()?;
+            p.lock().unwrap_or_else(|p| p.into_inner()).push((step, ev));
+        }
+        Ok(())
+    }
+
+    /// When profiling, adds the times between `start` and the marks of the finished forward
+    /// pass to [`PROFILE`].
+    fn flush_profile(&self, start: &cudarc::driver::CudaEvent) {
+        let Some(p) = &self.profile else { return };
+        let marks = std::mem::take(&mut *p.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut sums = PROFILE.lock().unwrap_or_else(|p| p.into_inner());
+        let mut prev = start;
+        for (step, ev) in &marks {
+            let ms = prev.elapsed_ms(ev).unwrap_or(f32::NAN) as f64;
+            match sums.iter_mut().find(|(s, _)| s == step) {
+                Some((_, t)) => *t += ms,
+                None => sums.push((step, ms)),
+            }
+            prev = ev;
+        }
     }
 
     fn timing_event(&self) -> Result<cudarc::driver::CudaEvent> {
@@ -1273,8 +1447,9 @@ impl ClipCompute for CudaClip {
             let id_ptr = self.upload_into(&mut work.ids, as_bytes(&ids), "token ids")?;
             let pool_ptr = self.upload_into(&mut work.pools, as_bytes(&pool_rows), "pool rows")?;
             let b = self.block_bufs(work, &s, batch, seq)?;
-            let start = self.timing_event()?;
+            let start = self.start_pass()?;
             self.embed_tokens(id_ptr, batch * seq, seq, b.x)?;
+            self.mark("embeddings")?;
             let cpu = self.trace.as_ref().map(|t| &t.weights.text.blocks[..]);
             if let Some(t) = &self.trace {
                 // The embeddings on the CPU, as text::encode forms them.
@@ -1349,7 +1524,7 @@ impl ClipCompute for CudaClip {
                 .get(st, n * g2 * s.width * 4, "patch embeddings")?
                 .0;
             let b = self.block_bufs(work, &s, n, tokens)?;
-            let start = self.timing_event()?;
+            let start = self.start_pass()?;
             self.patches(px, patches, n)?;
             let v = &self.vision;
             self.gemm(
@@ -1366,6 +1541,7 @@ impl ClipCompute for CudaClip {
                 0.0,
             )?;
             self.vision_embed(emb, n * tokens, b.x)?;
+            self.mark("embeddings")?;
             if let Some(t) = &self.trace {
                 let x = cpu_vision_embed(&t.weights, &pixels[..n * per], n);
                 let dev = self.download(b.x, n * tokens * s.width)?;
@@ -1403,7 +1579,16 @@ impl ClipCompute for CudaClip {
     }
 
     fn device(&self) -> String {
-        format!("cuda ({}, {})", self.device_name, self.op.suffix())
+        let attention = if self.fused_attention {
+            ", fused attention"
+        } else {
+            ""
+        };
+        format!(
+            "cuda ({}, {}{attention})",
+            self.device_name,
+            self.op.suffix()
+        )
     }
 }
 
@@ -1529,5 +1714,31 @@ mod tests {
         assert_eq!(padded(768), 776);
         assert_eq!(padded(7), 8);
         assert_eq!(padded(8), 16);
+    }
+
+    #[test]
+    fn fused_attention_sizes_fit_hopper_and_follow_the_kernel_layout() {
+        // Heads the kernel takes: whole, at most 128 columns (CLIP's are 64; 12 and 13 in the
+        // awkward test model).
+        assert!(fused_attention_fits(512, 8) && fused_attention_fits(52, 4));
+        assert!(fused_attention_fits(1024, 8) && !fused_attention_fits(1040, 8));
+        assert!(!fused_attention_fits(50, 4) && !fused_attention_fits(64, 0));
+        // Text (~10 tokens) gets two warps, longer sequences four.
+        assert_eq!(fused_attention_warps(32), 2);
+        assert_eq!(fused_attention_warps(33), 4);
+        // K and V of ViT-B/32's 50 tokens (rows of 68 floats) and 4 warps' rows of q and p.
+        assert_eq!(
+            fused_attention_smem(64, 50),
+            (2 * 50 * 68 + 4 * (68 + 128)) * 4
+        );
+        // Rows of 13 columns take 36 floats (16-byte aligned, 4 mod 32); 17 tokens, two warps.
+        assert_eq!(
+            fused_attention_smem(13, 17),
+            (2 * 17 * 36 + 2 * (36 + 128)) * 4
+        );
+        // The widest case stays within an H100's 227 KB per block.
+        assert!(
+            fused_attention_smem(FUSED_ATTENTION_MAX_HEAD, FUSED_ATTENTION_MAX_SEQ) <= 227 * 1024
+        );
     }
 }

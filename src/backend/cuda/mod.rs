@@ -16,7 +16,7 @@ mod kmeans;
 mod operands;
 mod retrieve;
 
-pub use clip::last_clip_encode_ms;
+pub use clip::{last_clip_encode_ms, take_clip_profile};
 pub use gradnorm::{last_gradnorm_config, last_gradnorm_kernel_ms};
 pub use kernels::kernels_built;
 pub use kmeans::{
