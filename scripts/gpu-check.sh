@@ -27,15 +27,16 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 # 1. GPU tests (parity with the CPU on awkward sizes, device-pointer path, errors), with the
 #    default kernels, again with each alternative GradNorm kernel forced, cuda_kmeans again
 #    with the wgmma k-means assignment enabled (kmwg: LAIC_CUDA_KMEANS_WGMMA=1; its assignment
-#    test then checks both kernels against the CPU), and cuda_clip again with the fused
-#    attention kernel (attn: LAIC_CLIP_ATTENTION=fused).
+#    test then checks both kernels against the CPU), and cuda_clip again with each fused
+#    attention kernel (attn: LAIC_CLIP_ATTENTION=fused, tensor cores for f16/bf16 and CUDA
+#    cores for f32; simt: fused-simt, CUDA cores for all).
 for t in gpu-bin/tests/*; do
   name="$(basename "${t}")"
-  for cfg in default wg2d 32x4 kmwg attn; do
+  for cfg in default wg2d 32x4 kmwg attn simt; do
     case "${cfg}" in
       default) ;;
       kmwg) [[ "${name}" == cuda_kmeans ]] || continue ;;
-      attn) [[ "${name}" == cuda_clip ]] || continue ;;
+      attn | simt) [[ "${name}" == cuda_clip ]] || continue ;;
       *) [[ "${name}" == cuda ]] || continue ;;
     esac
     unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA LAIC_CLIP_ATTENTION
@@ -43,6 +44,7 @@ for t in gpu-bin/tests/*; do
       default) ;;
       kmwg) export LAIC_CUDA_KMEANS_WGMMA=1 ;;
       attn) export LAIC_CLIP_ATTENTION=fused ;;
+      simt) export LAIC_CLIP_ATTENTION=fused-simt ;;
       *) export LAIC_CUDA_GRADNORM_CONFIG="${cfg}" ;;
     esac
     log="$(mktemp)"
@@ -84,18 +86,22 @@ timeout 90 python3 scripts/torch_kmeans_anchor.py ${QUICK} >>"${OUT}/torch.jsonl
   { echo "torch k-means anchor: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
 
 # 4. CLIP: on a failure of the CLIP parity tests, the per-step trace of the random model; then
-#    the throughput of a random ViT-B/32 (cuBLAS attention, then the fused attention kernel)
+#    the throughput of a random ViT-B/32 (cuBLAS attention, then each fused attention kernel)
 #    and PyTorch + transformers fp16 on the same work; then where the device time goes
-#    (--profile with LAIC_CLIP_PROFILE=1: an event after every step), for both attentions.
-if ! grep -q '^cuda_clip \[default\]: rc=0 ' "${OUT}/tests.txt" 2>/dev/null; then
-  trace="$(mktemp)"
-  LAIC_CLIP_TRACE=1 timeout 60 gpu-bin/tests/cuda_clip --test-threads=1 --nocapture \
-    cuda_towers_match_the_cpu_on_a_random_model_at_awkward_sizes >"${trace}" 2>&1
-  { echo "=== cuda_clip trace"; cat "${trace}"; } >>"${OUT}/tests.log"
-  grep -E 'clip-trace|panicked' "${trace}" | head -n 60
-fi
+#    (--profile with LAIC_CLIP_PROFILE=1: an event after every step), cuBLAS and fused.
+for cfg in default:cublas attn:fused simt:fused-simt; do
+  if ! grep -q "^cuda_clip \[${cfg%%:*}\]: rc=0 " "${OUT}/tests.txt" 2>/dev/null; then
+    trace="$(mktemp)"
+    LAIC_CLIP_ATTENTION="${cfg#*:}" LAIC_CLIP_TRACE=1 timeout 60 gpu-bin/tests/cuda_clip \
+      --test-threads=1 --nocapture cuda_towers_match_the_cpu_on_a_random_model_at_awkward_sizes \
+      >"${trace}" 2>&1
+    { echo "=== cuda_clip trace [${cfg}]"; cat "${trace}"; } >>"${OUT}/tests.log"
+    echo "cuda_clip trace [${cfg}]:"
+    grep -E 'clip-trace|panicked' "${trace}" | head -n 40
+  fi
+done
 : >"${OUT}/clip.jsonl"
-for attention in cublas fused; do
+for attention in cublas fused fused-simt; do
   LAIC_CLIP_ATTENTION="${attention}" timeout 100 gpu-bin/clip_gpu_bench ${QUICK} \
     >>"${OUT}/clip.jsonl" 2>>"${OUT}/bench.err" ||
     { echo "clip_gpu_bench ${attention}: rc=$?"; tail -n 5 "${OUT}/bench.err"; }

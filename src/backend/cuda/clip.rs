@@ -12,12 +12,11 @@
 //!   ones there (written once, when the buffer is made). The GEMM adds the bias.
 //! - the attention output projection and the second MLP layer accumulate into the f32 residual
 //!   stream (`beta = 1`): the residual adds are free.
-//! - attention of sequences up to [`FUSED_ATTENTION_MAX_SEQ`] tokens can run as one fused kernel
-//!   (`laic_clip_attention_*`: a block per sequence and head, K and V in shared memory, f32
-//!   scores and probabilities; selected with `LAIC_CLIP_ATTENTION=fused` at load until it has
-//!   run on a GPU); otherwise it runs per head as two strided-batched GEMMs (scores in f32 with
-//!   the 1/√d scale as alpha; probabilities times values) around one softmax launch over all
-//!   heads; with the causal mask the masked probabilities are exact zeros.
+//! - attention runs per head as two strided-batched GEMMs (scores in f32 with the 1/√d scale
+//!   as alpha; probabilities times values) around one softmax launch over all heads; with the
+//!   causal mask the masked probabilities are exact zeros. Sequences of up to 128 tokens can
+//!   instead take one fused kernel per layer (`LAIC_CLIP_ATTENTION`, see
+//!   [`super::clip_attention`]).
 //! - a text batch is only as long as its longest prompt (to its end-of-text token): exact under
 //!   the causal mask, and the caller sorts prompts by length so batches carry little padding.
 //!
@@ -26,6 +25,7 @@
 //! input, printing the largest difference per step to stderr (for debugging a device run from
 //! one log).
 
+use super::clip_attention::{AttentionKernel, FusedAttention};
 use super::{CudaBackend, cuda_error, kernels, panic_message};
 use crate::clip::layers::{self, Activation, Scratch as CpuScratch, TowerShape};
 use crate::clip::weights::{Block, ClipWeights, Linear, MatrixLayout, Norm};
@@ -45,11 +45,6 @@ use std::sync::{Arc, Mutex};
 pub(crate) const TEXT_BATCH: usize = 4096;
 /// Images per forward pass of the image tower on the GPU.
 pub(crate) const IMAGE_BATCH: usize = 1024;
-
-/// Longest sequence the fused attention kernel takes (`ATT_MAX_SEQ` in kernels/clip.cu).
-pub(crate) const FUSED_ATTENTION_MAX_SEQ: usize = 128;
-/// Widest attention head the fused attention kernel takes.
-const FUSED_ATTENTION_MAX_HEAD: usize = 128;
 
 /// Device time of the last encode (f32 bits; NaN: none yet).
 static LAST_ENCODE_MS: AtomicU32 = AtomicU32::new(0x7fc0_0000);
@@ -140,25 +135,6 @@ fn round_up(x: usize, to: usize) -> usize {
 /// ones column, 16-byte aligned rows.
 fn padded(in_dim: usize) -> usize {
     round_up(in_dim + 1, 8)
-}
-
-/// Whether the fused attention kernel takes heads of `width / heads` columns (a whole number,
-/// at most [`FUSED_ATTENTION_MAX_HEAD`]).
-fn fused_attention_fits(width: usize, heads: usize) -> bool {
-    heads > 0 && width.is_multiple_of(heads) && width / heads <= FUSED_ATTENTION_MAX_HEAD
-}
-
-/// Warps per block of the fused attention kernel for `seq` tokens (each warp takes every
-/// `warps`-th query row).
-fn fused_attention_warps(seq: usize) -> usize {
-    if seq <= 32 { 2 } else { 4 }
-}
-
-/// Dynamic shared memory of the fused attention kernel: K and V of one head as f32 rows of
-/// `round_up(hd, 32) + 4` floats, and per warp one query row and one row of probabilities.
-fn fused_attention_smem(hd: usize, seq: usize) -> usize {
-    let ld = round_up(hd, 32) + 4;
-    (2 * seq * ld + fused_attention_warps(seq) * (ld + FUSED_ATTENTION_MAX_SEQ)) * 4
 }
 
 /// A device allocation and its address.
@@ -270,7 +246,6 @@ struct Kernels {
     vision_embed: CudaFunction,
     activation: CudaFunction,
     softmax: CudaFunction,
-    attention: CudaFunction,
     patches: CudaFunction,
     ones_column: CudaFunction,
     l2norm: CudaFunction,
@@ -290,7 +265,6 @@ impl Kernels {
             vision_embed: f("vision_embed")?,
             activation: f("activation")?,
             softmax: f("softmax")?,
-            attention: f("attention")?,
             patches: f("patches")?,
             ones_column: f("ones_column")?,
             l2norm: module
@@ -360,8 +334,8 @@ pub(crate) struct CudaClip {
     vision: DevVision,
     /// Serialises encodes (the work buffers and the stream are shared).
     work: Mutex<(Work, Work)>,
-    /// Whether short sequences use the fused attention kernel (`LAIC_CLIP_ATTENTION=fused`).
-    fused_attention: bool,
+    /// The fused attention kernel short sequences take, if one was chosen at load.
+    fused: Option<FusedAttention>,
     /// With `LAIC_CLIP_PROFILE=1`: an event after each step of the running forward pass.
     profile: Option<Mutex<Vec<(&'static str, cudarc::driver::CudaEvent)>>>,
     trace: Option<Trace>,
@@ -460,8 +434,23 @@ impl CudaClip {
             .is_ok_and(|v| v == "1")
             .then_some(());
         let config = weights.config.clone();
-        let fused_attention = std::env::var("LAIC_CLIP_ATTENTION").is_ok_and(|v| v == "fused")
-            && Self::allow_fused_attention(&k.attention, &config);
+        let kind = AttentionKernel::from_env(op != Operand::F32);
+        let fused = FusedAttention::load(&module, op.suffix(), op.size(), kind)
+            .map_err(|e| Error::Cuda(format!("cannot find a kernel in laic's PTX (clip): {e}")))?
+            .filter(|f| {
+                f.prepare(&[
+                    (
+                        config.text.width,
+                        config.text.heads,
+                        config.text.max_positions,
+                    ),
+                    (
+                        config.vision.width,
+                        config.vision.heads,
+                        config.vision.tokens(),
+                    ),
+                ])
+            });
         Ok(CudaClip {
             ctx,
             stream,
@@ -472,7 +461,7 @@ impl CudaClip {
             text,
             vision,
             work: Mutex::new((Work::default(), Work::default())),
-            fused_attention,
+            fused,
             profile: std::env::var("LAIC_CLIP_PROFILE")
                 .is_ok_and(|v| v == "1")
                 .then(|| Mutex::new(Vec::new())),
@@ -495,27 +484,6 @@ impl CudaClip {
                 panic_message(panic.as_ref())
             ))),
         }
-    }
-
-    /// Raises the fused attention kernel's shared-memory limit to what the longest sequence of
-    /// the towers whose heads fit it needs; false when none fits or the device refuses.
-    fn allow_fused_attention(f: &CudaFunction, c: &ClipConfig) -> bool {
-        let towers = [
-            (c.text.width, c.text.heads, c.text.max_positions),
-            (c.vision.width, c.vision.heads, c.vision.tokens()),
-        ];
-        let smem = towers
-            .iter()
-            .filter(|&&(w, h, _)| fused_attention_fits(w, h))
-            .map(|&(w, h, seq)| fused_attention_smem(w / h, seq.min(FUSED_ATTENTION_MAX_SEQ)))
-            .max();
-        let Some(smem) = smem else { return false };
-        // A device that cannot give this much shared memory keeps the cuBLAS attention.
-        f.set_attribute(
-            cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            smem as i32,
-        )
-        .is_ok()
     }
 
     fn text_shape(&self) -> Shape {
@@ -815,11 +783,11 @@ impl CudaClip {
         .map_err(|e| Error::Cuda(format!("cublasGemmEx ({rows}×{k}·{k}×{n}): {e:?}")))
     }
 
-    /// Whether attention over `seq` tokens of shape `s` runs in the fused kernel.
-    fn fused_attention_for(&self, s: &Shape, seq: usize) -> bool {
-        self.fused_attention
-            && seq <= FUSED_ATTENTION_MAX_SEQ
-            && fused_attention_fits(s.width, s.heads)
+    /// The fused attention kernel, if it takes `seq` tokens of shape `s`.
+    fn fused_for(&self, s: &Shape, seq: usize) -> Option<&FusedAttention> {
+        self.fused
+            .as_ref()
+            .filter(|f| f.takes(s.width, s.heads, seq))
     }
 
     /// Multi-head attention of `batch` sequences of `seq` tokens: `qkv` rows `[q | k | v]`
@@ -832,8 +800,19 @@ impl CudaClip {
         b: &Bufs,
         ld_attn: usize,
     ) -> Result<()> {
-        if self.fused_attention_for(s, seq) {
-            return self.fused_attention(s, batch, seq, b.qkv, b.attn, ld_attn);
+        if let Some(f) = self.fused_for(s, seq) {
+            let (w, h) = (s.width, s.heads);
+            return f.run(
+                &self.stream,
+                b.qkv,
+                b.attn,
+                batch,
+                seq,
+                w,
+                h,
+                ld_attn,
+                s.causal,
+            );
         }
         let (w, heads) = (s.width, s.heads);
         let hd = w / heads;
@@ -925,52 +904,6 @@ impl CudaClip {
         Ok(())
     }
 
-    /// The fused attention kernel: a block per (sequence, head).
-    fn fused_attention(
-        &self,
-        s: &Shape,
-        batch: usize,
-        seq: usize,
-        qkv: u64,
-        attn: u64,
-        ld_attn: usize,
-    ) -> Result<()> {
-        let hd = s.width / s.heads;
-        let blocks = batch * s.heads;
-        if blocks > i32::MAX as usize {
-            return Err(Error::invalid(format!(
-                "{batch} sequences × {} heads are too many for one attention launch",
-                s.heads
-            )));
-        }
-        let cfg = LaunchConfig {
-            grid_dim: (blocks as u32, 1, 1),
-            block_dim: (32 * fused_attention_warps(seq) as u32, 1, 1),
-            shared_mem_bytes: fused_attention_smem(hd, seq) as u32,
-        };
-        let (seq32, w32, h32) = (seq as i32, s.width as i32, s.heads as i32);
-        let (ld64, causal) = (ld_attn as i64, s.causal as i32);
-        let scale_log2 = std::f32::consts::LOG2_E / (hd as f32).sqrt();
-        // SAFETY: qkv holds batch·seq rows of 3·width operands, attn batch·seq rows of stride
-        // ld_attn ≥ width; seq ≤ FUSED_ATTENTION_MAX_SEQ and the head fits (checked by the
-        // caller), and the shared memory asked for is within the limit raised at load.
-        unsafe {
-            self.stream
-                .launch_builder(&self.k.attention)
-                .arg(&qkv)
-                .arg(&attn)
-                .arg(&seq32)
-                .arg(&w32)
-                .arg(&h32)
-                .arg(&ld64)
-                .arg(&causal)
-                .arg(&scale_log2)
-                .launch(cfg)
-        }
-        .map(|_| ())
-        .map_err(|e| cuda_error("launching laic_clip_attention", e))
-    }
-
     /// Grows the block buffers of `work` for `batch × seq` tokens of shape `s`.
     fn block_bufs(&self, work: &mut Work, s: &Shape, batch: usize, seq: usize) -> Result<Bufs> {
         let st = &self.stream;
@@ -982,7 +915,7 @@ impl CudaClip {
         let (h, fresh_h) = work.h.get(st, rows * kw * es, "layer-norm outputs")?;
         let qkv = work.qkv.get(st, rows * 3 * s.width * es, "q, k, v")?.0;
         // The scores and probabilities of the cuBLAS attention (the fused kernel needs none).
-        let (scores, probs) = if self.fused_attention_for(s, seq) {
+        let (scores, probs) = if self.fused_for(s, seq).is_some() {
             (0, 0)
         } else {
             let head_scores = s.heads * batch * seq * sp;
@@ -1579,10 +1512,10 @@ impl ClipCompute for CudaClip {
     }
 
     fn device(&self) -> String {
-        let attention = if self.fused_attention {
-            ", fused attention"
-        } else {
-            ""
+        let attention = match self.fused.as_ref().map(|f| f.kind()) {
+            Some(AttentionKernel::Mma) => ", fused attention",
+            Some(_) => ", fused attention on CUDA cores",
+            None => "",
         };
         format!(
             "cuda ({}, {}{attention})",
@@ -1714,31 +1647,5 @@ mod tests {
         assert_eq!(padded(768), 776);
         assert_eq!(padded(7), 8);
         assert_eq!(padded(8), 16);
-    }
-
-    #[test]
-    fn fused_attention_sizes_fit_hopper_and_follow_the_kernel_layout() {
-        // Heads the kernel takes: whole, at most 128 columns (CLIP's are 64; 12 and 13 in the
-        // awkward test model).
-        assert!(fused_attention_fits(512, 8) && fused_attention_fits(52, 4));
-        assert!(fused_attention_fits(1024, 8) && !fused_attention_fits(1040, 8));
-        assert!(!fused_attention_fits(50, 4) && !fused_attention_fits(64, 0));
-        // Text (~10 tokens) gets two warps, longer sequences four.
-        assert_eq!(fused_attention_warps(32), 2);
-        assert_eq!(fused_attention_warps(33), 4);
-        // K and V of ViT-B/32's 50 tokens (rows of 68 floats) and 4 warps' rows of q and p.
-        assert_eq!(
-            fused_attention_smem(64, 50),
-            (2 * 50 * 68 + 4 * (68 + 128)) * 4
-        );
-        // Rows of 13 columns take 36 floats (16-byte aligned, 4 mod 32); 17 tokens, two warps.
-        assert_eq!(
-            fused_attention_smem(13, 17),
-            (2 * 17 * 36 + 2 * (36 + 128)) * 4
-        );
-        // The widest case stays within an H100's 227 KB per block.
-        assert!(
-            fused_attention_smem(FUSED_ATTENTION_MAX_HEAD, FUSED_ATTENTION_MAX_SEQ) <= 227 * 1024
-        );
     }
 }

@@ -10,6 +10,7 @@
 //! than 8 top nouns, images and nouns of different dtypes) are delegated to the CPU backend.
 
 pub(crate) mod clip;
+mod clip_attention;
 mod gradnorm;
 mod kernels;
 mod kmeans;
