@@ -152,25 +152,30 @@ impl FusedAttention {
     }
 
     /// Raises the shared-memory limit of the kernels the `towers` (width, heads, longest
-    /// sequence) will use; false when none fits or the device refuses (cuBLAS runs then).
+    /// sequence) will use to what the most demanding of them needs; false when none fits or
+    /// the device refuses (cuBLAS runs then).
     pub(crate) fn prepare(&self, towers: &[(usize, usize, usize)]) -> bool {
-        let mut any = false;
+        // (kernel, bytes) with the largest need per kernel: two towers may share one.
+        let mut needs: Vec<(&CudaFunction, usize)> = Vec::new();
         for &(width, heads, seq) in towers {
             let seq = seq.min(MAX_SEQ);
             if !self.takes(width, heads, seq) {
                 continue;
             }
             let (g, f) = self.geometry(width / heads, seq);
-            let raised = f.set_attribute(
-                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                g.smem as i32,
-            );
-            if raised.is_err() {
-                return false;
+            match needs.iter_mut().find(|(k, _)| std::ptr::eq(*k, f)) {
+                Some((_, bytes)) => *bytes = (*bytes).max(g.smem),
+                None => needs.push((f, g.smem)),
             }
-            any = true;
         }
-        any
+        !needs.is_empty()
+            && needs.iter().all(|(f, bytes)| {
+                f.set_attribute(
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    *bytes as i32,
+                )
+                .is_ok()
+            })
     }
 
     /// Attention of `batch` sequences of `seq` tokens: `qkv` rows `[q | k | v]` (stride
