@@ -213,6 +213,27 @@ fn batches_trimmed_to_the_longest_prompt_equal_single_prompts() {
         .encode_token_ids(&ctx, &[&ids], Progress::none())
         .unwrap();
     assert!((0..d).all(|j| (padded[j] - batch[j]).abs() < 1e-6));
+    // More prompts than one batch, of many lengths: every row lands at its prompt.
+    let many: Vec<String> = (0..150)
+        .map(|i| format!("a photo of {}", "the small dog ".repeat(i % 9)))
+        .collect();
+    let fwd: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+    let rev: Vec<&str> = fwd.iter().rev().copied().collect();
+    let a = model.encode_texts(&ctx, &fwd, Progress::none()).unwrap();
+    let b = model.encode_texts(&ctx, &rev, Progress::none()).unwrap();
+    for i in 0..fwd.len() {
+        let (x, y) = (&a[i * d..][..d], &b[(fwd.len() - 1 - i) * d..][..d]);
+        let err = x
+            .iter()
+            .zip(y)
+            .map(|(u, v)| (u - v).abs())
+            .fold(0.0, f32::max);
+        assert!(err < 1e-6, "prompt {i}: {err}");
+    }
+    let one = model
+        .encode_texts(&ctx, &fwd[100..101], Progress::none())
+        .unwrap();
+    assert!((0..d).all(|j| (one[j] - a[100 * d + j]).abs() < 1e-6));
 }
 
 #[test]

@@ -281,12 +281,21 @@ impl ClipModel {
         let text_batch = self.compute.batch_sizes().0.max(1);
         let mut batch_out = vec![0f32; text_batch.min(prompts.len()) * d];
         let mut done = 0;
+        let rows = RowWriter(out.as_mut_ptr());
         for chunk in order.chunks(text_batch) {
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| prompts[i]).collect();
             ctx.install(|| self.compute.encode_tokens(&batch, &mut batch_out))?;
-            for (j, &i) in chunk.iter().enumerate() {
-                out[i * d..][..d].copy_from_slice(&batch_out[j * d..][..d]);
-            }
+            // Back into prompt order, in parallel (on a GPU the device waits for this).
+            ctx.install(|| {
+                chunk
+                    .par_iter()
+                    .zip(batch_out.par_chunks(d))
+                    .for_each(|(&i, row)| {
+                        // SAFETY: `order` is a permutation of 0..prompts.len(), so each row i
+                        // is written by exactly one task, and out holds prompts.len() rows of d.
+                        unsafe { rows.write(i * d, row) }
+                    })
+            });
             done += chunk.len();
             report(&progress, Stage::TextEncoding, done, prompts.len())?;
         }
@@ -416,6 +425,26 @@ impl ClipModel {
             Ok::<(), Error>(())
         })?;
         Ok(out)
+    }
+}
+
+/// The base of an output buffer that parallel tasks fill at disjoint offsets.
+struct RowWriter(*mut f32);
+
+// SAFETY: a RowWriter only writes through `write`, whose callers guarantee disjoint ranges
+// inside the buffer, which outlives the tasks.
+unsafe impl Send for RowWriter {}
+// SAFETY: as above.
+unsafe impl Sync for RowWriter {}
+
+impl RowWriter {
+    /// Copies `row` to offset `at`.
+    ///
+    /// # Safety
+    /// `at..at + row.len()` lies inside the buffer and no other task writes or reads it.
+    unsafe fn write(&self, at: usize, row: &[f32]) {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), self.0.add(at), row.len()) }
     }
 }
 
