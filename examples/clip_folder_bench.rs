@@ -549,8 +549,11 @@ fn main() {
         });
         t.elapsed().as_secs_f64()
     };
-    let reps = if args.quick || !on_cuda { 1 } else { 2 };
-    let prep_s = median((0..reps).map(|_| prep_all()).collect());
+    let prep_s = median(
+        (0..if args.quick { 1 } else { 3 })
+            .map(|_| prep_all())
+            .collect(),
+    );
     let prep_ips = n as f64 / prep_s;
     emit(
         json!({"what":"prep_all_threads","images":n,"threads":threads,"wall_s":r3(prep_s),
@@ -658,7 +661,7 @@ fn main() {
     };
     let mut runs = Vec::new();
     let mut embeddings = Vec::new();
-    for _ in 0..reps {
+    for _ in 0..if args.quick || !on_cuda { 1 } else { 2 } {
         *device_sum.lock().unwrap() = (0.0, 0);
         let t = Instant::now();
         embeddings = model
