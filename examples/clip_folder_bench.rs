@@ -2,14 +2,16 @@
 //! the time goes, on a random full-size ViT-B/32 (weights written here, f16, to a temporary
 //! folder).
 //!
-//! The photos are synthetic but compress like photos: a smooth two-colour gradient, soft-edged
-//! ellipses and rectangles, a wavy texture patch and mild noise, written by libjpeg-turbo's
-//! encoder (the one inside mozjpeg, with its libjpeg-turbo profile: baseline, standard tables
-//! and Huffman codes) at quality 90 with 4:2:0 chroma subsampling, as cameras, ImageNet and
-//! PIL's `save` write them. (The `image` crate's encoder writes 4:4:4 only, which decodes
-//! slower: twice the chroma blocks and no upsampling.) By default the sizes resemble a photo
-//! library: of every 16 images, 11 are 500×375 and 2 are 375×500 (ImageNet-like), 2 are
-//! 1600×1200 and 1 is 4000×3000 (a phone photo).
+//! The photos are synthetic but compress like photos (2–2.8 bits per pixel): a smooth
+//! two-colour gradient with a vignette, value-noise texture at four scales, soft-edged ellipses
+//! and rectangles, a wavy patch and sensor-like noise, written by libjpeg-turbo's encoder (the
+//! one inside mozjpeg, with its libjpeg-turbo profile: baseline, standard tables and Huffman
+//! codes) at quality 90 with 4:2:0 chroma subsampling, as cameras, ImageNet and PIL's `save`
+//! write them (checked in the frame header). The `image` crate's encoder would not do: it
+//! writes 4:4:4 only (every component at full resolution, twice the blocks of 4:2:0), although
+//! its documentation says 4:2:2. By default the sizes resemble a photo library: of every 16
+//! images, 11 are 500×375 and 2 are 375×500 (ImageNet-like), 2 are 1600×1200 and 1 is
+//! 4000×3000 (a phone photo).
 //!
 //! One JSON line per measurement (`{"bench":"clip_folder","what":…}`):
 //!
@@ -17,9 +19,11 @@
 //!   in memory → RGB; preprocess: resize + centre crop + normalise of the decoded RGB);
 //! - `prep_all_threads`: read + decode + preprocess of every file on all threads of the
 //!   context (images/s): the CPU ceiling of the pipeline;
+//! - `encode_pixels_input_check`: what the finiteness check of the public `encode_pixels`
+//!   costs on 1024 images (timed on pixels whose last value is NaN: refused before encoding);
 //! - `encode_only`: `ClipModel::encode_pixels` of one batch of preprocessed tensors (wall; on
-//!   CUDA also the device time of the forward pass, the serial finiteness scan of the public
-//!   call, and the rest: the upload of 602 KB of f32 pixels per image, the download, syncs);
+//!   CUDA also the device time of the forward pass, the input check, and the rest: the upload
+//!   of 602 KB of f32 pixels per image, the download, syncs);
 //! - `end_to_end`: `encode_image_files` on the folder (wall images/s; on CUDA also the summed
 //!   device time of every batch, read after each batch through the progress callback);
 //! - `where`: per image, the single-thread ms of decode and preprocessing (weighted by the
@@ -341,7 +345,7 @@ fn frame_info(jpeg: &[u8]) -> (u8, u8, bool) {
     panic!("no frame header")
 }
 
-/// `p`-th percentile-free summary: the median.
+/// The median.
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
