@@ -21,11 +21,12 @@
 //!   context (images/s): the CPU ceiling of the pipeline;
 //! - `encode_pixels_input_check`: what the finiteness check of the public `encode_pixels`
 //!   costs on 1024 images (timed on pixels whose last value is NaN: refused before encoding);
-//! - `encode_only`: `ClipModel::encode_pixels` of one batch of preprocessed tensors (wall; on
-//!   CUDA also the device time of the forward pass, the input check, and the rest: the upload
-//!   of 602 KB of f32 pixels per image, the download, syncs);
-//! - `end_to_end`: `encode_image_files` on the folder (wall images/s; on CUDA also the summed
-//!   device time of every batch, read after each batch through the progress callback);
+//! - `encode_only`: `ClipModel::encode_pixels` of one batch of preprocessed tensors (median
+//!   wall; on CUDA also the device time of the forward pass, the input check, and the rest:
+//!   the upload of 602 KB of f32 pixels per image, the download, syncs);
+//! - `end_to_end`: `encode_image_files` on the folder (median wall images/s of 3 runs; on CUDA
+//!   also the summed device time of every batch, read after each batch through the progress
+//!   callback);
 //! - `where`: per image, the single-thread ms of decode and preprocessing (weighted by the
 //!   folder's mix), the encoder's and the upload's ms, and which stage bounds the pipeline.
 //!
@@ -607,10 +608,11 @@ fn main() {
         &device,
     );
     let scan_ms = check_ms * batch as f64 / check_images as f64;
-    let enc_reps = if on_cuda {
-        if args.quick { 3 } else { 6 }
-    } else {
-        1
+    // Medians: 6 batches on CUDA (after a warm-up), 3 on the CPU (1 and 3 with --quick).
+    let enc_reps = match (on_cuda, args.quick) {
+        (true, false) => 6,
+        (false, true) => 1,
+        _ => 3,
     };
     let (mut wall, mut dev_ms) = (Vec::new(), Vec::new());
     let mut encoded = Vec::new();
@@ -665,7 +667,7 @@ fn main() {
     };
     let mut runs = Vec::new();
     let mut embeddings = Vec::new();
-    for _ in 0..if args.quick || !on_cuda { 1 } else { 2 } {
+    for _ in 0..if args.quick { 1 } else { 3 } {
         *device_sum.lock().unwrap() = (0.0, 0);
         let t = Instant::now();
         embeddings = model
