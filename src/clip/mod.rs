@@ -320,7 +320,7 @@ impl ClipModel {
                 n.saturating_mul(per)
             )));
         }
-        if let Some(i) = pixels.iter().position(|v| !v.is_finite()) {
+        if let Some(i) = ctx.install(|| first_non_finite(pixels)) {
             return Err(Error::invalid(format!("pixels[{i}] is not finite")));
         }
         let d = self.embed_dim();
@@ -448,7 +448,56 @@ impl RowWriter {
     }
 }
 
+/// The index of the first value of `v` that is not finite. Blocks are tested in parallel
+/// without an early exit inside a block (so the test vectorises): a batch of 1024 images
+/// (154M floats) took 121 ms with a serial `position` on the 2-core machine.
+fn first_non_finite(v: &[f32]) -> Option<usize> {
+    const BLOCK: usize = 1 << 14;
+    let bad = |x: &f32| !x.is_finite();
+    let block = v
+        .par_chunks(BLOCK)
+        .position_first(|c| c.iter().fold(false, |any, x| any | bad(x)))?;
+    v[block * BLOCK..]
+        .iter()
+        .position(bad)
+        .map(|i| block * BLOCK + i)
+}
+
 /// Reports `done` of `total` items of `stage`.
 fn report(progress: &Progress<'_>, stage: Stage, done: usize, total: usize) -> Result<()> {
     progress.report(stage, done as f64 / total.max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_non_finite;
+
+    #[test]
+    fn the_first_non_finite_value_is_found_across_blocks() {
+        let n = 3 * (1 << 14) + 777;
+        let mut v: Vec<f32> = (0..n).map(|i| (i as f32).sin() * 1e30).collect();
+        assert_eq!(first_non_finite(&v), None);
+        assert_eq!(first_non_finite(&[]), None);
+        v.push(f32::MAX);
+        v.push(f32::MIN_POSITIVE / 2.0);
+        assert_eq!(
+            first_non_finite(&v),
+            None,
+            "large and subnormal values are finite"
+        );
+        for (at, bad) in [
+            (n - 1, f32::NAN),
+            (1 << 14, f32::INFINITY),
+            ((1 << 14) - 1, f32::NEG_INFINITY),
+            (0, -f32::NAN),
+            (2 * (1 << 14) + 5, f32::NAN),
+        ] {
+            let mut w = v.clone();
+            w[at] = bad;
+            // A later bad value in the same and in a later block does not hide the first.
+            w[(at + 3).min(n - 1)] = f32::NAN;
+            w[n - 1] = f32::INFINITY;
+            assert_eq!(first_non_finite(&w), Some(at), "{bad} at {at}");
+        }
+    }
 }
