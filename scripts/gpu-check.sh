@@ -111,6 +111,9 @@ for attention in cublas fused; do
     --profile >>"${OUT}/clip.jsonl" 2>>"${OUT}/bench.err" ||
     { echo "clip_gpu_bench --profile ${attention}: rc=$?"; tail -n 5 "${OUT}/bench.err"; }
 done
+# A folder of generated JPEGs to embeddings: decode, preprocess, upload, encoder (bench clip_folder).
+timeout 120 gpu-bin/clip_folder_bench --device cuda ${QUICK} >>"${OUT}/clip.jsonl" 2>>"${OUT}/bench.err" ||
+  { echo "clip_folder_bench: rc=$?"; tail -n 5 "${OUT}/bench.err"; }
 timeout 80 python3 scripts/clip_torch_gpu_bench.py ${QUICK} >"${OUT}/clip_torch.jsonl" 2>>"${OUT}/torch.err" ||
   { echo "clip torch: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
 

@@ -98,7 +98,9 @@ if not rows:
 
 # CLIP: laic vs PyTorch + transformers fp16, same card, same call; one set of rows per laic
 # variant (the device string names the operand type and the fused attention when on).
-clip = lines(os.path.join(out, "clip.jsonl"))
+clip_all = lines(os.path.join(out, "clip.jsonl"))
+clip = [c for c in clip_all if c.get("bench") == "clip"]
+fold = [c for c in clip_all if c.get("bench") == "clip_folder"]
 ct = {c.get("what"): c for c in lines(os.path.join(out, "clip_torch.jsonl"))}
 if clip or ct:
     print()
@@ -148,3 +150,29 @@ if clip or ct:
         for k in steps + ["total"]:
             vals = [c["device_ms"] if k == "total" else c["steps_ms"].get(k) for c in profiles]
             print(f"| {k} | " + " | ".join("-" if x is None else f"{x:.2f}" for x in vals) + " |")
+
+# A folder of JPEGs to embeddings (examples/clip_folder_bench.rs): where the time goes.
+if fold:
+    print()
+    print(f"| folder of JPEGs → embeddings ({fold[0]['device']}) | laic |")
+    print("|---|---|")
+    for c in fold:
+        w = c["what"]
+        if w in ("decode_1t", "preprocess_1t"):
+            print(f"| {w.split('_')[0]} {c['size']}, one thread (ms/image) | {c['ms_per_image']:.2f} |")
+        elif w == "prep_all_threads":
+            print(f"| decode + preprocess, {c['threads']} threads (img/s) | {c['img_per_s']:.0f} |")
+        elif w == "encode_only":
+            dev, up, chk = c.get("img_per_s_device"), c.get("upload_etc_ms"), c["input_check_ms"]
+            if dev is not None:
+                print(f"| encoder alone, batch {c['batch']}: device / wall (img/s) | {dev:.0f} / "
+                      f"{c['img_per_s_wall']:.0f} (upload etc. {up:.0f} ms, input check {chk:.0f} ms) |")
+            else:
+                print(f"| encoder alone, batch {c['batch']} (img/s) | {c['img_per_s_wall']:.1f} |")
+        elif w == "end_to_end":
+            busy = c.get("device_busy_fraction")
+            extra = f" (device busy {busy:.0%})" if busy is not None else ""
+            print(f"| end to end, {c['images']} files, {c['threads']} threads (img/s) | "
+                  f"{c['img_per_s']:.1f}{extra} |")
+        elif w == "where":
+            print(f"| bound | {c['bound']} ({c['end_to_end_vs_bound']:.2f} of it) |")
