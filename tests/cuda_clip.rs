@@ -429,6 +429,61 @@ fn cuda_text_batches_equal_single_prompts() {
 }
 
 #[test]
+fn cuda_text_over_many_batches_matches_the_cpu_and_cancels_cleanly() {
+    let Some(ctx) = cuda_context("cuda_text_over_many_batches_matches_the_cpu") else {
+        return;
+    };
+    // Three GPU batches (4096 prompts each): batch i + 1 runs while batch i is handed over.
+    let dir = fixtures().join("hf");
+    let cpu = load(&ctx, &dir, ClipPrecision::F32, ClipDevice::Cpu);
+    let mut rng = StdRng::seed_from_u64(21);
+    let prompts = random_clip::prompts(&mut rng, 2 * 4096 + 777, 77, 49408);
+    let refs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
+    let want = cpu.encode_token_ids(&ctx, &refs, Progress::none()).unwrap();
+    let d = cpu.embed_dim();
+    for precision in [ClipPrecision::F32, ClipPrecision::F16] {
+        let gpu = load(&ctx, &dir, precision, ClipDevice::Context);
+        let seen = std::sync::Mutex::new(Vec::new());
+        let record = |_: laic::Stage, f: f64| {
+            seen.lock().unwrap().push(f);
+            true
+        };
+        let got = gpu
+            .encode_token_ids(&ctx, &refs, Progress::new(&record))
+            .unwrap();
+        check(
+            "8969 prompts in three batches",
+            precision,
+            &got,
+            &want,
+            d,
+            1e-4,
+        );
+        assert_eq!(seen.into_inner().unwrap().len(), 3);
+        // Cancelled at the second hand-over (batch 2 in flight): an error, and the model
+        // still encodes correctly afterwards.
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let stop =
+            |_: laic::Stage, _: f64| calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 1;
+        let e = gpu
+            .encode_token_ids(&ctx, &refs, Progress::new(&stop))
+            .unwrap_err();
+        assert!(matches!(e, Error::Cancelled), "{e}");
+        let again = gpu
+            .encode_token_ids(&ctx, &refs[..5000], Progress::none())
+            .unwrap();
+        check(
+            "5000 prompts after a cancel",
+            precision,
+            &again,
+            &want[..5000 * d],
+            d,
+            1e-4,
+        );
+    }
+}
+
+#[test]
 fn c_api_encodes_on_a_cuda_context() {
     if cuda_context("c_api_encodes_on_a_cuda_context").is_none() {
         return;

@@ -59,6 +59,20 @@ pub trait ClipCompute: Send + Sync {
     /// `out` (`prompts.len() × projection_dim`).
     fn encode_tokens(&self, prompts: &[&[u32]], out: &mut [f32]) -> Result<()>;
 
+    /// Encodes the prompt batches in order, handing each batch's embeddings
+    /// (`batches[i].len() × d`, `d` = projection_dim) to `sink(i, rows)` as it finishes; an
+    /// error from `sink` stops the encoding and is returned. The default runs
+    /// [`Self::encode_tokens`] batch by batch; a GPU backend may compute the next batch while
+    /// `sink` handles this one.
+    fn encode_token_batches(
+        &self,
+        batches: &[Vec<&[u32]>],
+        d: usize,
+        sink: &mut dyn FnMut(usize, &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        encode_token_batches_one_by_one(self, batches, d, sink)
+    }
+
     /// Encodes `n` preprocessed images (`n × 3 × S × S`, channels first) into `out`
     /// (`n × projection_dim`).
     fn encode_pixels(&self, pixels: &[f32], n: usize, out: &mut [f32]) -> Result<()>;
@@ -73,6 +87,22 @@ pub trait ClipCompute: Send + Sync {
     fn device(&self) -> String {
         "cpu".into()
     }
+}
+
+/// [`ClipCompute::encode_token_batches`] one batch at a time.
+pub(crate) fn encode_token_batches_one_by_one<C: ClipCompute + ?Sized>(
+    compute: &C,
+    batches: &[Vec<&[u32]>],
+    d: usize,
+    sink: &mut dyn FnMut(usize, &[f32]) -> Result<()>,
+) -> Result<()> {
+    let mut out = vec![0f32; batches.iter().map(Vec::len).max().unwrap_or(0) * d];
+    for (i, batch) in batches.iter().enumerate() {
+        let rows = &mut out[..batch.len() * d];
+        compute.encode_tokens(batch, rows)?;
+        sink(i, rows)?;
+    }
+    Ok(())
 }
 
 /// Numeric precision of the towers on a GPU. The CPU towers always compute in f32 (f16 and
@@ -279,26 +309,28 @@ impl ClipModel {
         order.sort_by_key(|&i| prompts[i].len());
         let mut out = vec![0f32; prompts.len() * d];
         let text_batch = self.compute.batch_sizes().0.max(1);
-        let mut batch_out = vec![0f32; text_batch.min(prompts.len()) * d];
+        let chunks: Vec<&[usize]> = order.chunks(text_batch).collect();
+        let batches: Vec<Vec<&[u32]>> = chunks
+            .iter()
+            .map(|c| c.iter().map(|&i| prompts[i]).collect())
+            .collect();
         let mut done = 0;
         let rows = RowWriter(out.as_mut_ptr());
-        for chunk in order.chunks(text_batch) {
-            let batch: Vec<&[u32]> = chunk.iter().map(|&i| prompts[i]).collect();
-            ctx.install(|| self.compute.encode_tokens(&batch, &mut batch_out))?;
-            // Back into prompt order, in parallel (on a GPU the device waits for this).
-            ctx.install(|| {
-                chunk
-                    .par_iter()
-                    .zip(batch_out.par_chunks(d))
-                    .for_each(|(&i, row)| {
-                        // SAFETY: `order` is a permutation of 0..prompts.len(), so each row i
-                        // is written by exactly one task, and out holds prompts.len() rows of d.
-                        unsafe { rows.write(i * d, row) }
-                    })
-            });
+        let mut sink = |b: usize, batch_out: &[f32]| {
+            // Back into prompt order, in parallel (a GPU computes the next batch meanwhile).
+            let chunk = chunks[b];
+            chunk
+                .par_iter()
+                .zip(batch_out.par_chunks(d))
+                .for_each(|(&i, row)| {
+                    // SAFETY: `order` is a permutation of 0..prompts.len(), so each row i is
+                    // written by exactly one task, and out holds prompts.len() rows of d.
+                    unsafe { rows.write(i * d, row) }
+                });
             done += chunk.len();
-            report(&progress, Stage::TextEncoding, done, prompts.len())?;
-        }
+            report(&progress, Stage::TextEncoding, done, prompts.len())
+        };
+        ctx.install(|| self.compute.encode_token_batches(&batches, d, &mut sink))?;
         Ok(out)
     }
 

@@ -27,6 +27,7 @@
 
 use super::clip_attention::{AttentionKernel, FusedAttention};
 use super::{CudaBackend, cuda_error, kernels, panic_message};
+use crate::clip::encode_token_batches_one_by_one;
 use crate::clip::layers::{self, Activation, Scratch as CpuScratch, TowerShape};
 use crate::clip::weights::{Block, ClipWeights, Linear, MatrixLayout, Norm};
 use crate::clip::{ClipActivation, ClipCompute, ClipConfig, ClipPrecision};
@@ -35,7 +36,7 @@ use crate::matrix::Dtype;
 use cudarc::cublas::{CudaBlas, result as blas, sys as bsys};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
-    PushKernelArg,
+    PinnedHostSlice, PushKernelArg,
 };
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -315,6 +316,15 @@ struct Bufs {
     probs: u64,
     attn: u64,
     mlp: u64,
+}
+
+/// A forward pass enqueued on the stream: its embeddings on the device (`rows` f32 at `emb`)
+/// and the events around its compute.
+struct Pass {
+    emb: u64,
+    rows: usize,
+    start: cudarc::driver::CudaEvent,
+    end: cudarc::driver::CudaEvent,
 }
 
 /// Host copies kept for `LAIC_CLIP_TRACE`.
@@ -1009,7 +1019,8 @@ impl CudaClip {
         self.mark("gemm fc2 + residual")
     }
 
-    /// Final layer norm of the pooled rows, projection, L2 normalisation, download into `out`.
+    /// Final layer norm of the pooled rows, projection and L2 normalisation of the pass begun
+    /// at `start`, into `work.emb` (enqueued, not waited for).
     #[allow(clippy::too_many_arguments)]
     fn head(
         &self,
@@ -1021,9 +1032,8 @@ impl CudaClip {
         eps: f32,
         ln: &DevNorm,
         proj: &DevLinear,
-        start: &cudarc::driver::CudaEvent,
-        out: &mut [f32],
-    ) -> Result<()> {
+        start: cudarc::driver::CudaEvent,
+    ) -> Result<Pass> {
         let st = &self.stream;
         let es = self.op.size();
         let d = proj.out;
@@ -1035,21 +1045,131 @@ impl CudaClip {
         )?;
         self.l2norm(emb, n, d)?;
         self.mark("head")?;
-        let end = st
-            .record_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
-            .map_err(|e| cuda_error("recording an event", e))?;
-        // SAFETY: emb holds n·d f32; out at least as many (checked by the caller).
+        Ok(Pass {
+            emb,
+            rows: n * d,
+            start,
+            end: self.timing_event()?,
+        })
+    }
+
+    /// Copies the embeddings of `pass` into `out` and waits for them.
+    fn download_embeddings(&self, pass: &Pass, out: &mut [f32]) -> Result<()> {
+        let st = &self.stream;
+        // SAFETY: pass.emb holds pass.rows f32 (made by `head`), and out at least as many
+        // (checked by the callers); the copy is synchronous for pageable memory and waited for.
         unsafe {
-            cudarc::driver::result::memcpy_dtoh_async(&mut out[..n * d], emb, st.cu_stream())
+            cudarc::driver::result::memcpy_dtoh_async(
+                &mut out[..pass.rows],
+                pass.emb,
+                st.cu_stream(),
+            )
         }
         .map_err(|e| cuda_error("downloading the embeddings", e))?;
         st.synchronize()
             .map_err(|e| cuda_error("running the CLIP encoder", e))?;
-        if let Ok(ms) = start.elapsed_ms(&end) {
+        self.finish_pass(pass);
+        Ok(())
+    }
+
+    /// Records the device time of a finished pass (and its profile, when profiling).
+    fn finish_pass(&self, pass: &Pass) {
+        if let Ok(ms) = pass.start.elapsed_ms(&pass.end) {
             LAST_ENCODE_MS.store(ms.to_bits(), Ordering::Relaxed);
         }
-        self.flush_profile(start);
-        Ok(())
+        self.flush_profile(&pass.start);
+    }
+
+    /// Enqueues the text tower on `prompts` (a batch only as long as its longest prompt, up to
+    /// its end-of-text token) and returns the pass (its embeddings in `work.emb`).
+    fn enqueue_text(&self, work: &mut Work, prompts: &[&[u32]]) -> Result<Pass> {
+        let cfg = &self.config.text;
+        let batch = prompts.len();
+        // Pool at the first end-of-text token; the batch ends at the last one.
+        let pools: Vec<usize> = prompts
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .position(|&t| t == cfg.eot_token_id)
+                    .unwrap_or(p.len().saturating_sub(1))
+            })
+            .collect();
+        let seq = pools.iter().map(|p| p + 1).max().unwrap_or(1);
+        let mut ids = vec![0i32; batch * seq];
+        for (b, p) in prompts.iter().enumerate() {
+            for (t, &id) in p.iter().take(seq).enumerate() {
+                ids[b * seq + t] = id as i32;
+            }
+        }
+        let pool_rows: Vec<i32> = pools
+            .iter()
+            .enumerate()
+            .map(|(b, &p)| (b * seq + p) as i32)
+            .collect();
+        let s = self.text_shape();
+        let id_ptr = self.upload_into(&mut work.ids, as_bytes(&ids), "token ids")?;
+        let pool_ptr = self.upload_into(&mut work.pools, as_bytes(&pool_rows), "pool rows")?;
+        let b = self.block_bufs(work, &s, batch, seq)?;
+        let start = self.start_pass()?;
+        self.embed_tokens(id_ptr, batch * seq, seq, b.x)?;
+        self.mark("embeddings")?;
+        let cpu = self.trace.as_ref().map(|t| &t.weights.text.blocks[..]);
+        if let Some(t) = &self.trace {
+            // The embeddings on the CPU, as text::encode forms them.
+            let (tok, pos) = (
+                t.weights.text.token_embedding.data(),
+                t.weights.text.position_embedding.data(),
+            );
+            let w = s.width;
+            let mut x = vec![0f32; batch * seq * w];
+            for (r, &id) in ids.iter().enumerate() {
+                for j in 0..w {
+                    x[r * w + j] = tok[id as usize * w + j] + pos[(r % seq) * w + j];
+                }
+            }
+            let dev = self.download(b.x, batch * seq * w)?;
+            trace_report("text", "embeddings", &dev, &x);
+        }
+        self.blocks("text", &self.text.blocks, cpu, &s, batch, seq, &b)?;
+        let t = &self.text;
+        self.head(
+            work,
+            b.x,
+            pool_ptr,
+            batch,
+            s.width,
+            s.eps,
+            &t.final_ln,
+            &t.proj,
+            start,
+        )
+    }
+
+    /// A page-locked host buffer of `len` f32 that the device copies into (cached: the host
+    /// reads it, so not write-combined).
+    fn landing_buffer(&self, len: usize) -> Result<PinnedHostSlice<f32>> {
+        // SAFETY: the contents start unset; every read follows a device copy into them.
+        unsafe { self.ctx.alloc_pinned_with_flags::<f32>(len.max(1), 0) }
+            .map_err(|e| cuda_error(&format!("allocating {len} page-locked floats"), e))
+    }
+
+    /// Waits until the embeddings of batch `j` have landed in `buf` and hands them to `sink`.
+    fn hand_over(
+        &self,
+        buf: &PinnedHostSlice<f32>,
+        pass: &Pass,
+        landed: &cudarc::driver::CudaEvent,
+        j: usize,
+        sink: &mut dyn FnMut(usize, &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        landed
+            .synchronize()
+            .map_err(|e| cuda_error("running the CLIP encoder", e))?;
+        self.finish_pass(pass);
+        let rows = buf
+            .as_slice()
+            .map_err(|e| cuda_error("a page-locked buffer", e))?;
+        sink(j, &rows[..pass.rows])
     }
 
     /// The event a forward pass's device time starts from (dropping the marks of a pass that
@@ -1349,84 +1469,81 @@ impl ClipCompute for CudaClip {
         if batch == 0 {
             return Ok(());
         }
-        let cfg = &self.config.text;
         let d = self.config.projection_dim;
         if out.len() < batch * d {
             return Err(Error::Internal("CLIP output buffer too short".into()));
         }
-        // Pool at the first end-of-text token; the batch ends at the last one.
-        let pools: Vec<usize> = prompts
-            .iter()
-            .map(|p| {
-                p.iter()
-                    .position(|&t| t == cfg.eot_token_id)
-                    .unwrap_or(p.len().saturating_sub(1))
-            })
-            .collect();
-        let seq = pools.iter().map(|p| p + 1).max().unwrap_or(1);
-        let mut ids = vec![0i32; batch * seq];
-        for (b, p) in prompts.iter().enumerate() {
-            for (t, &id) in p.iter().take(seq).enumerate() {
-                ids[b * seq + t] = id as i32;
-            }
-        }
-        let pool_rows: Vec<i32> = pools
-            .iter()
-            .enumerate()
-            .map(|(b, &p)| (b * seq + p) as i32)
-            .collect();
-        let s = self.text_shape();
         self.with_work(|work, _| {
-            let id_ptr = self.upload_into(&mut work.ids, as_bytes(&ids), "token ids")?;
-            let pool_ptr = self.upload_into(&mut work.pools, as_bytes(&pool_rows), "pool rows")?;
-            let b = self.block_bufs(work, &s, batch, seq)?;
-            let start = self.start_pass()?;
-            self.embed_tokens(id_ptr, batch * seq, seq, b.x)?;
-            self.mark("embeddings")?;
-            let cpu = self.trace.as_ref().map(|t| &t.weights.text.blocks[..]);
-            if let Some(t) = &self.trace {
-                // The embeddings on the CPU, as text::encode forms them.
-                let (tok, pos) = (
-                    t.weights.text.token_embedding.data(),
-                    t.weights.text.position_embedding.data(),
-                );
-                let w = s.width;
-                let mut x = vec![0f32; batch * seq * w];
-                for (r, &id) in ids.iter().enumerate() {
-                    for j in 0..w {
-                        x[r * w + j] = tok[id as usize * w + j] + pos[(r % seq) * w + j];
-                    }
+            let pass = self.enqueue_text(work, prompts)?;
+            self.download_embeddings(&pass, out)
+        })?;
+        if let Some(t) = &self.trace {
+            let c = &t.weights.config;
+            let mut want = vec![0f32; batch * d];
+            crate::clip::text::encode(&t.weights.text, &c.text, d, prompts, &mut want)?;
+            trace_report(
+                "text",
+                "embeddings out (CPU end to end)",
+                &out[..batch * d],
+                &want,
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs batch i + 1 on the device while the host hands batch i to `sink`: each batch's
+    /// embeddings are copied into one of two page-locked buffers, and only that copy is waited
+    /// for. The work buffers are locked while a batch is enqueued, not while `sink` runs.
+    /// Tracing and profiling need one pass at a time: they take the one-by-one default.
+    fn encode_token_batches(
+        &self,
+        batches: &[Vec<&[u32]>],
+        d: usize,
+        sink: &mut dyn FnMut(usize, &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        if batches.len() < 2 || self.trace.is_some() || self.profile.is_some() {
+            return encode_token_batches_one_by_one(self, batches, d, sink);
+        }
+        let rows = batches.iter().map(Vec::len).max().unwrap_or(0) * d;
+        let mut landing = [self.landing_buffer(rows)?, self.landing_buffer(rows)?];
+        let mut pending: Option<(usize, Pass, cudarc::driver::CudaEvent)> = None;
+        let run = (|| {
+            for (i, batch) in batches.iter().enumerate() {
+                if batch.is_empty() {
+                    return Err(Error::Internal("an empty batch of prompts".into()));
                 }
-                let dev = self.download(b.x, batch * seq * w)?;
-                trace_report("text", "embeddings", &dev, &x);
+                let dst = landing[i % 2]
+                    .as_mut_slice()
+                    .map_err(|e| cuda_error("a page-locked buffer", e))?;
+                let (pass, landed) = self.with_work(|work, _| {
+                    let pass = self.enqueue_text(work, batch)?;
+                    // SAFETY: dst holds `rows` ≥ pass.rows f32 and is neither read nor written
+                    // by the host until `landed` (recorded after the copy) has been waited for;
+                    // the other buffer is the only one the host touches meanwhile.
+                    unsafe {
+                        cudarc::driver::result::memcpy_dtoh_async(
+                            &mut dst[..pass.rows],
+                            pass.emb,
+                            self.stream.cu_stream(),
+                        )
+                    }
+                    .map_err(|e| cuda_error("downloading the embeddings", e))?;
+                    Ok((pass, self.timing_event()?))
+                })?;
+                if let Some((j, prev, prev_landed)) = pending.replace((i, pass, landed)) {
+                    self.hand_over(&landing[j % 2], &prev, &prev_landed, j, sink)?;
+                }
             }
-            self.blocks("text", &self.text.blocks, cpu, &s, batch, seq, &b)?;
-            let t = &self.text;
-            self.head(
-                work,
-                b.x,
-                pool_ptr,
-                batch,
-                s.width,
-                s.eps,
-                &t.final_ln,
-                &t.proj,
-                &start,
-                out,
-            )?;
-            if let Some(t) = &self.trace {
-                let c = &t.weights.config;
-                let mut want = vec![0f32; batch * d];
-                crate::clip::text::encode(&t.weights.text, &c.text, d, prompts, &mut want)?;
-                trace_report(
-                    "text",
-                    "embeddings out (CPU end to end)",
-                    &out[..batch * d],
-                    &want,
-                );
+            if let Some((j, prev, prev_landed)) = pending.take() {
+                self.hand_over(&landing[j % 2], &prev, &prev_landed, j, sink)?;
             }
             Ok(())
-        })
+        })();
+        if run.is_err() {
+            // Nothing may still write into the page-locked buffers once they are freed.
+            let _ = self.stream.synchronize();
+        }
+        run
     }
 
     fn encode_pixels(&self, pixels: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
@@ -1482,9 +1599,10 @@ impl ClipCompute for CudaClip {
             }
             let cpu = self.trace.as_ref().map(|t| &t.weights.vision.blocks[..]);
             self.blocks("vision", &v.blocks, cpu, &s, n, tokens, &b)?;
-            self.head(
-                work, b.x, pool_ptr, n, s.width, s.eps, &v.post_ln, &v.proj, &start, out,
+            let pass = self.head(
+                work, b.x, pool_ptr, n, s.width, s.eps, &v.post_ln, &v.proj, start,
             )?;
+            self.download_embeddings(&pass, out)?;
             if let Some(t) = &self.trace {
                 let c = &t.weights.config;
                 let mut want = vec![0f32; n * d];
