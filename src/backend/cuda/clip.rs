@@ -346,6 +346,9 @@ pub(crate) struct CudaClip {
     work: Mutex<(Work, Work)>,
     /// The fused attention kernel short sequences take, if one was chosen at load.
     fused: Option<FusedAttention>,
+    /// Page-locked landing buffers of finished text calls, kept for the next
+    /// ([`ClipCompute::encode_token_batches`]).
+    landing: Mutex<Vec<PinnedHostSlice<f32>>>,
     /// With `LAIC_CLIP_PROFILE=1`: an event after each step of the running forward pass.
     profile: Option<Mutex<Vec<(&'static str, cudarc::driver::CudaEvent)>>>,
     trace: Option<Trace>,
@@ -472,6 +475,7 @@ impl CudaClip {
             vision,
             work: Mutex::new((Work::default(), Work::default())),
             fused,
+            landing: Mutex::new(Vec::new()),
             profile: std::env::var("LAIC_CLIP_PROFILE")
                 .is_ok_and(|v| v == "1")
                 .then(|| Mutex::new(Vec::new())),
@@ -1145,9 +1149,17 @@ impl CudaClip {
         )
     }
 
-    /// A page-locked host buffer of `len` f32 that the device copies into (cached: the host
+    /// A page-locked host buffer of at least `len` f32 that the device copies into: one kept
+    /// from an earlier call if one is large enough, else a new one (cached memory: the host
     /// reads it, so not write-combined).
     fn landing_buffer(&self, len: usize) -> Result<PinnedHostSlice<f32>> {
+        {
+            let mut kept = self.landing.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(i) = kept.iter().position(|b| b.len() >= len) {
+                return Ok(kept.swap_remove(i));
+            }
+            kept.clear(); // too small for this call: freed rather than kept growing
+        }
         // SAFETY: the contents start unset; every read follows a device copy into them.
         unsafe { self.ctx.alloc_pinned_with_flags::<f32>(len.max(1), 0) }
             .map_err(|e| cuda_error(&format!("allocating {len} page-locked floats"), e))
@@ -1539,10 +1551,16 @@ impl ClipCompute for CudaClip {
             }
             Ok(())
         })();
-        if run.is_err() {
-            // Nothing may still write into the page-locked buffers once they are freed.
-            let _ = self.stream.synchronize();
+        // No copy may still be writing into the buffers once they are reused or freed: after
+        // an error, wait for the stream (and if even that fails, never free them).
+        if run.is_err() && self.stream.synchronize().is_err() {
+            std::mem::forget(landing);
+            return run;
         }
+        self.landing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(landing);
         run
     }
 
