@@ -23,7 +23,8 @@
 //!   costs on 1024 images (timed on pixels whose last value is NaN: refused before encoding);
 //! - `encode_only`: `ClipModel::encode_pixels` of one batch of preprocessed tensors (median
 //!   wall; on CUDA also the device time of the forward pass, the input check, and the rest:
-//!   the upload of 602 KB of f32 pixels per image, the download, syncs);
+//!   converting the pixels to operands and uploading them (301 KB per image in f16), the
+//!   download, syncs);
 //! - `end_to_end`: `encode_image_files` on the folder (median wall images/s of 3 runs; on CUDA
 //!   also the summed device time of every batch, read after each batch through the progress
 //!   callback);

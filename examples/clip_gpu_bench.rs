@@ -3,7 +3,8 @@
 //!
 //! - images: batches of 1024 preprocessed 3×224×224 tensors (`ClipModel::encode_pixels`);
 //!   device time (CUDA events from after the upload to the embeddings) and wall time (with the
-//!   upload of 616 MB of f32 pixels per batch and the download);
+//!   input check, the conversion of the pixels to operands on the host threads, their upload
+//!   — 308 MB per batch in f16 — and the download);
 //! - text: prompts of realistic lengths (the 7 templates around nouns of 1–4 tokens, mean about
 //!   10 tokens), length-bucketed by `ClipModel::encode_token_ids`; wall time.
 //!

@@ -430,11 +430,11 @@ __device__ void attention_mma(const T* __restrict__ qkv, T* __restrict__ out, in
   }
 }
 
-// Unfolds images (n x 3 x s x s, f32, CHW) into patch rows (n*g*g rows of 3*p*p in (channel,
-// row, column) order, the order of the convolution weights). Blocks stride over patch rows,
-// threads over the row.
+// Unfolds images (n x 3 x s x s, CHW, already operands: the host converts them) into patch
+// rows (n*g*g rows of 3*p*p in (channel, row, column) order, the order of the convolution
+// weights). Blocks stride over patch rows, threads over the row.
 template <typename T>
-__device__ void patches(const float* __restrict__ px, T* __restrict__ out, long long n_patches,
+__device__ void patches(const T* __restrict__ px, T* __restrict__ out, long long n_patches,
                         int s, int p, int g) {
   const int k = 3 * p * p;
   const int pp = p * p;
@@ -442,12 +442,12 @@ __device__ void patches(const float* __restrict__ px, T* __restrict__ out, long 
     const long long img = r / (g * g);
     const int patch = (int)(r - img * g * g);
     const int gy = patch / g, gx = patch % g;
-    const float* src = px + img * 3LL * s * s + (long long)(gy * p) * s + gx * p;
+    const T* src = px + img * 3LL * s * s + (long long)(gy * p) * s + gx * p;
     T* dst = out + r * k;
     for (int c = threadIdx.x; c < k; c += blockDim.x) {
       const int ch = c / pp, rem = c - ch * pp;
       const int ky = rem / p, kx = rem - ky * p;
-      dst[c] = from_f<T>(src[(long long)ch * s * s + (long long)ky * s + kx]);
+      dst[c] = src[(long long)ch * s * s + (long long)ky * s + kx];
     }
   }
 }
@@ -507,7 +507,7 @@ extern "C" __global__ void laic_clip_l2norm(float* __restrict__ y, long long n_r
       float scale_log2) {                                                                     \
     laic_clip::attention<T>(qkv, out, seq, width, heads, ld_out, causal, scale_log2);         \
   }                                                                                           \
-  extern "C" __global__ void laic_clip_patches_##SUFFIX(const float* px, T* out,              \
+  extern "C" __global__ void laic_clip_patches_##SUFFIX(const T* px, T* out,                  \
                                                         long long n_patches, int s, int p,    \
                                                         int g) {                              \
     laic_clip::patches<T>(px, out, n_patches, s, p, g);                                       \

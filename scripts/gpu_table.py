@@ -120,7 +120,7 @@ if clip or ct:
             ratio = f"{img['img_per_s_device'] / t:.2f}" if t else "-"
             print(f"| images, batch {img['batch']}, device time (img/s) | "
                   f"{img['img_per_s_device']:.0f} | {t if t else '-'} | {ratio} |")
-            print(f"| images, wall incl. f32 upload (img/s) | {img['img_per_s_wall']:.0f} | - | - |")
+            print(f"| images, wall incl. pixel upload (img/s) | {img['img_per_s_wall']:.0f} | - | - |")
         txt = by.get("text_bucketed")
         for what in ("text_padded77", "text_batch_max", "text_bucketed"):
             t = ct.get(what)

@@ -38,6 +38,7 @@ use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
     PinnedHostSlice, PushKernelArg,
 };
+use rayon::prelude::*;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -104,17 +105,33 @@ impl Operand {
 
     /// `v` as little-endian bytes of this type (round to nearest even).
     fn encode(self, v: &[f32]) -> Vec<u8> {
-        match self {
-            Operand::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            Operand::F16 => v
-                .iter()
-                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
-                .collect(),
-            Operand::Bf16 => v
-                .iter()
-                .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
-                .collect(),
-        }
+        let mut out = vec![0u8; v.len() * self.size()];
+        self.encode_into(v, &mut out);
+        out
+    }
+
+    /// Writes `v` into `out` (`v.len()` values of this type) as [`Self::encode`] does, in
+    /// parallel blocks on the current rayon pool.
+    fn encode_into(self, v: &[f32], out: &mut [u8]) {
+        const BLOCK: usize = 1 << 14;
+        let es = self.size();
+        out[..v.len() * es]
+            .par_chunks_mut(BLOCK * es)
+            .zip(v.par_chunks(BLOCK))
+            .for_each(|(o, v)| {
+                let o = o.chunks_exact_mut(es);
+                match self {
+                    Operand::F32 => o
+                        .zip(v)
+                        .for_each(|(o, x)| o.copy_from_slice(&x.to_le_bytes())),
+                    Operand::F16 => o.zip(v).for_each(|(o, &x)| {
+                        o.copy_from_slice(&half::f16::from_f32(x).to_le_bytes())
+                    }),
+                    Operand::Bf16 => o.zip(v).for_each(|(o, &x)| {
+                        o.copy_from_slice(&half::bf16::from_f32(x).to_le_bytes())
+                    }),
+                }
+            });
     }
 }
 
@@ -302,6 +319,8 @@ struct Work {
     ids: Grow,
     pools: Grow,
     px: Grow,
+    /// Page-locked (write-combined) staging for the pixels, in the operand type.
+    px_staging: Option<PinnedHostSlice<u8>>,
     patches: Grow,
     patch_emb: Grow,
 }
@@ -691,7 +710,7 @@ impl CudaClip {
             c.patch_size as i32,
             c.grid() as i32,
         );
-        // SAFETY: px holds n_images images of 3·s·s f32; out n_patches rows of 3·p·p operands.
+        // SAFETY: px holds n_images images of 3·s·s operands; out n_patches rows of 3·p·p.
         unsafe {
             self.stream
                 .launch_builder(&self.k.patches)
@@ -1234,6 +1253,43 @@ impl CudaClip {
         Ok(p)
     }
 
+    /// Uploads `pixels` as operands (converted on the host threads into a page-locked staging
+    /// buffer: half the bytes of f32 for f16/bf16, and a direct DMA instead of the driver's
+    /// pageable staging) and returns their device address. The same values as converting on
+    /// the device (round to nearest even).
+    fn upload_pixels(&self, work: &mut Work, pixels: &[f32]) -> Result<u64> {
+        let bytes = pixels.len() * self.op.size();
+        if work.px_staging.as_ref().is_none_or(|b| b.len() < bytes) {
+            work.px_staging = None; // free the smaller one first
+            // SAFETY: the contents start unset; they are written below before any copy.
+            let buf = unsafe { self.ctx.alloc_pinned::<u8>(bytes.max(1)) }
+                .map_err(|e| cuda_error(&format!("allocating {bytes} page-locked bytes"), e))?;
+            work.px_staging = Some(buf);
+        }
+        let staging = work
+            .px_staging
+            .as_mut()
+            .expect("made above")
+            .as_mut_slice()
+            .map_err(|e| cuda_error("a page-locked buffer", e))?;
+        self.op.encode_into(pixels, staging);
+        let (dst, _) = work.px.get(&self.stream, bytes, "pixels")?;
+        // SAFETY: dst holds `bytes`; the staging buffer is not written again before the copy
+        // has finished (waited for right here, so an error later cannot leave it in flight).
+        unsafe {
+            cudarc::driver::result::memcpy_htod_async(
+                dst,
+                &staging[..bytes],
+                self.stream.cu_stream(),
+            )
+        }
+        .map_err(|e| cuda_error("uploading the pixels", e))?;
+        self.stream
+            .synchronize()
+            .map_err(|e| cuda_error("uploading the pixels", e))?;
+        Ok(dst)
+    }
+
     /// Copies `n` f32 from the device.
     fn download(&self, ptr: u64, n: usize) -> Result<Vec<f32>> {
         let mut v = vec![0f32; n];
@@ -1584,7 +1640,7 @@ impl ClipCompute for CudaClip {
         let pool_rows: Vec<i32> = (0..n).map(|i| (i * tokens) as i32).collect();
         self.with_work(|_, work| {
             let st = &self.stream;
-            let px = self.upload_into(&mut work.px, as_bytes(&pixels[..n * per]), "pixels")?;
+            let px = self.upload_pixels(work, &pixels[..n * per])?;
             let pool_ptr = self.upload_into(&mut work.pools, as_bytes(&pool_rows), "pool rows")?;
             let patches = work.patches.get(st, n * g2 * k * es, "patches")?.0;
             let emb = work
@@ -1783,5 +1839,33 @@ mod tests {
         assert_eq!(padded(768), 776);
         assert_eq!(padded(7), 8);
         assert_eq!(padded(8), 16);
+    }
+
+    #[test]
+    fn parallel_encoding_equals_the_value_by_value_conversion() {
+        // Several parallel blocks and a ragged end; ties, subnormals and overflow included.
+        let n = 3 * (1 << 14) + 5;
+        let mut v: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.37).sin() * 3.0).collect();
+        v[7] = 1.0 + f32::EPSILON * 4096.0; // an f16 tie
+        v[1 << 14] = 1e-6; // f16 subnormal
+        v[n - 1] = 1e6; // f16 overflow: inf
+        for op in [Operand::F32, Operand::F16, Operand::Bf16] {
+            let want: Vec<u8> = v
+                .iter()
+                .flat_map(|&x| match op {
+                    Operand::F32 => x.to_le_bytes().to_vec(),
+                    Operand::F16 => half::f16::from_f32(x).to_le_bytes().to_vec(),
+                    Operand::Bf16 => half::bf16::from_f32(x).to_le_bytes().to_vec(),
+                })
+                .collect();
+            let mut got = vec![0xAAu8; want.len() + 3];
+            op.encode_into(&v, &mut got);
+            assert_eq!(&got[..want.len()], &want[..], "{op:?}");
+            assert_eq!(
+                &got[want.len()..],
+                &[0xAA; 3],
+                "{op:?}: wrote past the values"
+            );
+        }
     }
 }
