@@ -1256,20 +1256,20 @@ impl CudaClip {
     /// Uploads `pixels` as operands (converted on the host threads into a page-locked staging
     /// buffer: half the bytes of f32 for f16/bf16, and a direct DMA instead of the driver's
     /// pageable staging) and returns their device address. The same values as converting on
-    /// the device (round to nearest even).
+    /// the device (round to nearest even). Where page-locked memory cannot be had, the
+    /// converted pixels go up from ordinary memory.
     fn upload_pixels(&self, work: &mut Work, pixels: &[f32]) -> Result<u64> {
         let bytes = pixels.len() * self.op.size();
         if work.px_staging.as_ref().is_none_or(|b| b.len() < bytes) {
             work.px_staging = None; // free the smaller one first
             // SAFETY: the contents start unset; they are written below before any copy.
-            let buf = unsafe { self.ctx.alloc_pinned::<u8>(bytes.max(1)) }
-                .map_err(|e| cuda_error(&format!("allocating {bytes} page-locked bytes"), e))?;
-            work.px_staging = Some(buf);
+            work.px_staging = unsafe { self.ctx.alloc_pinned::<u8>(bytes.max(1)) }.ok();
         }
-        let staging = work
-            .px_staging
-            .as_mut()
-            .expect("made above")
+        let Some(staging) = work.px_staging.as_mut() else {
+            let converted = self.op.encode(pixels);
+            return self.upload_into(&mut work.px, &converted, "pixels");
+        };
+        let staging = staging
             .as_mut_slice()
             .map_err(|e| cuda_error("a page-locked buffer", e))?;
         self.op.encode_into(pixels, staging);
@@ -1573,7 +1573,11 @@ impl ClipCompute for CudaClip {
             return encode_token_batches_one_by_one(self, batches, d, sink);
         }
         let rows = batches.iter().map(Vec::len).max().unwrap_or(0) * d;
-        let mut landing = [self.landing_buffer(rows)?, self.landing_buffer(rows)?];
+        let (Ok(a), Ok(b)) = (self.landing_buffer(rows), self.landing_buffer(rows)) else {
+            // No page-locked memory to be had: one batch at a time, through ordinary memory.
+            return encode_token_batches_one_by_one(self, batches, d, sink);
+        };
+        let mut landing = [a, b];
         let mut pending: Option<(usize, Pass, cudarc::driver::CudaEvent)> = None;
         let run = (|| {
             for (i, batch) in batches.iter().enumerate() {
