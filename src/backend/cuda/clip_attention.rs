@@ -87,12 +87,17 @@ fn mma_names(suffix: &str) -> [String; 2] {
     [8, 16].map(|nt| format!("laic_clip_attention_mma{nt}_{suffix}"))
 }
 
+/// The loaded kernels of the chosen variant.
+enum Kernels {
+    /// The CUDA-core kernel.
+    Simt(CudaFunction),
+    /// The tensor-core kernels for heads of up to 64 and up to 128 columns (f16/bf16 only).
+    Mma([CudaFunction; 2]),
+}
+
 /// The fused attention kernels of one operand type, as chosen at load.
 pub(crate) struct FusedAttention {
-    kind: AttentionKernel,
-    simt: CudaFunction,
-    /// Tensor-core kernels for heads of up to 64 and up to 128 columns (f16/bf16 only).
-    mma: Option<[CudaFunction; 2]>,
+    kernels: Kernels,
     /// Bytes per operand.
     es: usize,
 }
@@ -111,25 +116,23 @@ impl FusedAttention {
                 .load_function(name)
                 .map_err(|e| format!("{name}: {e}"))
         };
-        let mma = match kind {
+        let kernels = match kind {
             AttentionKernel::Cublas => return Ok(None),
-            AttentionKernel::Simt => None,
+            AttentionKernel::Simt => Kernels::Simt(f(&simt_name(suffix))?),
             AttentionKernel::Mma => {
                 let [n8, n16] = mma_names(suffix);
-                Some([f(&n8)?, f(&n16)?])
+                Kernels::Mma([f(&n8)?, f(&n16)?])
             }
         };
-        Ok(Some(FusedAttention {
-            kind,
-            simt: f(&simt_name(suffix))?,
-            mma,
-            es,
-        }))
+        Ok(Some(FusedAttention { kernels, es }))
     }
 
     /// Which kernel runs.
     pub(crate) fn kind(&self) -> AttentionKernel {
-        self.kind
+        match self.kernels {
+            Kernels::Simt(_) => AttentionKernel::Simt,
+            Kernels::Mma(_) => AttentionKernel::Mma,
+        }
     }
 
     /// Whether the fused kernel takes `seq` tokens of `heads` heads over `width` columns.
@@ -141,13 +144,13 @@ impl FusedAttention {
     }
 
     fn geometry(&self, hd: usize, seq: usize) -> (Geometry, &CudaFunction) {
-        match &self.mma {
-            Some(f) => {
+        match &self.kernels {
+            Kernels::Mma(f) => {
                 let g = mma_geometry(hd, seq, self.es);
                 let func = &f[g.mma];
                 (g, func)
             }
-            None => (simt_geometry(hd, seq), &self.simt),
+            Kernels::Simt(f) => (simt_geometry(hd, seq), f),
         }
     }
 
