@@ -1,13 +1,14 @@
 //! CLIP image preprocessing on the CPU: decode + resize + crop + normalise of a generated
-//! 640×480 and 4000×3000 image, as JPEG and as PNG, and the bicubic resize + centre crop
-//! alone. Quick by design (few samples): `cargo bench --bench preprocess`.
+//! 640×480 and 4000×3000 image, as JPEG (decoded in full and as a draft: 1/2 and 1/8 scale)
+//! and as PNG, and the bicubic resize + centre crop alone. Quick by design (few samples):
+//! `cargo bench --bench preprocess`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 use laic::clip::Rgb8Image;
-use laic::clip::preprocess::{decode_rgb8, preprocess_rgb8, resize_crop};
+use laic::clip::preprocess::{ImageDecode, decode_rgb8_with, preprocess_rgb8, resize_crop};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -52,13 +53,17 @@ fn bench(c: &mut Criterion) {
             b.iter(|| resize_crop(black_box(&img), 224).unwrap())
         });
         let mut out = vec![0f32; 3 * 224 * 224];
-        for (name, bytes) in [("jpeg", &jpeg), ("png", &png)] {
+        for (name, bytes, how) in [
+            ("jpeg", &jpeg, ImageDecode::Full),
+            ("jpeg-draft", &jpeg, ImageDecode::Draft),
+            ("png", &png, ImageDecode::Full),
+        ] {
             g.bench_function(format!("decode/{name}/{w}x{h}"), |b| {
-                b.iter(|| decode_rgb8(black_box(bytes)).unwrap())
+                b.iter(|| decode_rgb8_with(black_box(bytes), how, 224).unwrap())
             });
             g.bench_function(format!("decode_preprocess/{name}/{w}x{h}"), |b| {
                 b.iter(|| {
-                    let d = decode_rgb8(black_box(bytes)).unwrap();
+                    let d = decode_rgb8_with(black_box(bytes), how, 224).unwrap();
                     preprocess_rgb8(&d.as_ref(), 224, &mut out).unwrap();
                 })
             });

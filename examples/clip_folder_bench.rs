@@ -32,7 +32,9 @@
 //!   folder's mix), the encoder's and the upload's ms, and which stage bounds the pipeline.
 //!
 //! `cargo run --release --example clip_folder_bench -- [--device cpu|cuda] [--n N]
-//! [--size WxH] [--threads T] [--quick] [--precision f16|bf16|f32] [--dir DIR]`
+//! [--size WxH] [--threads T] [--quick] [--precision f16|bf16|f32] [--decode full|draft]
+//! [--dir DIR]`
+//! (`--decode draft`: JPEG drafts, `ImageDecode::Draft`, in every stage; every line says which)
 //! (defaults: cuda, N = 4096 on CUDA and 48 on the CPU, the library mix, the context's default
 //! threads; `--dir` writes the JPEGs there and keeps them). With `--device cuda` and no CUDA
 //! device it prints `SKIPPED` and exits 0 (1 when `LAIC_REQUIRE_CUDA=1`).
@@ -40,8 +42,8 @@
 #[path = "../tests/common/random_clip.rs"]
 mod random_clip;
 
-use laic::clip::preprocess::{decode_rgb8, load_rgb8, preprocess_rgb8};
-use laic::clip::{ClipDevice, ClipLoadOptions, ClipModel, ClipPrecision};
+use laic::clip::preprocess::{ImageDecode, decode_rgb8_with, load_rgb8_with, preprocess_rgb8};
+use laic::clip::{ClipDevice, ClipLoadOptions, ClipModel, ClipPrecision, ImageFileOptions};
 use laic::{BackendKind, Context, ContextOptions, Error, Progress};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -89,13 +91,15 @@ struct Args {
     threads: usize,
     quick: bool,
     precision: ClipPrecision,
+    decode: ImageDecode,
     dir: Option<PathBuf>,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!(
         "clip_folder_bench: {msg}\nusage: clip_folder_bench [--device cpu|cuda] [--n N] \
-         [--size WxH] [--threads T] [--quick] [--precision f16|bf16|f32] [--dir DIR]"
+         [--size WxH] [--threads T] [--quick] [--precision f16|bf16|f32] \
+         [--decode full|draft] [--dir DIR]"
     );
     std::process::exit(2)
 }
@@ -108,6 +112,7 @@ fn parse_args() -> Args {
         threads: 0,
         quick: false,
         precision: ClipPrecision::F16,
+        decode: ImageDecode::Full,
         dir: None,
     };
     let mut it = std::env::args().skip(1);
@@ -144,6 +149,13 @@ fn parse_args() -> Args {
                     "bf16" => ClipPrecision::Bf16,
                     "f32" => ClipPrecision::F32,
                     p => usage(&format!("unknown precision {p}")),
+                }
+            }
+            "--decode" => {
+                a.decode = match value().as_str() {
+                    "full" => ImageDecode::Full,
+                    "draft" => ImageDecode::Draft,
+                    d => usage(&format!("unknown decoding {d}")),
                 }
             }
             "--dir" => a.dir = Some(PathBuf::from(value())),
@@ -353,12 +365,19 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn emit(mut v: Value, device: &str) {
+/// What every line names: the model's device string and the decoding.
+struct Label {
+    device: String,
+    decode: &'static str,
+}
+
+fn emit(mut v: Value, label: &Label) {
     let o = v.as_object_mut().expect("an object");
     let mut line = serde_json::Map::new();
     line.insert("bench".into(), json!("clip_folder"));
     line.insert("what".into(), o.remove("what").unwrap_or(Value::Null));
-    line.insert("device".into(), json!(device));
+    line.insert("device".into(), json!(label.device));
+    line.insert("decode".into(), json!(label.decode));
     line.extend(std::mem::take(o));
     println!("{}", Value::Object(line));
 }
@@ -481,10 +500,20 @@ fn main() {
         },
     )
     .expect("the model loads");
-    let device = model.device();
-    let on_cuda = device.starts_with("cuda");
+    let label = Label {
+        device: model.device(),
+        decode: match args.decode {
+            ImageDecode::Full => "full",
+            ImageDecode::Draft => "draft",
+        },
+    };
+    let on_cuda = label.device.starts_with("cuda");
+    let file_opts = ImageFileOptions {
+        decode: args.decode,
+    };
     eprintln!(
-        "random ViT-B/32 written and loaded on {device} in {:.1} s",
+        "random ViT-B/32 written and loaded on {} in {:.1} s",
+        label.device,
         t.elapsed().as_secs_f64()
     );
     let s = model.image_size();
@@ -504,12 +533,12 @@ fn main() {
         while k < 3 || (start.elapsed().as_secs_f64() < budget && k < 400) {
             let bytes = &files[k % files.len()];
             let t = Instant::now();
-            let img = decode_rgb8(bytes).expect("decodes");
+            let img = decode_rgb8_with(bytes, args.decode, s).expect("decodes");
             dec.push(t.elapsed().as_secs_f64() * 1e3);
             let t = Instant::now();
             preprocess_rgb8(&img.as_ref(), s, &mut out).expect("preprocesses");
             pre.push(t.elapsed().as_secs_f64() * 1e3);
-            assert_eq!((img.width, img.height), (w, h));
+            assert!(args.decode == ImageDecode::Draft || (img.width, img.height) == (w, h));
             k += 1;
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
@@ -521,12 +550,12 @@ fn main() {
                 "ms_per_image":r3(dm),"median_ms":r3(median(dec.clone())),
                 "mpix_per_s":r3((w * h) as f64 / dm / 1e3),"bits_per_pixel":r3(bpp),
                 "subsampling":"4:2:0","quality":QUALITY}),
-            &device,
+            &label,
         );
         emit(
             json!({"what":"preprocess_1t","size":format!("{w}x{h}"),"images":pre.len(),
                 "ms_per_image":r3(pm),"median_ms":r3(median(pre))}),
-            &device,
+            &label,
         );
         class_ms.push((count((w, h)), dm, pm));
     }
@@ -548,7 +577,7 @@ fn main() {
             paths.par_iter().for_each_init(
                 || vec![0f32; per],
                 |out, p| {
-                    let img = load_rgb8(p).expect("decodes");
+                    let img = load_rgb8_with(p, args.decode, s).expect("decodes");
                     preprocess_rgb8(&img.as_ref(), s, out).expect("preprocesses");
                 },
             )
@@ -565,7 +594,7 @@ fn main() {
         json!({"what":"prep_all_threads","images":n,"threads":threads,"wall_s":r3(prep_s),
             "img_per_s":r3(prep_ips),
             "img_per_s_from_1t":r3(threads as f64 * 1e3 / (mix_decode + mix_prep))}),
-        &device,
+        &label,
     );
 
     // 3. The encoder alone, on one batch of preprocessed tensors (the folder's first images,
@@ -578,7 +607,7 @@ fn main() {
     let mut pixels = vec![0f32; batch * per];
     ctx.install(|| {
         pixels.par_chunks_mut(per).enumerate().for_each(|(j, out)| {
-            let img = load_rgb8(&paths[j % n]).expect("decodes");
+            let img = load_rgb8_with(&paths[j % n], args.decode, s).expect("decodes");
             preprocess_rgb8(&img.as_ref(), s, out).expect("preprocesses");
         })
     });
@@ -606,7 +635,7 @@ fn main() {
     };
     emit(
         json!({"what":"encode_pixels_input_check","images":check_images,"ms":r3(check_ms)}),
-        &device,
+        &label,
     );
     let scan_ms = check_ms * batch as f64 / check_images as f64;
     // Medians: 6 batches on CUDA (after a warm-up), 3 on the CPU (1 and 3 with --quick).
@@ -653,7 +682,7 @@ fn main() {
             json!(r3((batch * per * 4) as f64 / rest / 1e6)),
         );
     }
-    emit(line, &device);
+    emit(line, &label);
 
     // 4. End to end: encode_image_files on the folder; on CUDA the device time of each batch.
     let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
@@ -672,7 +701,7 @@ fn main() {
         *device_sum.lock().unwrap() = (0.0, 0);
         let t = Instant::now();
         embeddings = model
-            .encode_image_files(&ctx, &refs, Progress::new(&cb))
+            .encode_image_files_with(&ctx, &refs, &file_opts, Progress::new(&cb))
             .expect("the folder encodes");
         runs.push((t.elapsed().as_secs_f64(), *device_sum.lock().unwrap()));
     }
@@ -698,7 +727,7 @@ fn main() {
             json!(r3(dev_sum_ms / 1e3 / e2e_s)),
         );
     }
-    emit(line, &device);
+    emit(line, &label);
 
     // 5. Where the time goes, per image.
     let encoder_ips = 1e3 / (encoder_ms_img + upload_ms_img.unwrap_or(0.0));
@@ -715,7 +744,7 @@ fn main() {
             "prep_img_per_s":r3(prep_ips),"encoder_img_per_s":r3(encoder_ips),
             "end_to_end_img_per_s":r3(e2e_ips),
             "end_to_end_vs_bound":r3(e2e_ips / prep_ips.min(encoder_ips)),"bound":bound}),
-        &device,
+        &label,
     );
 
     let _ = std::fs::remove_dir_all(&model_dir);

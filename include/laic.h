@@ -92,6 +92,18 @@ typedef uint32_t LaicStage;
 // `LAIC_STATUS_CANCELLED`). Called from one thread at a time, not necessarily the caller's.
 typedef int32_t (*LaicProgressFn)(void *user, LaicStage stage, double fraction);
 
+// How image files are decoded: one of the `LAIC_IMAGE_DECODE_*` values.
+typedef uint32_t LaicImageDecode;
+
+// Options of `laic_clip_encode_image_files_with_options()`. Fill with
+// `laic_image_file_options_default()`.
+typedef struct {
+  // `sizeof(LaicImageFileOptions)` as the caller was compiled with.
+  size_t struct_size;
+  // One of `LAIC_IMAGE_DECODE_*` (default FULL).
+  LaicImageDecode decode;
+} LaicImageFileOptions;
+
 // A borrowed 8-bit RGB image: pixel (x, y) is the 3 bytes at `data + y * row_stride + 3 * x`.
 typedef struct {
   // First byte of the first row.
@@ -293,6 +305,15 @@ typedef struct {
 // CUDA device `cuda_device` (`LAIC_STATUS_NO_DEVICE` when it cannot be used).
 #define LAIC_CLIP_DEVICE_CUDA 2
 
+// Every pixel, as PIL's `Image.open(..).convert("RGB")` (what transformers' preprocessing
+// sees; the default).
+#define LAIC_IMAGE_DECODE_FULL 0
+
+// JPEGs at least twice the model's input size on both sides decode at 1/2, 1/4 or 1/8 scale
+// inside libjpeg's IDCT, as PIL does after `Image.draft("RGB", (size, size))`: several times
+// faster on camera photos, slightly different pixels. Other files decode in full.
+#define LAIC_IMAGE_DECODE_DRAFT 1
+
 // Squared Euclidean distance on the rows as given (as scikit-learn's KMeans).
 #define LAIC_METRIC_EUCLIDEAN 0
 
@@ -419,6 +440,31 @@ LaicStatus laic_clip_encode_image_files(const LaicContext *ctx,
                                         void *user,
                                         float *out,
                                         size_t out_len);
+
+// Writes the default image file options (decode FULL) into `*options`; pass
+// `sizeof(LaicImageFileOptions)` as `struct_size`; nothing past it is written.
+//
+// # Safety
+// `options` is valid for writes of `struct_size` bytes.
+LaicStatus laic_image_file_options_default(LaicImageFileOptions *options, size_t struct_size);
+
+// `laic_clip_encode_image_files()` with a choice of decoding (`options` may be NULL: the
+// defaults, which is `laic_clip_encode_image_files()`). `LAIC_IMAGE_DECODE_DRAFT` decodes
+// large JPEGs at a reduced scale as PIL's `Image.draft()` does. An unknown `decode` value is
+// `LAIC_STATUS_INVALID_ARGUMENT` (nothing written).
+//
+// # Safety
+// As `laic_clip_encode_image_files()`; `options` is NULL or points to `struct_size` readable
+// bytes.
+LaicStatus laic_clip_encode_image_files_with_options(const LaicContext *ctx,
+                                                     const LaicClipModel *model,
+                                                     const char *const *paths,
+                                                     size_t n,
+                                                     const LaicImageFileOptions *options,
+                                                     LaicProgressFn progress,
+                                                     void *user,
+                                                     float *out,
+                                                     size_t out_len);
 
 // Embeds `n` decoded RGB images into `out` (`n * embed_dim` floats, L2-normalised), with
 // the same resize, crop and normalisation as `laic_clip_encode_image_files()`. Errors

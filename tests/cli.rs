@@ -193,6 +193,7 @@ fn cluster_writes_all_outputs_skips_bad_files_and_reuses_the_noun_cache() {
     assert!(selected.iter().all(|s| s["noun"].is_string()));
     assert_eq!(j["options"]["clusters"], 3);
     assert_eq!(j["options"]["templates"].as_array().unwrap().len(), 7);
+    assert_eq!(j["options"]["decode"], "full");
     let skipped: Vec<&str> = j["skipped"]
         .as_array()
         .unwrap()
@@ -450,6 +451,49 @@ fn embed_writes_normalised_rows_for_texts_and_images() {
     assert!(diff < 1e-5);
     let j: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["rows"].as_u64().unwrap() as usize, good.len() + 1);
+}
+
+#[test]
+fn embed_decodes_large_jpegs_as_drafts_when_asked() {
+    let root = temp_dir("embed-draft");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip/preprocess");
+    // 1803×2011 (drafted at 1/8) and 403×301 (too small to draft).
+    let files = [dir.join("draft8.jpg"), dir.join("landscape.jpg")];
+    let embed = |decode: &str| {
+        let out = root.join(format!("{decode}.safetensors"));
+        let o = run(laic()
+            .args(["embed", "--model"])
+            .arg(model())
+            .arg("--images")
+            .args(&files)
+            .args(["--decode", decode, "--threads", "2", "--out"])
+            .arg(&out));
+        assert!(o.status.success());
+        load(&out).values
+    };
+    let (full, draft) = (embed("full"), embed("draft"));
+    let ctx = laic::Context::cpu();
+    let m = laic::clip::ClipModel::load(&ctx, &model()).unwrap();
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let opts = laic::clip::ImageFileOptions {
+        decode: laic::clip::ImageDecode::Draft,
+    };
+    let want = m
+        .encode_image_files_with(&ctx, &refs, &opts, laic::Progress::none())
+        .unwrap();
+    assert_eq!(draft, want);
+    let d = full.len() / 2;
+    assert_ne!(full[..d], draft[..d]);
+    assert_eq!(full[d..], draft[d..]);
+    let o = run(laic()
+        .args(["embed", "--model"])
+        .arg(model())
+        .arg("--images")
+        .args(&files)
+        .args(["--decode", "fast", "--out"])
+        .arg(root.join("x.safetensors")));
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--decode"));
 }
 
 #[test]

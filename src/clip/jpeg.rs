@@ -4,6 +4,9 @@
 //! fixed-point YCbCr → RGB conversion. Pillow's wheels decode with libjpeg-turbo, whose SIMD
 //! paths are bit-exact with these C paths, so the RGB pixels are PIL's exactly.
 //!
+//! With a draft size, large images decode at 1/2, 1/4 or 1/8 scale inside libjpeg's IDCT, as
+//! PIL's `Image.draft("RGB", (size, size))` asks for ([`draft_scale`]).
+//!
 //! libjpeg reports fatal errors through a callback that must not return: it unwinds (the C
 //! code is built with unwind tables, `mozjpeg-sys`'s `unwinding` feature) up to
 //! [`decode`], which turns it into [`Error::Format`] with libjpeg's message.
@@ -62,10 +65,22 @@ unsafe extern "C-unwind" fn emit_message(cinfo: &mut jpeg_common_struct, level: 
     }
 }
 
+/// The IDCT scale denominator PIL's `draft` picks for a `width × height` JPEG asked to keep
+/// at least `size × size`: the largest of 8, 4, 2, 1 not above `min(width / size, height /
+/// size)`, so that both decoded sides, ⌈side / s⌉, stay ≥ `size` (1 when `size` is 0).
+pub(crate) fn draft_scale(width: usize, height: usize, size: usize) -> u32 {
+    if size == 0 {
+        return 1;
+    }
+    let fit = (width / size).min(height / size);
+    [8, 4, 2].into_iter().find(|&s| fit >= s).unwrap_or(1) as u32
+}
+
 /// Decodes a JPEG to RGB as PIL's `Image.open(..).convert("RGB")` does, or `Ok(None)` when
 /// its colour space is one libjpeg does not convert to RGB (CMYK, YCCK: the caller falls
-/// back to another decoder).
-pub(crate) fn decode(bytes: &[u8]) -> Result<Option<Rgb8Buf>> {
+/// back to another decoder). With `draft = Some(size)`, as PIL does after
+/// `Image.draft("RGB", (size, size))`: scaled by [`draft_scale`] in the IDCT.
+pub(crate) fn decode(bytes: &[u8], draft: Option<usize>) -> Result<Option<Rgb8Buf>> {
     let mut err: Box<jpeg_error_mgr> = Box::new(
         // SAFETY: a plain C struct of integers, pointers and nullable function pointers:
         // all zeroes is a valid value, and `jpeg_std_error` fills it in next.
@@ -97,6 +112,16 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Option<Rgb8Buf>> {
         // Pillow's settings are libjpeg's defaults (ISLOW IDCT, fancy upsampling): only the
         // output colour space is set (grayscale is replicated to RGB, as `convert("RGB")`).
         cinfo.out_color_space = J_COLOR_SPACE::JCS_RGB;
+        if let Some(size) = draft {
+            // PIL's draft changes only the scale (its `draft` flag, which would also pick the
+            // fast IDCT and plain upsampling, stays off).
+            cinfo.scale_num = 1;
+            cinfo.scale_denom = draft_scale(
+                cinfo.image_width as usize,
+                cinfo.image_height as usize,
+                size,
+            );
+        }
         // SAFETY: after a successful `jpeg_read_header`.
         unsafe { jpeg_start_decompress(&mut cinfo) };
         let (width, height) = (cinfo.output_width as usize, cinfo.output_height as usize);
@@ -171,44 +196,80 @@ mod tests {
     fn truncated_and_corrupt_jpegs_are_format_errors() {
         let bytes = fixture("landscape.jpg");
         for cut in [2, 20, bytes.len() / 2, bytes.len() - 200] {
-            let e = decode(&bytes[..cut]).unwrap_err();
+            let e = decode(&bytes[..cut], None).unwrap_err();
             assert!(matches!(e, Error::Format(_)), "{cut}: {e}");
         }
-        let e = decode(&bytes[..bytes.len() / 2]).unwrap_err();
+        let e = decode(&bytes[..bytes.len() / 2], None).unwrap_err();
         assert!(e.to_string().contains("truncated"), "{e}");
         // A broken frame header (sample precision 3) names libjpeg's complaint.
         let mut bad = bytes.clone();
         let sof = bad.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
         bad[sof + 4] = 3;
-        let e = decode(&bad).unwrap_err();
+        let e = decode(&bad, None).unwrap_err();
         assert!(
             matches!(e, Error::Format(_)) && e.to_string().contains("precision"),
             "{e}"
         );
         // The decoder is left usable: a good image still decodes after the failures.
-        let img = decode(&bytes).unwrap().unwrap();
+        let img = decode(&bytes, None).unwrap().unwrap();
         assert_eq!((img.width, img.height), (403, 301));
     }
 
     #[test]
     fn grayscale_is_replicated_and_cmyk_is_left_to_the_caller() {
-        let img = decode(&fixture("mono.jpg")).unwrap().unwrap();
+        let img = decode(&fixture("mono.jpg"), None).unwrap().unwrap();
         assert_eq!((img.width, img.height), (177, 260));
         assert!(
             img.data
                 .chunks_exact(3)
                 .all(|p| p[0] == p[1] && p[1] == p[2])
         );
-        assert!(decode(&fixture("cmyk.jpg")).unwrap().is_none());
+        assert!(decode(&fixture("cmyk.jpg"), Some(1)).unwrap().is_none());
+    }
+
+    #[test]
+    fn draft_scale_is_pils_choice() {
+        // PIL: scale = min(w // size, h // size), then the largest of 8, 4, 2, 1 not above it.
+        for (w, h, s) in [
+            (447, 5000, 1),
+            (448, 448, 2),
+            (5000, 895, 2),
+            (896, 896, 4),
+            (1791, 4000, 4),
+            (1792, 1792, 8),
+            (40000, 30000, 8),
+            (100, 100, 1),
+        ] {
+            assert_eq!(draft_scale(w, h, 224), s, "{w}×{h}");
+            assert!(w.div_ceil(s as usize) >= 224 || s == 1);
+        }
+        assert_eq!(draft_scale(3000, 3000, 0), 1);
+    }
+
+    #[test]
+    fn a_draft_decodes_at_the_scaled_size() {
+        // landscape.jpg is 403×301: asked to keep 100×100 it decodes at 1/2 (⌈403/2⌉ × ⌈301/2⌉),
+        // 50×50 at 1/4 and 37×37 at 1/8.
+        let bytes = fixture("landscape.jpg");
+        for (size, w, h) in [
+            (200, 403, 301),
+            (100, 202, 151),
+            (50, 101, 76),
+            (37, 51, 38),
+        ] {
+            let img = decode(&bytes, Some(size)).unwrap().unwrap();
+            assert_eq!((img.width, img.height), (w, h), "draft {size}");
+            assert_eq!(img.data.len(), w * h * 3);
+        }
     }
 
     #[test]
     fn decoding_from_several_threads_at_once_works() {
         let bytes = fixture("progressive.jpg");
-        let want = decode(&bytes).unwrap().unwrap().data;
+        let want = decode(&bytes, None).unwrap().unwrap().data;
         std::thread::scope(|s| {
             for _ in 0..4 {
-                s.spawn(|| assert_eq!(decode(&bytes).unwrap().unwrap().data, want));
+                s.spawn(|| assert_eq!(decode(&bytes, None).unwrap().unwrap().data, want));
             }
         });
     }

@@ -34,7 +34,7 @@ pub(crate) mod vision;
 pub(crate) mod weights;
 
 pub use config::{ClipActivation, ClipConfig, EOT_TOKEN, SOT_TOKEN, TextConfig, VisionConfig};
-pub use preprocess::{Rgb8Buf, Rgb8Image};
+pub use preprocess::{ImageDecode, Rgb8Buf, Rgb8Image};
 pub use tokenizer::ClipTokenizer;
 pub use weights::WeightLayout;
 
@@ -139,6 +139,14 @@ pub struct ClipLoadOptions {
     pub precision: ClipPrecision,
     /// Where the towers run.
     pub device: ClipDevice,
+}
+
+/// How [`ClipModel::encode_image_files_with`] reads image files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ImageFileOptions {
+    /// Full decoding (the default: transformers' pixels) or JPEG drafts (faster on large
+    /// photos, slightly different pixels).
+    pub decode: ImageDecode,
 }
 
 /// The CPU towers.
@@ -394,12 +402,24 @@ impl ClipModel {
         paths: &[&Path],
         progress: Progress<'_>,
     ) -> Result<Vec<f32>> {
+        self.encode_image_files_with(ctx, paths, &ImageFileOptions::default(), progress)
+    }
+
+    /// [`ClipModel::encode_image_files`] with a choice of decoding.
+    pub fn encode_image_files_with(
+        &self,
+        ctx: &Context,
+        paths: &[&Path],
+        opts: &ImageFileOptions,
+        progress: Progress<'_>,
+    ) -> Result<Vec<f32>> {
+        let size = self.image_size();
         self.encode_prepared(
             ctx,
             paths.len(),
             |i, out| {
-                let img = preprocess::load_rgb8(paths[i])?;
-                preprocess::preprocess_rgb8(&img.as_ref(), self.image_size(), out)
+                let img = preprocess::load_rgb8_with(paths[i], opts.decode, size)?;
+                preprocess::preprocess_rgb8(&img.as_ref(), size, out)
             },
             progress,
         )

@@ -110,14 +110,35 @@ impl Rgb8Buf {
     }
 }
 
+/// How encoded images are decoded before preprocessing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ImageDecode {
+    /// Every pixel, as PIL's `Image.open(..).convert("RGB")` (what transformers' preprocessing
+    /// sees).
+    #[default]
+    Full,
+    /// JPEGs at least twice the input size on both sides decode at 1/2, 1/4 or 1/8 scale inside
+    /// libjpeg's IDCT, as PIL does after `Image.draft("RGB", (size, size))`: several times
+    /// faster on camera photos, and both sides stay ≥ the input size, but the pixels (hence
+    /// the embeddings) differ slightly from [`ImageDecode::Full`]'s. Other formats, CMYK
+    /// JPEGs and smaller JPEGs decode in full.
+    Draft,
+}
+
 /// Decodes a JPEG, PNG or WebP file to RGB (grayscale is replicated, alpha is dropped as PIL's
 /// `convert("RGB")` drops it).
 pub fn load_rgb8(path: &Path) -> Result<Rgb8Buf> {
+    load_rgb8_with(path, ImageDecode::Full, 0)
+}
+
+/// [`load_rgb8`] with a choice of decoding; `size` is the input size a draft keeps (both sides
+/// stay ≥ `size`; ignored by [`ImageDecode::Full`]).
+pub fn load_rgb8_with(path: &Path, decode: ImageDecode, size: usize) -> Result<Rgb8Buf> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         context: path.display().to_string(),
         source,
     })?;
-    decode_rgb8(&bytes).map_err(|e| match e {
+    decode_rgb8_with(&bytes, decode, size).map_err(|e| match e {
         Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
         e => e,
     })
@@ -127,8 +148,17 @@ pub fn load_rgb8(path: &Path) -> Result<Rgb8Buf> {
 /// algorithms, as PIL decodes them (the `jpeg` module); CMYK JPEGs, PNG and WebP with the
 /// `image` crate.
 pub fn decode_rgb8(bytes: &[u8]) -> Result<Rgb8Buf> {
+    decode_rgb8_with(bytes, ImageDecode::Full, 0)
+}
+
+/// [`decode_rgb8`] with a choice of decoding (`size` as in [`load_rgb8_with`]).
+pub fn decode_rgb8_with(bytes: &[u8], decode: ImageDecode, size: usize) -> Result<Rgb8Buf> {
+    let draft = match decode {
+        ImageDecode::Full => None,
+        ImageDecode::Draft => Some(size),
+    };
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF])
-        && let Some(img) = jpeg::decode(bytes)?
+        && let Some(img) = jpeg::decode(bytes, draft)?
     {
         return Ok(img);
     }

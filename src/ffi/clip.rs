@@ -1,7 +1,7 @@
 //! CLIP model handles: load, embedding width, text and image encoders.
 
 use super::context::LaicContext;
-use super::types::{LaicClipLoadOptions, LaicProgressFn, progress_from_c};
+use super::types::{LaicClipLoadOptions, LaicImageFileOptions, LaicProgressFn, progress_from_c};
 use super::{guard, read_options, try_mut_slice, try_ref, try_slice, write_options};
 use crate::clip::{ClipModel, Rgb8Image};
 use crate::error::{Error, LaicStatus, Result};
@@ -290,11 +290,70 @@ pub unsafe extern "C" fn laic_clip_encode_image_files(
     out: *mut f32,
     out_len: usize,
 ) -> LaicStatus {
+    // SAFETY: forwarded from the caller; NULL options are the defaults.
+    unsafe {
+        laic_clip_encode_image_files_with_options(
+            ctx,
+            model,
+            paths,
+            n,
+            std::ptr::null(),
+            progress,
+            user,
+            out,
+            out_len,
+        )
+    }
+}
+
+/// Writes the default image file options (decode FULL) into `*options`; pass
+/// `sizeof(LaicImageFileOptions)` as `struct_size`; nothing past it is written.
+///
+/// # Safety
+/// `options` is valid for writes of `struct_size` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn laic_image_file_options_default(
+    options: *mut LaicImageFileOptions,
+    struct_size: usize,
+) -> LaicStatus {
+    // SAFETY: forwarded from the caller.
+    guard(|| unsafe {
+        write_options(
+            options,
+            struct_size,
+            LaicImageFileOptions::defaults(),
+            "options",
+        )
+    })
+}
+
+/// `laic_clip_encode_image_files()` with a choice of decoding (`options` may be NULL: the
+/// defaults, which is `laic_clip_encode_image_files()`). `LAIC_IMAGE_DECODE_DRAFT` decodes
+/// large JPEGs at a reduced scale as PIL's `Image.draft()` does. An unknown `decode` value is
+/// `LAIC_STATUS_INVALID_ARGUMENT` (nothing written).
+///
+/// # Safety
+/// As `laic_clip_encode_image_files()`; `options` is NULL or points to `struct_size` readable
+/// bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn laic_clip_encode_image_files_with_options(
+    ctx: *const LaicContext,
+    model: *const LaicClipModel,
+    paths: *const *const c_char,
+    n: usize,
+    options: *const LaicImageFileOptions,
+    progress: LaicProgressFn,
+    user: *mut c_void,
+    out: *mut f32,
+    out_len: usize,
+) -> LaicStatus {
     guard(|| {
         // SAFETY (block): pointers are valid per the caller contract.
         unsafe {
             let ctx = &try_ref(ctx, "ctx")?.inner;
             let model = &try_ref(model, "model")?.inner;
+            let opts =
+                read_options(options, LaicImageFileOptions::defaults(), "options")?.to_rust()?;
             check_out(model, n, out, out_len)?;
             let ptrs = try_slice(paths, n, "paths")?;
             let owned = ptrs
@@ -303,7 +362,9 @@ pub unsafe extern "C" fn laic_clip_encode_image_files(
                 .map(|(i, &p)| path_from_c(p, &format!("paths[{i}]")))
                 .collect::<Result<Vec<PathBuf>>>()?;
             let refs: Vec<&Path> = owned.iter().map(|p| p.as_path()).collect();
-            let emb = with_progress(progress, user, |p| model.encode_image_files(ctx, &refs, p))?;
+            let emb = with_progress(progress, user, |p| {
+                model.encode_image_files_with(ctx, &refs, &opts, p)
+            })?;
             write_out(&emb, out, out_len)
         }
     })

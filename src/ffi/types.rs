@@ -129,6 +129,46 @@ impl LaicClipLoadOptions {
     }
 }
 
+/// How image files are decoded: one of the `LAIC_IMAGE_DECODE_*` values.
+pub type LaicImageDecode = u32;
+/// Every pixel, as PIL's `Image.open(..).convert("RGB")` (what transformers' preprocessing
+/// sees; the default).
+pub const LAIC_IMAGE_DECODE_FULL: LaicImageDecode = 0;
+/// JPEGs at least twice the model's input size on both sides decode at 1/2, 1/4 or 1/8 scale
+/// inside libjpeg's IDCT, as PIL does after `Image.draft("RGB", (size, size))`: several times
+/// faster on camera photos, slightly different pixels. Other files decode in full.
+pub const LAIC_IMAGE_DECODE_DRAFT: LaicImageDecode = 1;
+
+/// Options of `laic_clip_encode_image_files_with_options()`. Fill with
+/// `laic_image_file_options_default()`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct LaicImageFileOptions {
+    /// `sizeof(LaicImageFileOptions)` as the caller was compiled with.
+    pub struct_size: usize,
+    /// One of `LAIC_IMAGE_DECODE_*` (default FULL).
+    pub decode: LaicImageDecode,
+}
+
+impl LaicImageFileOptions {
+    pub(crate) fn defaults() -> Self {
+        LaicImageFileOptions {
+            struct_size: std::mem::size_of::<Self>(),
+            decode: LAIC_IMAGE_DECODE_FULL,
+        }
+    }
+
+    pub(crate) fn to_rust(self) -> Result<crate::clip::ImageFileOptions> {
+        use crate::clip::ImageDecode;
+        let decode = match self.decode {
+            LAIC_IMAGE_DECODE_FULL => ImageDecode::Full,
+            LAIC_IMAGE_DECODE_DRAFT => ImageDecode::Draft,
+            d => return Err(Error::invalid(format!("options.decode: unknown value {d}"))),
+        };
+        Ok(crate::clip::ImageFileOptions { decode })
+    }
+}
+
 /// Options of `laic_context_create()`. Fill with `laic_context_options_default()`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

@@ -176,6 +176,15 @@ class LaicClipLoadOptions(ctypes.Structure):
     ]
 
 
+class LaicImageFileOptions(ctypes.Structure):
+    """``LaicImageFileOptions``: how image files are decoded (full, or JPEG drafts)."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("decode", ctypes.c_uint32),
+    ]
+
+
 class LaicClipModel(ctypes.Structure):
     """Opaque ``LaicClipModel`` (only ever used through a pointer)."""
 
@@ -224,6 +233,21 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "laic_clip_encode_image_files": (
         STATUS,
         [_ctxp, _clipp, POINTER(c_char_p), c_size_t, PROGRESS, c_void_p, _f32p, c_size_t],
+    ),
+    "laic_image_file_options_default": (STATUS, [POINTER(LaicImageFileOptions), c_size_t]),
+    "laic_clip_encode_image_files_with_options": (
+        STATUS,
+        [
+            _ctxp,
+            _clipp,
+            POINTER(c_char_p),
+            c_size_t,
+            POINTER(LaicImageFileOptions),
+            PROGRESS,
+            c_void_p,
+            _f32p,
+            c_size_t,
+        ],
     ),
     "laic_clip_encode_images_rgb8": (
         STATUS,

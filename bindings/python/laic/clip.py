@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import InvalidArgumentError, Status
-from ._ffi import LaicClipLoadOptions, LaicClipModel, LaicImageRgb8, lib
+from ._ffi import LaicClipLoadOptions, LaicClipModel, LaicImageFileOptions, LaicImageRgb8, lib
 from ._handle import Handle
 from ._progress import ProgressCallback, progress_arg
 from .context import Context, resolve
@@ -109,6 +109,9 @@ class ClipModel(Handle):
     PRECISIONS = {"auto": 0, "f32": 1, "f16": 2, "bf16": 3}
     #: ``device`` values: the context's device, the CPU, or CUDA device ``cuda_device``.
     DEVICES = {"context": 0, "cpu": 1, "cuda": 2}
+    #: ``decode`` values of :meth:`encode_image_files`: every pixel (PIL's), or large JPEGs
+    #: at 1/2, 1/4 or 1/8 scale as after PIL's ``Image.draft("RGB", (224, 224))``.
+    DECODES = {"full": 0, "draft": 1}
 
     def __init__(
         self,
@@ -156,7 +159,9 @@ class ClipModel(Handle):
         n: int,
         context: Context | None,
         progress: ProgressCallback | None,
+        *options: Any,
     ) -> npt.NDArray[np.float32]:
+        """Calls ``name(ctx, model, items, n, *options, progress, NULL, out, out_len)``."""
         handle = self.handle
         out = np.empty((n, self._embed_dim), dtype=np.float32)
         ctx = resolve(context if context is not None else self._context)
@@ -166,6 +171,7 @@ class ClipModel(Handle):
                 handle,
                 items,
                 n,
+                *options,
                 cb,
                 None,
                 out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
@@ -193,14 +199,29 @@ class ClipModel(Handle):
         paths: Sequence[PathLike],
         context: Context | None = None,
         progress: ProgressCallback | None = None,
+        *,
+        decode: str = "full",
     ) -> npt.NDArray[np.float32]:
         """Embeds image files (JPEG, PNG or WebP) with CLIP's preprocessing (shortest side
-        resized to 224 bicubically, centre crop, normalisation) (``laic_clip_encode_image_files``).
+        resized to 224 bicubically, centre crop, normalisation)
+        (``laic_clip_encode_image_files_with_options``). ``decode="draft"`` decodes JPEGs at
+        least twice the input size at 1/2, 1/4 or 1/8 scale, as PIL after ``Image.draft``:
+        several times faster on camera photos, slightly different embeddings.
         A missing file raises :class:`LaicIOError`, an undecodable one :class:`FormatError`,
         naming the file. ``progress`` is called as ``progress("image_encoding", fraction)``."""
+        if decode not in self.DECODES:
+            raise ValueError(f"decode must be one of {sorted(self.DECODES)}, not {decode!r}")
         encoded = _path_bytes(_sequence(paths, "paths"))
+        opts = LaicImageFileOptions()
+        lib().laic_image_file_options_default(ctypes.byref(opts), ctypes.sizeof(opts))
+        opts.decode = self.DECODES[decode]
         return self._run(
-            "laic_clip_encode_image_files", _c_strings(encoded), len(encoded), context, progress
+            "laic_clip_encode_image_files_with_options",
+            _c_strings(encoded),
+            len(encoded),
+            context,
+            progress,
+            ctypes.byref(opts),
         )
 
     def encode_images(

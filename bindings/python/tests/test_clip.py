@@ -121,6 +121,19 @@ def test_load_options_choose_the_device_and_reject_unknown_values():
         laic.ClipModel(FIXTURES / "hf", precision="f8")
 
 
+def test_draft_decoding_is_chosen_by_name_and_checked(model):
+    # A 1803×2011 JPEG decodes at 1/8 scale as a draft; a 403×301 one in full either way.
+    big, small = FIXTURES / "preprocess" / "draft8.jpg", FIXTURES / "preprocess" / "landscape.jpg"
+    full = model.encode_image_files([big, small])
+    draft = model.encode_image_files([big, small], decode="draft")
+    np.testing.assert_array_equal(model.encode_image_files([big, small], decode="full"), full)
+    assert not np.array_equal(draft[0], full[0])
+    np.testing.assert_array_equal(draft[1], full[1])
+    assert_unit_rows(draft)
+    with pytest.raises(ValueError, match="decode"):
+        model.encode_image_files([small], decode="fast")
+
+
 def test_f16_weights_are_within_two_percent():
     with laic.ClipModel(FIXTURES / "hf-f16") as m:
         for got, want in [

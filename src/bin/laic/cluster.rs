@@ -2,7 +2,7 @@
 //! the cached) nouns, filter them with GradNorm, cluster, name; write `clusters.csv`,
 //! `clusters.json` and `report.html` (with thumbnails) into the output folder.
 
-use crate::common::{PipelineArgs, StageBar};
+use crate::common::{Decode, PipelineArgs, StageBar};
 use crate::embed::{self, ImageEmbeddings};
 use crate::files;
 use crate::nouns::{self, CacheKey, NounArgs};
@@ -23,6 +23,9 @@ pub struct Args {
     /// the output folder left out).
     #[arg(long)]
     pub images: PathBuf,
+    /// How image files are decoded.
+    #[arg(long, value_enum, default_value_t = Decode::Full)]
+    pub decode: Decode,
     /// Number of clusters.
     #[arg(long)]
     clusters: usize,
@@ -111,7 +114,13 @@ pub fn run(args: &Args) -> Result<()> {
         skipped_others.push((p.clone(), reason));
     }
     let t0 = Instant::now();
-    let mut images = embed::embed_images_skipping(&ctx, &model, &listing.images, args.json)?;
+    let mut images = embed::embed_images_skipping(
+        &ctx,
+        &model,
+        &listing.images,
+        &args.decode.options(),
+        args.json,
+    )?;
     images.skipped.extend(skipped_others);
     images.skipped.sort();
     let t_images = t0.elapsed().as_secs_f64();
@@ -309,6 +318,7 @@ fn to_json(o: &Outcome<'_>) -> serde_json::Value {
             "centres_restarts": p.centres_restarts, "restarts": p.restarts,
             "max_iter": p.max_iter, "seed": p.seed, "filter": "gradnorm",
             "nouns": a.nouns.nouns, "templates": a.nouns.templates(),
+            "decode": a.decode.name(),
         },
         "noun_count": o.nouns.len(),
         "noun_cache": o.cache.as_ref().map(|(p, reused)| serde_json::json!({"path": p.display().to_string(), "reused": reused})),

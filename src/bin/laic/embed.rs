@@ -1,11 +1,11 @@
 //! `laic embed` and `laic embed-nouns`: CLIP embeddings into safetensors files, and the image
 //! embedding loop that `cluster` shares (chunks, with unreadable files skipped).
 
-use crate::common::PipelineArgs;
+use crate::common::{Decode, PipelineArgs};
 use crate::files;
 use crate::nouns::{self, CacheKey, NounArgs};
 use indicatif::{ProgressBar, ProgressStyle};
-use laic::clip::ClipModel;
+use laic::clip::{ClipModel, ImageFileOptions};
 use laic::{Context, Error, Progress, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,9 @@ pub struct Args {
     /// Image files or folders (a folder means its image files in sorted path order).
     #[arg(long, num_args = 1..)]
     images: Vec<PathBuf>,
+    /// How image files are decoded.
+    #[arg(long, value_enum, default_value_t = Decode::Full)]
+    decode: Decode,
     /// Output file: tensor `embeddings` [n, dim] f32, L2-normalised; inputs in the metadata.
     #[arg(long)]
     out: PathBuf,
@@ -95,7 +98,12 @@ pub fn run(args: &Args) -> Result<()> {
             bar.set_position((f * n) as u64);
             true
         };
-        let v = model.encode_image_files(&ctx, &refs, Progress::new(&callback));
+        let v = model.encode_image_files_with(
+            &ctx,
+            &refs,
+            &args.decode.options(),
+            Progress::new(&callback),
+        );
         bar.finish_and_clear();
         let names = paths.iter().map(|p| p.display().to_string()).collect();
         ("images", names, v?)
@@ -181,6 +189,7 @@ pub fn embed_images_skipping(
     ctx: &Context,
     model: &ClipModel,
     paths: &[PathBuf],
+    opts: &ImageFileOptions,
     quiet: bool,
 ) -> Result<ImageEmbeddings> {
     let bar = count_bar("images", paths.len(), quiet);
@@ -197,7 +206,7 @@ pub fn embed_images_skipping(
             true
         };
         let refs: Vec<&Path> = chunk.iter().map(PathBuf::as_path).collect();
-        match model.encode_image_files(ctx, &refs, Progress::new(&callback)) {
+        match model.encode_image_files_with(ctx, &refs, opts, Progress::new(&callback)) {
             Ok(v) => {
                 out.paths.extend_from_slice(chunk);
                 out.values.extend_from_slice(&v);
@@ -205,7 +214,8 @@ pub fn embed_images_skipping(
             Err(Error::Cancelled) => return Err(Error::Cancelled),
             Err(_) => {
                 for p in chunk {
-                    match model.encode_image_files(ctx, &[p.as_path()], Progress::none()) {
+                    match model.encode_image_files_with(ctx, &[p.as_path()], opts, Progress::none())
+                    {
                         Ok(v) => {
                             out.paths.push(p.clone());
                             out.values.extend_from_slice(&v);
