@@ -448,19 +448,25 @@ LaicStatus laic_clip_encode_image_files(const LaicContext *ctx,
 // `options` is valid for writes of `struct_size` bytes.
 LaicStatus laic_image_file_options_default(LaicImageFileOptions *options, size_t struct_size);
 
-// `laic_clip_encode_image_files()` with a choice of decoding (`options` may be NULL: the
-// defaults, which is `laic_clip_encode_image_files()`). `LAIC_IMAGE_DECODE_DRAFT` decodes
-// large JPEGs at a reduced scale as PIL's `Image.draft()` does. An unknown `decode` value is
-// `LAIC_STATUS_INVALID_ARGUMENT` (nothing written).
+// `laic_clip_encode_image_files()` with a choice of decoding, and of what an unreadable file
+// does. `options` may be NULL (the defaults); `LAIC_IMAGE_DECODE_DRAFT` decodes large JPEGs
+// at a reduced scale as PIL's `Image.draft()` does. `file_status` is NULL (a file that cannot
+// be read or decoded fails the call: `laic_clip_encode_image_files()`) or holds `n` entries:
+// then such files do not fail the call; their statuses (`LAIC_STATUS_IO`,
+// `LAIC_STATUS_FORMAT`) are written there and their rows of `out` are zeros, and the other
+// files get `LAIC_STATUS_OK` and their embeddings. An unknown `decode` value is
+// `LAIC_STATUS_INVALID_ARGUMENT`. When the call fails, neither `out` nor `file_status` is
+// written.
 //
 // # Safety
 // As `laic_clip_encode_image_files()`; `options` is NULL or points to `struct_size` readable
-// bytes.
+// bytes; `file_status` is NULL or valid for `n` writes.
 LaicStatus laic_clip_encode_image_files_with_options(const LaicContext *ctx,
                                                      const LaicClipModel *model,
                                                      const char *const *paths,
                                                      size_t n,
                                                      const LaicImageFileOptions *options,
+                                                     LaicStatus *file_status,
                                                      LaicProgressFn progress,
                                                      void *user,
                                                      float *out,

@@ -272,6 +272,66 @@ fn rgb8_images_equal_image_files_and_threads_agree() {
 }
 
 #[test]
+fn skipping_embeds_readable_files_over_several_batches_and_names_the_rest() {
+    let ctx = Context::cpu();
+    let model = ClipModel::load(&ctx, &fixtures().join("hf")).unwrap();
+    let d = model.embed_dim();
+    let good = image_paths(&expected());
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("clip-skipping");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken = dir.join("broken.png");
+    std::fs::write(&broken, b"\x89PNG\r\n\x1a\n truncated").unwrap();
+    // 41 files (three image batches): every 7th missing, every 11th broken.
+    let files: Vec<PathBuf> = (0..41)
+        .map(|i| match i {
+            _ if i % 7 == 3 => dir.join(format!("missing{i}.jpg")),
+            _ if i % 11 == 5 => broken.clone(),
+            _ => good[i % good.len()].clone(),
+        })
+        .collect();
+    let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let opts = laic::clip::ImageFileOptions::default();
+    let got = model
+        .encode_image_files_skipping(&ctx, &refs, &opts, Progress::none())
+        .unwrap();
+    let want_failed: Vec<usize> = (0..41).filter(|i| i % 7 == 3 || i % 11 == 5).collect();
+    let failed: Vec<usize> = got.failed.iter().map(|f| f.0).collect();
+    assert_eq!(failed, want_failed);
+    for (i, e) in &got.failed {
+        let io = i % 7 == 3;
+        assert!(
+            matches!(e, laic::Error::Io { .. }) == io && matches!(e, laic::Error::Format(_)) != io,
+            "{i}: {e}"
+        );
+        assert!(
+            e.to_string().contains(&files[*i].display().to_string()),
+            "{e}"
+        );
+    }
+    let prefs: Vec<&Path> = good.iter().map(|p| p.as_path()).collect();
+    let each = model
+        .encode_image_files(&ctx, &prefs, Progress::none())
+        .unwrap();
+    for (i, row) in got.values.chunks_exact(d).enumerate() {
+        if want_failed.contains(&i) {
+            assert!(row.iter().all(|&v| v == 0.0), "row {i}");
+        } else {
+            let g = i % good.len();
+            assert_eq!(row, &each[g * d..(g + 1) * d], "row {i}");
+        }
+    }
+    // The strict call fails, naming the first of them in input order.
+    let e = model
+        .encode_image_files(&ctx, &refs, Progress::none())
+        .unwrap_err();
+    assert!(
+        matches!(e, laic::Error::Io { .. }) && e.to_string().contains("missing3.jpg"),
+        "{e}"
+    );
+}
+
+#[test]
 fn progress_reports_and_cancels() {
     let ctx = Context::cpu();
     let model = ClipModel::load(&ctx, &fixtures().join("hf")).unwrap();

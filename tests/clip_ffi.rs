@@ -262,6 +262,7 @@ fn image_file_options_choose_the_decoding_and_reject_unknown_values() {
                 paths.as_ptr(),
                 2,
                 opts,
+                null_mut(),
                 None,
                 null_mut(),
                 out.as_mut_ptr(),
@@ -295,6 +296,86 @@ fn image_file_options_choose_the_decoding_and_reject_unknown_values() {
             assert!(last_error().contains(field), "{}", last_error());
             assert!(out.iter().all(|&v| v == -7.0));
         }
+    }
+}
+
+#[test]
+fn with_file_status_unreadable_files_are_reported_and_the_rest_embedded() {
+    let h = load("hf");
+    let d = embed_dim(&h);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("clip-ffi-file-status");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken = dir.join("broken.jpg");
+    std::fs::write(&broken, b"\xFF\xD8\xFF\xE0 not really a JPEG").unwrap();
+    let good = [
+        fixtures().join("images/img0.png"),
+        fixtures().join("images/img1.png"),
+    ];
+    let files = [
+        good[0].clone(),
+        dir.join("missing.png"),
+        broken,
+        good[1].clone(),
+    ];
+    let owned: Vec<CString> = files.iter().map(|p| cstring(p)).collect();
+    let paths: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+    let ctx = laic::Context::cpu();
+    let model = laic::clip::ClipModel::load(&ctx, &fixtures().join("hf")).unwrap();
+    let refs: Vec<&Path> = good.iter().map(|p| p.as_path()).collect();
+    let want = model
+        .encode_image_files(&ctx, &refs, Progress::none())
+        .unwrap();
+    // SAFETY: valid pointers for the sizes passed.
+    unsafe {
+        let run = |status: *mut LaicStatus, out: &mut Vec<f32>| {
+            laic_clip_encode_image_files_with_options(
+                h.ctx,
+                h.model,
+                paths.as_ptr(),
+                4,
+                null(),
+                status,
+                None,
+                null_mut(),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        };
+        let mut out = vec![f32::NAN; 4 * d];
+        let mut status = [LaicStatus::Internal; 4];
+        assert_eq!(
+            run(status.as_mut_ptr(), &mut out),
+            LaicStatus::Ok,
+            "{}",
+            last_error()
+        );
+        assert_eq!(
+            status,
+            [
+                LaicStatus::Ok,
+                LaicStatus::Io,
+                LaicStatus::Format,
+                LaicStatus::Ok
+            ]
+        );
+        assert_eq!(out[..d], want[..d]);
+        assert_eq!(out[3 * d..], want[d..]);
+        assert!(out[d..3 * d].iter().all(|&v| v == 0.0));
+        // Without statuses the first unreadable file fails the call; nothing is written.
+        let mut out = vec![-7.0f32; 4 * d];
+        assert_eq!(run(null_mut(), &mut out), LaicStatus::Io);
+        assert!(last_error().contains("missing.png"), "{}", last_error());
+        assert!(out.iter().all(|&v| v == -7.0));
+        // A failing call (the output too small) writes no statuses either.
+        let mut small = vec![-7.0f32; 4 * d - 1];
+        let mut status = [LaicStatus::Internal; 4];
+        assert_eq!(
+            run(status.as_mut_ptr(), &mut small),
+            LaicStatus::BufferTooSmall
+        );
+        assert_eq!(status, [LaicStatus::Internal; 4]);
+        assert!(small.iter().all(|&v| v == -7.0));
     }
 }
 

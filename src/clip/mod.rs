@@ -149,6 +149,17 @@ pub struct ImageFileOptions {
     pub decode: ImageDecode,
 }
 
+/// Image embeddings from [`ClipModel::encode_image_files_skipping`].
+#[derive(Debug)]
+pub struct ImageFileEmbeddings {
+    /// `paths.len() × embed_dim` values, row i for file i; the rows of the files in `failed`
+    /// are zeros.
+    pub values: Vec<f32>,
+    /// The files that could not be read ([`Error::Io`]) or decoded ([`Error::Format`]), as
+    /// (index into `paths`, why), in index order.
+    pub failed: Vec<(usize, Error)>,
+}
+
 /// The CPU towers.
 struct CpuClip {
     weights: ClipWeights,
@@ -425,6 +436,49 @@ impl ClipModel {
         )
     }
 
+    /// [`ClipModel::encode_image_files_with`] that goes on past files that cannot be read or
+    /// decoded: their rows are zeros and [`ImageFileEmbeddings::failed`] says which and why.
+    /// Other errors (cancellation, the device) still fail the call. One call keeps the
+    /// decoding of the next batch overlapping the encoder, however many files fail.
+    pub fn encode_image_files_skipping(
+        &self,
+        ctx: &Context,
+        paths: &[&Path],
+        opts: &ImageFileOptions,
+        progress: Progress<'_>,
+    ) -> Result<ImageFileEmbeddings> {
+        let size = self.image_size();
+        let failed = std::sync::Mutex::new(Vec::new());
+        let mut values = self.encode_prepared(
+            ctx,
+            paths.len(),
+            |i, out| {
+                let img = match preprocess::load_rgb8_with(paths[i], opts.decode, size) {
+                    Ok(img) => img,
+                    Err(e @ (Error::Io { .. } | Error::Format(_))) => {
+                        // Encoded as zeros (a mean-grey image); its row is cleared below.
+                        out.fill(0.0);
+                        failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((i, e));
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                };
+                preprocess::preprocess_rgb8(&img.as_ref(), size, out)
+            },
+            progress,
+        )?;
+        let mut failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
+        failed.sort_by_key(|f| f.0);
+        let d = self.embed_dim();
+        for &(i, _) in &failed {
+            values[i * d..(i + 1) * d].fill(0.0);
+        }
+        Ok(ImageFileEmbeddings { values, failed })
+    }
+
     /// Preprocesses images `0..n` batch by batch with `prep(i, out)` (in parallel) and encodes
     /// each batch. Preprocessing runs one batch ahead on a second thread (a bounded queue of one
     /// batch), so decoding the next batch on the CPU overlaps encoding this one (on the GPU, or
@@ -453,10 +507,15 @@ impl ClipModel {
                     let k = image_batch.min(n - first);
                     let mut buf = empty_rx.try_recv().unwrap_or_default();
                     buf.resize(k * per, 0.0);
+                    // Every image of the batch is tried, so that a failure names the first
+                    // bad input in order, not whichever a thread reached first.
                     let r = ctx.install(|| {
-                        buf.par_chunks_mut(per)
+                        let each: Vec<Result<()>> = buf
+                            .par_chunks_mut(per)
                             .enumerate()
-                            .try_for_each(|(j, px)| prep(first + j, px))
+                            .map(|(j, px)| prep(first + j, px))
+                            .collect();
+                        each.into_iter().collect::<Result<()>>()
                     });
                     let failed = r.is_err();
                     // A send fails when the consumer stopped (error or cancel): stop too.

@@ -298,6 +298,7 @@ pub unsafe extern "C" fn laic_clip_encode_image_files(
             paths,
             n,
             std::ptr::null(),
+            std::ptr::null_mut(),
             progress,
             user,
             out,
@@ -327,14 +328,19 @@ pub unsafe extern "C" fn laic_image_file_options_default(
     })
 }
 
-/// `laic_clip_encode_image_files()` with a choice of decoding (`options` may be NULL: the
-/// defaults, which is `laic_clip_encode_image_files()`). `LAIC_IMAGE_DECODE_DRAFT` decodes
-/// large JPEGs at a reduced scale as PIL's `Image.draft()` does. An unknown `decode` value is
-/// `LAIC_STATUS_INVALID_ARGUMENT` (nothing written).
+/// `laic_clip_encode_image_files()` with a choice of decoding, and of what an unreadable file
+/// does. `options` may be NULL (the defaults); `LAIC_IMAGE_DECODE_DRAFT` decodes large JPEGs
+/// at a reduced scale as PIL's `Image.draft()` does. `file_status` is NULL (a file that cannot
+/// be read or decoded fails the call: `laic_clip_encode_image_files()`) or holds `n` entries:
+/// then such files do not fail the call; their statuses (`LAIC_STATUS_IO`,
+/// `LAIC_STATUS_FORMAT`) are written there and their rows of `out` are zeros, and the other
+/// files get `LAIC_STATUS_OK` and their embeddings. An unknown `decode` value is
+/// `LAIC_STATUS_INVALID_ARGUMENT`. When the call fails, neither `out` nor `file_status` is
+/// written.
 ///
 /// # Safety
 /// As `laic_clip_encode_image_files()`; `options` is NULL or points to `struct_size` readable
-/// bytes.
+/// bytes; `file_status` is NULL or valid for `n` writes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn laic_clip_encode_image_files_with_options(
     ctx: *const LaicContext,
@@ -342,6 +348,7 @@ pub unsafe extern "C" fn laic_clip_encode_image_files_with_options(
     paths: *const *const c_char,
     n: usize,
     options: *const LaicImageFileOptions,
+    file_status: *mut LaicStatus,
     progress: LaicProgressFn,
     user: *mut c_void,
     out: *mut f32,
@@ -362,10 +369,22 @@ pub unsafe extern "C" fn laic_clip_encode_image_files_with_options(
                 .map(|(i, &p)| path_from_c(p, &format!("paths[{i}]")))
                 .collect::<Result<Vec<PathBuf>>>()?;
             let refs: Vec<&Path> = owned.iter().map(|p| p.as_path()).collect();
+            if file_status.is_null() {
+                let emb = with_progress(progress, user, |p| {
+                    model.encode_image_files_with(ctx, &refs, &opts, p)
+                })?;
+                return write_out(&emb, out, out_len);
+            }
+            let statuses = try_mut_slice(file_status, n, "file_status")?;
             let emb = with_progress(progress, user, |p| {
-                model.encode_image_files_with(ctx, &refs, &opts, p)
+                model.encode_image_files_skipping(ctx, &refs, &opts, p)
             })?;
-            write_out(&emb, out, out_len)
+            write_out(&emb.values, out, out_len)?;
+            statuses.fill(LaicStatus::Ok);
+            for (i, e) in &emb.failed {
+                statuses[*i] = e.status();
+            }
+            Ok(())
         }
     })
 }

@@ -243,6 +243,7 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
             POINTER(c_char_p),
             c_size_t,
             POINTER(LaicImageFileOptions),
+            POINTER(ctypes.c_int32),
             PROGRESS,
             c_void_p,
             _f32p,

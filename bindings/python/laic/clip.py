@@ -209,20 +209,48 @@ class ClipModel(Handle):
         several times faster on camera photos, slightly different embeddings.
         A missing file raises :class:`LaicIOError`, an undecodable one :class:`FormatError`,
         naming the file. ``progress`` is called as ``progress("image_encoding", fraction)``."""
+        return self._encode_files(paths, context, progress, decode, None)[0]
+
+    def encode_image_files_skipping(
+        self,
+        paths: Sequence[PathLike],
+        context: Context | None = None,
+        progress: ProgressCallback | None = None,
+        *,
+        decode: str = "full",
+    ) -> tuple[npt.NDArray[np.float32], dict[int, Status]]:
+        """:meth:`encode_image_files` that goes on past files that cannot be read or decoded:
+        returns the embeddings (zero rows for those files) and ``{index: Status.IO or
+        Status.FORMAT}`` for them."""
+        paths = _sequence(paths, "paths")
+        status = (ctypes.c_int32 * max(len(paths), 1))()
+        out, n = self._encode_files(paths, context, progress, decode, status)
+        return out, {i: Status(status[i]) for i in range(n) if status[i] != Status.OK}
+
+    def _encode_files(
+        self,
+        paths: Sequence[PathLike],
+        context: Context | None,
+        progress: ProgressCallback | None,
+        decode: str,
+        status: Any,
+    ) -> tuple[npt.NDArray[np.float32], int]:
         if decode not in self.DECODES:
             raise ValueError(f"decode must be one of {sorted(self.DECODES)}, not {decode!r}")
         encoded = _path_bytes(_sequence(paths, "paths"))
         opts = LaicImageFileOptions()
         lib().laic_image_file_options_default(ctypes.byref(opts), ctypes.sizeof(opts))
         opts.decode = self.DECODES[decode]
-        return self._run(
+        out = self._run(
             "laic_clip_encode_image_files_with_options",
             _c_strings(encoded),
             len(encoded),
             context,
             progress,
             ctypes.byref(opts),
+            status,
         )
+        return out, len(encoded)
 
     def encode_images(
         self,

@@ -134,6 +134,20 @@ def test_draft_decoding_is_chosen_by_name_and_checked(model):
         model.encode_image_files([small], decode="fast")
 
 
+def test_skipping_reports_unreadable_files_and_embeds_the_rest(model, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not a JPEG")
+    files = [IMAGES[0], tmp_path / "missing.png", broken, IMAGES[1]]
+    out, failed = model.encode_image_files_skipping(files, decode="draft")
+    assert failed == {1: laic.Status.IO, 2: laic.Status.FORMAT}
+    np.testing.assert_array_equal(out[[0, 3]], model.encode_image_files([IMAGES[0], IMAGES[1]]))
+    assert not out[1:3].any()
+    with pytest.raises(laic.LaicIOError, match="missing.png"):
+        model.encode_image_files(files)
+    with pytest.raises(laic.InvalidArgumentError, match="nothing to encode"):
+        model.encode_image_files_skipping([])
+
+
 def test_f16_weights_are_within_two_percent():
     with laic.ClipModel(FIXTURES / "hf-f16") as m:
         for got, want in [

@@ -170,9 +170,6 @@ pub fn count_bar(what: &str, n: usize, quiet: bool) -> ProgressBar {
     bar
 }
 
-/// Images per encoder call in [`embed_images_skipping`].
-const IMAGE_CHUNK: usize = 32;
-
 /// Image embeddings of the files that could be read.
 pub struct ImageEmbeddings {
     /// The files embedded, in input order.
@@ -183,8 +180,9 @@ pub struct ImageEmbeddings {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-/// Embeds `paths` chunk by chunk; when a chunk fails, its files are encoded one by one and
-/// those that fail are reported on stderr ("skipping PATH: reason") and left out.
+/// Embeds `paths` in one library call that goes on past unreadable files
+/// ([`ClipModel::encode_image_files_skipping`]): those are reported on stderr ("skipping PATH:
+/// reason") and left out.
 pub fn embed_images_skipping(
     ctx: &Context,
     model: &ClipModel,
@@ -193,44 +191,31 @@ pub fn embed_images_skipping(
     quiet: bool,
 ) -> Result<ImageEmbeddings> {
     let bar = count_bar("images", paths.len(), quiet);
+    let n = paths.len() as f64;
+    let callback = |_s, f: f64| {
+        bar.set_position((f * n) as u64);
+        true
+    };
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let emb = model.encode_image_files_skipping(ctx, &refs, opts, Progress::new(&callback));
+    bar.finish_and_clear();
+    let emb = emb?;
+    let d = model.embed_dim();
     let mut out = ImageEmbeddings {
         paths: Vec::with_capacity(paths.len()),
-        values: Vec::with_capacity(paths.len() * model.embed_dim()),
-        skipped: Vec::new(),
+        values: Vec::with_capacity(paths.len() * d),
+        skipped: Vec::with_capacity(emb.failed.len()),
     };
-    for (c, chunk) in paths.chunks(IMAGE_CHUNK).enumerate() {
-        let base = (c * IMAGE_CHUNK) as u64;
-        let n_chunk = chunk.len() as f64;
-        let callback = |_s, f: f64| {
-            bar.set_position(base + (f * n_chunk) as u64);
-            true
-        };
-        let refs: Vec<&Path> = chunk.iter().map(PathBuf::as_path).collect();
-        match model.encode_image_files_with(ctx, &refs, opts, Progress::new(&callback)) {
-            Ok(v) => {
-                out.paths.extend_from_slice(chunk);
-                out.values.extend_from_slice(&v);
-            }
-            Err(Error::Cancelled) => return Err(Error::Cancelled),
-            Err(_) => {
-                for p in chunk {
-                    match model.encode_image_files_with(ctx, &[p.as_path()], opts, Progress::none())
-                    {
-                        Ok(v) => {
-                            out.paths.push(p.clone());
-                            out.values.extend_from_slice(&v);
-                        }
-                        Err(e) => {
-                            let reason = crate::common::describe(&e);
-                            bar.suspend(|| eprintln!("skipping {}: {reason}", p.display()));
-                            out.skipped.push((p.clone(), reason));
-                        }
-                    }
-                }
-            }
+    let mut failed = emb.failed.iter().peekable();
+    for (i, (p, row)) in paths.iter().zip(emb.values.chunks_exact(d)).enumerate() {
+        if let Some((_, e)) = failed.next_if(|(f, _)| *f == i) {
+            let reason = crate::common::describe(e);
+            eprintln!("skipping {}: {reason}", p.display());
+            out.skipped.push((p.clone(), reason));
+        } else {
+            out.paths.push(p.clone());
+            out.values.extend_from_slice(row);
         }
-        bar.set_position(base + chunk.len() as u64);
     }
-    bar.finish_and_clear();
     Ok(out)
 }
