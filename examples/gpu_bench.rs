@@ -7,8 +7,10 @@
 //! validation, synchronisation included), the achieved TFLOP/s, and the largest relative score
 //! error against the CPU backend on a sample of nouns. Run by `scripts/gpu-check.sh`.
 //!
-//! `cargo run --release --example gpu_bench -- [--quick] [--label NAME]`; without a CUDA device
-//! it prints `SKIPPED` and exits 0 (1 when `LAIC_REQUIRE_CUDA=1`).
+//! `cargo run --release --example gpu_bench -- [--quick] [--f16] [--label NAME]` (`--f16`: the
+//! two f16 cases only, for the diagnostic kernels of `LAIC_CUDA_GRADNORM_CONFIG=wg2nofold` /
+//! `wg2nomma`); without a CUDA device it prints `SKIPPED` and exits 0 (1 when
+//! `LAIC_REQUIRE_CUDA=1`).
 
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 use half::{bf16, f16};
@@ -97,6 +99,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let f16_only = args.iter().any(|a| a == "--f16");
     let label = args
         .iter()
         .position(|a| a == "--label")
@@ -127,6 +130,9 @@ fn main() {
     ];
     let opts = GradNormOptions::default();
     for (dtype, k) in cases {
+        if f16_only && dtype != Dtype::F16 {
+            continue;
+        }
         let nouns = Input::new(&stream, &nouns_f32, dtype);
         let centres = Input::new(&stream, &centres_f32[..k * D], dtype);
         let scores: CudaSlice<f32> = stream.alloc_zeros(m).unwrap();

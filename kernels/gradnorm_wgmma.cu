@@ -18,6 +18,13 @@
 //   so chunk s - 1 is consumed; the barrier of the next step then frees stage s - 2 for all
 //   warpgroups, which is refilled with chunk s + STAGES - 2.
 // Built for sm_90a only (build.rs reads the first line); other GPUs use gradnorm.cu.
+//
+// Two diagnostic variants (f16, two warpgroups; chosen only through
+// LAIC_CUDA_GRADNORM_CONFIG, their scores are meaningless) split the time of a tile for
+// scripts/gpu-check.sh: `nofold` (DIAG_NO_FOLD) keeps the centre stream and the products but
+// reduces each tile to one max per thread instead of folding it; `nomma` (DIAG_NO_MMA) keeps
+// the stream and the fold but issues no wgmma (the "products" are a fixed pattern whose max
+// moves as rarely as real data's).
 
 #include "gradnorm_common.cuh"
 #include "wgmma.cuh"
@@ -28,8 +35,13 @@ namespace wg {
 constexpr int BN = 128;           // centres per tile (the wgmma n)
 constexpr int BK = 64;            // columns per chunk: one 128-byte swizzled row of operands
 
+// What a kernel computes: everything, or one of the diagnostic halves (see the top).
+constexpr int DIAG_NONE = 0;
+constexpr int DIAG_NO_FOLD = 1;
+constexpr int DIAG_NO_MMA = 2;
+
 // What one block's steps share.
-template <typename TM, int PLANES, int NWG, int STAGES> struct Ctx {
+template <typename TM, int PLANES, int NWG, int STAGES, int DIAG> struct Ctx {
     static constexpr int BM = 64 * NWG;
     static constexpr int NTHREADS = 128 * NWG;
     static constexpr int NT = BN / 8;
@@ -69,7 +81,7 @@ template <typename TM, int PLANES, int NWG, int STAGES> struct Ctx {
         const uint32_t b0 = smem_addr(bs) + (s % STAGES) * B_STAGE;
         wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < BK / 16; ++kk) {
+        for (int kk = 0; kk < (DIAG == DIAG_NO_MMA ? 0 : BK / 16); ++kk) {
             Wgmma<TM>::run(acc, descriptor(a0 + kk * 32), descriptor(b0 + kk * 32),
                            chunk > 0 || kk > 0);
             if constexpr (PLANES == 2) {
@@ -85,6 +97,17 @@ template <typename TM, int PLANES, int NWG, int STAGES> struct Ctx {
         const int tile = (s / nchunks) % ntiles;
         const int pass = s / (nchunks * ntiles);
         const int colbase = tile * BN + 2 * t;
+        if constexpr (DIAG == DIAG_NO_FOLD) {
+            float mx = st[0].mx;
+#pragma unroll
+            for (int j = 0; j < 64; ++j) mx = fmaxf(mx, acc[j]);
+            st[0].mx = mx;
+            return;
+        }
+        if constexpr (DIAG == DIAG_NO_MMA) {
+#pragma unroll
+            for (int j = 0; j < 64; ++j) acc[j] = 0.01f * (float)((j * 37 + tile * 11 + t) & 63);
+        }
         // Each row's logits in base-2 units (-inf for padding columns), half a tile at a time
         // into fresh registers: redefining accumulator registers, or spilling them for want of
         // registers, would make ptxas serialise the wgmma pipeline.
@@ -133,9 +156,9 @@ template <typename TM, int PLANES, int NWG, int STAGES> struct Ctx {
     }
 };
 
-template <typename TIn, typename TM, int PLANES, int NWG, int STAGES>
+template <typename TIn, typename TM, int PLANES, int NWG, int STAGES, int DIAG>
 __device__ __forceinline__ void body(const GradNormParams& p) {
-    using C = Ctx<TM, PLANES, NWG, STAGES>;
+    using C = Ctx<TM, PLANES, NWG, STAGES, DIAG>;
     constexpr int BM = C::BM;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     // Swizzled tiles need 1024-byte alignment; the host adds 1024 bytes of slack.
@@ -213,16 +236,19 @@ __device__ __forceinline__ void body(const GradNormParams& p) {
 
 using laic::GradNormParams;
 
-#define LAIC_GRADNORM_WG(NAME, TIN, TM, PLANES, NWG, STAGES)                                  \
+#define LAIC_GRADNORM_WG(NAME, TIN, TM, PLANES, NWG, STAGES, DIAG)                            \
     extern "C" __global__ void __launch_bounds__(NWG * 128, 1) NAME(const GradNormParams p) { \
-        laic::wg::body<TIN, TM, PLANES, NWG, STAGES>(p);                                      \
+        laic::wg::body<TIN, TM, PLANES, NWG, STAGES, DIAG>(p);                                \
     }
 
-// Kernels laic_gradnorm_wg_<dtype>_wg<NWG>[d] (d: 6 stages deep instead of 4).
-LAIC_GRADNORM_WG(laic_gradnorm_wg_f16_wg2, __half, __half, 1, 2, 4)
-LAIC_GRADNORM_WG(laic_gradnorm_wg_f16_wg2d, __half, __half, 1, 2, 6)
-LAIC_GRADNORM_WG(laic_gradnorm_wg_f16_wg1, __half, __half, 1, 1, 4)
-LAIC_GRADNORM_WG(laic_gradnorm_wg_bf16_wg2, __nv_bfloat16, __nv_bfloat16, 1, 2, 4)
-LAIC_GRADNORM_WG(laic_gradnorm_wg_bf16_wg2d, __nv_bfloat16, __nv_bfloat16, 1, 2, 6)
-LAIC_GRADNORM_WG(laic_gradnorm_wg_bf16_wg1, __nv_bfloat16, __nv_bfloat16, 1, 1, 4)
-LAIC_GRADNORM_WG(laic_gradnorm_wg_f32_wg1, float, __nv_bfloat16, 2, 1, 3)
+// Kernels laic_gradnorm_wg_<dtype>_wg<NWG>[d] (d: 6 stages deep instead of 4), and the two
+// diagnostic variants of f16 wg2.
+LAIC_GRADNORM_WG(laic_gradnorm_wg_f16_wg2, __half, __half, 1, 2, 4, laic::wg::DIAG_NONE)
+LAIC_GRADNORM_WG(laic_gradnorm_wg_f16_wg2d, __half, __half, 1, 2, 6, laic::wg::DIAG_NONE)
+LAIC_GRADNORM_WG(laic_gradnorm_wg_f16_wg1, __half, __half, 1, 1, 4, laic::wg::DIAG_NONE)
+LAIC_GRADNORM_WG(laic_gradnorm_wg_bf16_wg2, __nv_bfloat16, __nv_bfloat16, 1, 2, 4, laic::wg::DIAG_NONE)
+LAIC_GRADNORM_WG(laic_gradnorm_wg_bf16_wg2d, __nv_bfloat16, __nv_bfloat16, 1, 2, 6, laic::wg::DIAG_NONE)
+LAIC_GRADNORM_WG(laic_gradnorm_wg_bf16_wg1, __nv_bfloat16, __nv_bfloat16, 1, 1, 4, laic::wg::DIAG_NONE)
+LAIC_GRADNORM_WG(laic_gradnorm_wg_f32_wg1, float, __nv_bfloat16, 2, 1, 3, laic::wg::DIAG_NONE)
+LAIC_GRADNORM_WG(laic_gradnorm_wg_f16_wg2nofold, __half, __half, 1, 2, 4, laic::wg::DIAG_NO_FOLD)
+LAIC_GRADNORM_WG(laic_gradnorm_wg_f16_wg2nomma, __half, __half, 1, 2, 4, laic::wg::DIAG_NO_MMA)

@@ -69,6 +69,12 @@ for cfg in default wg2d 32x4; do
   timeout 60 gpu-bin/gpu_bench ${QUICK} --label "${cfg}" >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" ||
     echo "gpu_bench ${cfg}: rc=$?" | tee -a "${OUT}/bench.err"
 done
+# Where a wg2 tile's time goes (f16): the same stream and products without the fold, and the
+# same stream and fold without the products (diagnostic kernels; their scores are garbage).
+for cfg in wg2nofold wg2nomma; do
+  LAIC_CUDA_GRADNORM_CONFIG="${cfg}" timeout 40 gpu-bin/gpu_bench ${QUICK} --f16 --label diag \
+    >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" || echo "gpu_bench ${cfg}: rc=$?" | tee -a "${OUT}/bench.err"
+done
 unset LAIC_CUDA_GRADNORM_CONFIG
 
 # 2b. k-means iteration and retrieval at issue 8's sizes; then the k-means iteration again with

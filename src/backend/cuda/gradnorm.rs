@@ -80,8 +80,10 @@ enum Shape {
 /// Block shapes of the fused kernels with their name suffixes, in the order they are tried;
 /// the first that exists for the dtype and device and whose shared memory fits is used.
 /// `wg2d` and `16x8` are only used when asked for through `LAIC_CUDA_GRADNORM_CONFIG` (a
-/// tuning knob for `scripts/gpu-check.sh`).
-const CONFIGS: [(Shape, &str); 7] = [
+/// tuning knob for `scripts/gpu-check.sh`), and so are `wg2nofold` and `wg2nomma` (f16 only),
+/// the diagnostic halves of `wg2` whose scores are meaningless (gradnorm_wgmma.cu says what
+/// each leaves out).
+const CONFIGS: [(Shape, &str); 9] = [
     (
         Shape::Wg {
             groups: 2,
@@ -107,13 +109,31 @@ const CONFIGS: [(Shape, &str); 7] = [
     (Shape::Mma { wm: 16, warps: 8 }, "16x8"),
     (Shape::Mma { wm: 16, warps: 4 }, "16x4"),
     (Shape::Mma { wm: 16, warps: 2 }, "16x2"),
+    (
+        Shape::Wg {
+            groups: 2,
+            stages: 4,
+        },
+        "wg2nofold",
+    ),
+    (
+        Shape::Wg {
+            groups: 2,
+            stages: 4,
+        },
+        "wg2nomma",
+    ),
 ];
 const DEFAULT_ORDER: [usize; 5] = [0, 2, 3, 5, 6];
 
-/// Whether gradnorm_wgmma.cu has a kernel of this shape for this dtype (f32 input, with two
-/// operand planes, only fits one warpgroup).
-fn wg_kernel_exists(dtype: Dtype, groups: usize, stages: usize) -> bool {
-    dtype != Dtype::F32 || (groups == 1 && stages == 4)
+/// Whether gradnorm_wgmma.cu has the kernel of this config for this dtype (f32 input, with
+/// two operand planes, only fits one warpgroup; the diagnostic variants are f16 only).
+fn wg_kernel_exists(dtype: Dtype, config: &str) -> bool {
+    match config {
+        "wg1" => true,
+        "wg2nofold" | "wg2nomma" => dtype == Dtype::F16,
+        _ => dtype != Dtype::F32,
+    }
 }
 
 const FLAG_NOUN_NONFINITE: u32 = 1;
@@ -207,8 +227,8 @@ impl GradNormKernels {
                     Shape::Mma { .. } => {
                         Some(module.load_function(&format!("laic_gradnorm_{dt}_{name}"))?)
                     }
-                    Shape::Wg { groups, stages } => match wgmma {
-                        Some(m) if wg_kernel_exists(DTYPE_OF[di], groups, stages) => {
+                    Shape::Wg { .. } => match wgmma {
+                        Some(m) if wg_kernel_exists(DTYPE_OF[di], name) => {
                             Some(m.load_function(&format!("laic_gradnorm_wg_{dt}_{name}"))?)
                         }
                         _ => None,
@@ -774,13 +794,9 @@ mod tests {
         let has = |name: &str| cubin.windows(name.len()).any(|w| w == name.as_bytes());
         for (di, dt) in DTYPES.iter().enumerate() {
             for (shape, cfg) in CONFIGS {
-                if let Shape::Wg { groups, stages } = shape {
+                if let Shape::Wg { .. } = shape {
                     let name = format!("laic_gradnorm_wg_{dt}_{cfg}\0");
-                    assert_eq!(
-                        has(&name),
-                        wg_kernel_exists(DTYPE_OF[di], groups, stages),
-                        "{name}"
-                    );
+                    assert_eq!(has(&name), wg_kernel_exists(DTYPE_OF[di], cfg), "{name}");
                 }
             }
         }
@@ -820,6 +836,12 @@ mod tests {
         assert_eq!((name(&p), p.bm), ("wg1", 64));
         assert!(p.smem <= h100);
         assert_eq!(name(&plan(Dtype::F32, 768, h100, &all).unwrap()), "16x2");
+        // The diagnostic kernels (meaningless scores) only run when asked for by name.
+        assert!(
+            DEFAULT_ORDER
+                .iter()
+                .all(|&i| !matches!(CONFIGS[i].1, "wg2nofold" | "wg2nomma"))
+        );
     }
 
     #[test]
