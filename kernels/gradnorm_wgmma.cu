@@ -18,6 +18,10 @@
 //   so chunk s - 1 is consumed; the barrier of the next step then frees stage s - 2 for all
 //   warpgroups, which is refilled with chunk s + STAGES - 2.
 // Built for sm_90a only (build.rs reads the first line); other GPUs use gradnorm.cu.
+// - Split streams (SPLIT, `wg2s`): each warpgroup streams the centres through its own stages
+//   (3 each) and waits only for itself (a named barrier per warpgroup instead of
+//   __syncthreads), so the warpgroups drift apart and one folds while the other's wgmma run.
+//   Twice the centre traffic from L2; the same products and fold, so the same results.
 //
 // Two diagnostic variants (f16, two warpgroups; chosen only through
 // LAIC_CUDA_GRADNORM_CONFIG, their scores are meaningless) split the time of a tile for
@@ -41,9 +45,11 @@ constexpr int DIAG_NO_FOLD = 1;
 constexpr int DIAG_NO_MMA = 2;
 
 // What one block's steps share.
-template <typename TM, int PLANES, int NWG, int STAGES, int DIAG> struct Ctx {
+template <typename TM, int PLANES, int NWG, int STAGES, int DIAG, bool SPLIT> struct Ctx {
     static constexpr int BM = 64 * NWG;
     static constexpr int NTHREADS = 128 * NWG;
+    // Threads that load and wait for a stage: the block, or (split streams) one warpgroup.
+    static constexpr int STREAM_THREADS = SPLIT ? 128 : NTHREADS;
     static constexpr int NT = BN / 8;
     static constexpr uint32_t B_PLANE = BN * ROW;
     static constexpr uint32_t B_STAGE = PLANES * B_PLANE;
@@ -51,7 +57,8 @@ template <typename TM, int PLANES, int NWG, int STAGES, int DIAG> struct Ctx {
     const GradNormParams& p;
     uint32_t a_smem;          // shared address of this warpgroup's rows in chunk 0, plane 0
     uint32_t a_plane;         // bytes per noun plane
-    unsigned char* bs;        // centre stages
+    unsigned char* bs;        // centre stages (split streams: this warpgroup's)
+    int stream_tid;           // this thread's index among STREAM_THREADS
     int nchunks, ntiles, steps;
     int t;
     float rs[2];              // logit scales of this thread's two rows
@@ -65,7 +72,7 @@ template <typename TM, int PLANES, int NWG, int STAGES, int DIAG> struct Ctx {
         unsigned char* dst = bs + (s % STAGES) * B_STAGE;
         const TM* src = static_cast<const TM*>(p.centres) + (size_t)tile * BN * p.dp + chunk * BK;
         const size_t c_plane = (size_t)p.kp * p.dp;
-        for (int i = threadIdx.x; i < PLANES * BN * 8; i += NTHREADS) {
+        for (int i = stream_tid; i < PLANES * BN * 8; i += STREAM_THREADS) {
             const int pl = i / (BN * 8);
             const int rem = i - pl * (BN * 8);
             const int row = rem >> 3, u = rem & 7;
@@ -148,7 +155,12 @@ template <typename TM, int PLANES, int NWG, int STAGES, int DIAG> struct Ctx {
         constexpr int PF = STAGES - 2;  // chunks in flight ahead of the one computed
         cp_async_wait<PF - 1>();
         fence_proxy_async();
-        __syncthreads();  // chunk s is in shared memory; stage (s - 2) % STAGES is free
+        // Chunk s is in shared memory; stage (s - 2) % STAGES is free.
+        if constexpr (SPLIT) {
+            named_barrier(1 + (threadIdx.x >> 7), 128);
+        } else {
+            __syncthreads();
+        }
         load_step(s + PF);
         cp_async_commit();
         mma_chunk(cur, s);
@@ -156,9 +168,10 @@ template <typename TM, int PLANES, int NWG, int STAGES, int DIAG> struct Ctx {
     }
 };
 
-template <typename TIn, typename TM, int PLANES, int NWG, int STAGES, int DIAG>
+template <typename TIn, typename TM, int PLANES, int NWG, int STAGES, int DIAG, bool SPLIT>
 __device__ __forceinline__ void body(const GradNormParams& p) {
-    using C = Ctx<TM, PLANES, NWG, STAGES, DIAG>;
+    using C = Ctx<TM, PLANES, NWG, STAGES, DIAG, SPLIT>;
+    constexpr int STREAMS = SPLIT ? NWG : 1;
     constexpr int BM = C::BM;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     // Swizzled tiles need 1024-byte alignment; the host adds 1024 bytes of slack.
@@ -167,7 +180,7 @@ __device__ __forceinline__ void body(const GradNormParams& p) {
     const uint32_t a_plane = (uint32_t)nchunks * BM * ROW;
     unsigned char* as = smem;
     unsigned char* bs = as + PLANES * a_plane;
-    float* row_info = reinterpret_cast<float*>(bs + STAGES * C::B_STAGE);
+    float* row_info = reinterpret_cast<float*>(bs + STREAMS * STAGES * C::B_STAGE);
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, t = lane & 3;
@@ -189,7 +202,8 @@ __device__ __forceinline__ void body(const GradNormParams& p) {
     C c{p};
     c.a_smem = smem_addr(as) + (warp >> 2) * 64 * ROW;
     c.a_plane = a_plane;
-    c.bs = bs;
+    c.bs = SPLIT ? bs + (warp >> 2) * STAGES * C::B_STAGE : bs;
+    c.stream_tid = SPLIT ? threadIdx.x & 127 : threadIdx.x;
     c.nchunks = nchunks;
     c.ntiles = p.kp / BN;
     c.steps = (p.uniform ? 2 : 1) * c.ntiles * nchunks;
@@ -236,13 +250,15 @@ __device__ __forceinline__ void body(const GradNormParams& p) {
 
 using laic::GradNormParams;
 
-#define LAIC_GRADNORM_WG(NAME, TIN, TM, PLANES, NWG, STAGES, DIAG)                            \
+#define LAIC_GRADNORM_WG_(NAME, TIN, TM, PLANES, NWG, STAGES, DIAG, SPLIT)                   \
     extern "C" __global__ void __launch_bounds__(NWG * 128, 1) NAME(const GradNormParams p) { \
-        laic::wg::body<TIN, TM, PLANES, NWG, STAGES, DIAG>(p);                                \
+        laic::wg::body<TIN, TM, PLANES, NWG, STAGES, DIAG, SPLIT>(p);                         \
     }
+#define LAIC_GRADNORM_WG(NAME, TIN, TM, PLANES, NWG, STAGES, DIAG) \
+    LAIC_GRADNORM_WG_(NAME, TIN, TM, PLANES, NWG, STAGES, DIAG, false)
 
-// Kernels laic_gradnorm_wg_<dtype>_wg<NWG>[d] (d: 6 stages deep instead of 4), and the two
-// diagnostic variants of f16 wg2.
+// Kernels laic_gradnorm_wg_<dtype>_wg<NWG>[d|s] (d: 6 stages deep instead of 4; s: split
+// streams, 3 stages per warpgroup), and the two diagnostic variants of f16 wg2.
 LAIC_GRADNORM_WG(laic_gradnorm_wg_f16_wg2, __half, __half, 1, 2, 4, laic::wg::DIAG_NONE)
 LAIC_GRADNORM_WG(laic_gradnorm_wg_f16_wg2d, __half, __half, 1, 2, 6, laic::wg::DIAG_NONE)
 LAIC_GRADNORM_WG(laic_gradnorm_wg_f16_wg1, __half, __half, 1, 1, 4, laic::wg::DIAG_NONE)
@@ -252,3 +268,5 @@ LAIC_GRADNORM_WG(laic_gradnorm_wg_bf16_wg1, __nv_bfloat16, __nv_bfloat16, 1, 1, 
 LAIC_GRADNORM_WG(laic_gradnorm_wg_f32_wg1, float, __nv_bfloat16, 2, 1, 3, laic::wg::DIAG_NONE)
 LAIC_GRADNORM_WG(laic_gradnorm_wg_f16_wg2nofold, __half, __half, 1, 2, 4, laic::wg::DIAG_NO_FOLD)
 LAIC_GRADNORM_WG(laic_gradnorm_wg_f16_wg2nomma, __half, __half, 1, 2, 4, laic::wg::DIAG_NO_MMA)
+LAIC_GRADNORM_WG_(laic_gradnorm_wg_f16_wg2s, __half, __half, 1, 2, 3, laic::wg::DIAG_NONE, true)
+LAIC_GRADNORM_WG_(laic_gradnorm_wg_bf16_wg2s, __nv_bfloat16, __nv_bfloat16, 1, 2, 3, laic::wg::DIAG_NONE, true)

@@ -38,6 +38,12 @@ template <int N> __device__ __forceinline__ void wgmma_wait() {
 }
 // Makes this thread's generic-proxy shared-memory writes (stores, cp.async) visible to the
 // async proxy (wgmma operand reads); each writer runs it before the barrier.
+// Barrier `id` (1..15; 0 is __syncthreads') among `count` threads (a multiple of 32): lets the
+// warpgroups of a block synchronise separately.
+__device__ __forceinline__ void named_barrier(int id, int count) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+
 __device__ __forceinline__ void fence_proxy_async() {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }

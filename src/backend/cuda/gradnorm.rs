@@ -73,21 +73,28 @@ enum Shape {
     /// gradnorm.cu (mma.sync, any sm_80+ device): nouns per warp, warps per block.
     Mma { wm: usize, warps: usize },
     /// gradnorm_wgmma.cu (wgmma, sm_90a only): warpgroups of 64 nouns, centre pipeline
-    /// stages (f32 input: 3, whatever this says).
-    Wg { groups: usize, stages: usize },
+    /// stages (f32 input: 3, whatever this says), and whether each warpgroup streams the
+    /// centres through stages of its own (`split`).
+    Wg {
+        groups: usize,
+        stages: usize,
+        split: bool,
+    },
 }
 
 /// Block shapes of the fused kernels with their name suffixes, in the order they are tried;
 /// the first that exists for the dtype and device and whose shared memory fits is used.
-/// `wg2d` and `16x8` are only used when asked for through `LAIC_CUDA_GRADNORM_CONFIG` (a
-/// tuning knob for `scripts/gpu-check.sh`), and so are `wg2nofold` and `wg2nomma` (f16 only),
+/// `wg2d`, `wg2s` (split streams, not yet run on a GPU) and `16x8` are only used when asked
+/// for through `LAIC_CUDA_GRADNORM_CONFIG` (a tuning knob for `scripts/gpu-check.sh`), and so
+/// are `wg2nofold` and `wg2nomma` (f16 only),
 /// the diagnostic halves of `wg2` whose scores are meaningless (gradnorm_wgmma.cu says what
 /// each leaves out).
-const CONFIGS: [(Shape, &str); 9] = [
+const CONFIGS: [(Shape, &str); 10] = [
     (
         Shape::Wg {
             groups: 2,
             stages: 4,
+            split: false,
         },
         "wg2",
     ),
@@ -95,6 +102,7 @@ const CONFIGS: [(Shape, &str); 9] = [
         Shape::Wg {
             groups: 2,
             stages: 6,
+            split: false,
         },
         "wg2d",
     ),
@@ -102,6 +110,7 @@ const CONFIGS: [(Shape, &str); 9] = [
         Shape::Wg {
             groups: 1,
             stages: 4,
+            split: false,
         },
         "wg1",
     ),
@@ -113,6 +122,7 @@ const CONFIGS: [(Shape, &str); 9] = [
         Shape::Wg {
             groups: 2,
             stages: 4,
+            split: false,
         },
         "wg2nofold",
     ),
@@ -120,8 +130,17 @@ const CONFIGS: [(Shape, &str); 9] = [
         Shape::Wg {
             groups: 2,
             stages: 4,
+            split: false,
         },
         "wg2nomma",
+    ),
+    (
+        Shape::Wg {
+            groups: 2,
+            stages: 3,
+            split: true,
+        },
+        "wg2s",
     ),
 ];
 const DEFAULT_ORDER: [usize; 5] = [0, 2, 3, 5, 6];
@@ -132,6 +151,7 @@ fn wg_kernel_exists(dtype: Dtype, config: &str) -> bool {
     match config {
         "wg1" => true,
         "wg2nofold" | "wg2nomma" => dtype == Dtype::F16,
+        // "wg2", "wg2d", "wg2s": 16-bit input
         _ => dtype != Dtype::F32,
     }
 }
@@ -279,11 +299,16 @@ fn smem_bytes(shape: Shape, bm: usize, dp: usize, planes: usize) -> usize {
         Shape::Mma { .. } => {
             planes * bm * (dp + PAD) * 2 + STAGES * planes * BN * (BK + PAD) * 2 + bm * 2 * 4
         }
-        Shape::Wg { stages, .. } => {
+        Shape::Wg {
+            groups,
+            stages,
+            split,
+        } => {
             // 1024 bytes of slack for aligning the swizzled tiles; stages (f32: 3) of
-            // 128 centres x 64 columns per plane.
+            // 128 centres x 64 columns per plane, per warpgroup when split.
             let stages = if planes == 2 { 3 } else { stages };
-            1024 + planes * bm * dp * 2 + stages * planes * WG_BN * BK * 2 + bm * 2 * 4
+            let streams = if split { groups } else { 1 };
+            1024 + planes * bm * dp * 2 + streams * stages * planes * WG_BN * BK * 2 + bm * 2 * 4
         }
     }
 }
@@ -836,6 +861,10 @@ mod tests {
         assert_eq!((name(&p), p.bm), ("wg1", 64));
         assert!(p.smem <= h100);
         assert_eq!(name(&plan(Dtype::F32, 768, h100, &all).unwrap()), "16x2");
+        // Split streams fit 227 KB at 512 columns (6 stages of 16 KB beside the nouns).
+        let wg2s = CONFIGS.iter().find(|c| c.1 == "wg2s").unwrap().0;
+        assert_eq!(smem_bytes(wg2s, 128, 512, 1), 231_424);
+        assert!(smem_bytes(wg2s, 128, 512, 1) <= h100);
         // The diagnostic kernels (meaningless scores) only run when asked for by name.
         assert!(
             DEFAULT_ORDER
