@@ -42,9 +42,14 @@
 #[path = "../tests/common/random_clip.rs"]
 mod random_clip;
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::median;
+
 use laic::clip::preprocess::{ImageDecode, decode_rgb8_with, load_rgb8_with, preprocess_rgb8};
 use laic::clip::{ClipDevice, ClipLoadOptions, ClipModel, ClipPrecision, ImageFileOptions};
-use laic::{BackendKind, Context, ContextOptions, Error, Progress};
+use laic::{BackendKind, Context, ContextOptions, Progress};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
@@ -359,12 +364,6 @@ fn frame_info(jpeg: &[u8]) -> (u8, u8, bool) {
     panic!("no frame header")
 }
 
-/// The median.
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// What every line names: the model's device string and the decoding.
 struct Label {
     device: String,
@@ -410,19 +409,11 @@ fn main() {
         Dev::Cpu => BackendKind::Cpu,
         Dev::Cuda => BackendKind::Cuda,
     };
-    let ctx = match Context::with_options(&ContextOptions {
+    let ctx = common::context_or_skip(Context::with_options(&ContextOptions {
         backend,
         n_threads: args.threads,
         device: 0,
-    }) {
-        Ok(c) => c,
-        Err(Error::NoDevice(why)) => {
-            eprintln!("SKIPPED: no CUDA device ({why})");
-            let required = std::env::var("LAIC_REQUIRE_CUDA").as_deref() == Ok("1");
-            std::process::exit(if required { 1 } else { 0 });
-        }
-        Err(e) => panic!("{e}"),
-    };
+    }));
     let threads = ctx.install(rayon::current_num_threads);
     let n = args.n.unwrap_or(match (args.device, args.quick) {
         (Dev::Cpu, false) => 48,

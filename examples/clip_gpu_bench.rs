@@ -25,17 +25,17 @@
 #[path = "../tests/common/random_clip.rs"]
 mod random_clip;
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::median;
+
 use laic::clip::{ClipDevice, ClipLoadOptions, ClipModel, ClipPrecision};
-use laic::{BackendKind, Context, Error, Progress};
+use laic::{BackendKind, Context, Progress};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 use std::time::Instant;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 /// Largest relative row error and smallest cosine of `got` against `want` (rows of `d`).
 fn row_errors(got: &[f32], want: &[f32], d: usize) -> (f64, f64) {
@@ -88,15 +88,7 @@ fn main() {
         Some("bf16") => ClipPrecision::Bf16,
         _ => ClipPrecision::F16,
     };
-    let ctx = match Context::new(BackendKind::Cuda) {
-        Ok(c) => c,
-        Err(Error::NoDevice(why)) => {
-            eprintln!("SKIPPED: no CUDA device ({why})");
-            let required = std::env::var("LAIC_REQUIRE_CUDA").as_deref() == Ok("1");
-            std::process::exit(if required { 1 } else { 0 });
-        }
-        Err(e) => panic!("{e}"),
-    };
+    let ctx = common::context_or_skip(Context::new(BackendKind::Cuda));
     let spec = random_clip::Spec::vit_b32();
     let dir = std::env::temp_dir().join(format!("laic-clip-bench-{}", std::process::id()));
     let t = Instant::now();

@@ -12,10 +12,15 @@
 //! `wg2nomma`); without a CUDA device it prints `SKIPPED` and exits 0 (1 when
 //! `LAIC_REQUIRE_CUDA=1`).
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::median;
+
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 use half::{bf16, f16};
 use laic::{
-    BackendKind, Context, DeviceGradNormOut, DeviceMatrix, Dtype, Error, GradNormOptions, MatrixRef,
+    BackendKind, Context, DeviceGradNormOut, DeviceMatrix, Dtype, GradNormOptions, MatrixRef,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -91,11 +96,6 @@ impl Input {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -105,15 +105,7 @@ fn main() {
         .position(|a| a == "--label")
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| "default".into());
-    let ctx = match Context::new(BackendKind::Cuda) {
-        Ok(c) => c,
-        Err(Error::NoDevice(why)) => {
-            println!("SKIPPED: no CUDA device ({why})");
-            let required = std::env::var("LAIC_REQUIRE_CUDA").as_deref() == Ok("1");
-            std::process::exit(if required { 1 } else { 0 });
-        }
-        Err(e) => panic!("{e}"),
-    };
+    let ctx = common::context_or_skip(Context::new(BackendKind::Cuda));
     let cpu = Context::cpu();
     let cu = CudaContext::new(0).expect("primary context");
     let stream = cu.default_stream();

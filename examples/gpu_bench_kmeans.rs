@@ -15,6 +15,11 @@
 //! for the wgmma kernels that `LAIC_CUDA_KMEANS_WGMMA=1` enables, else the mma.sync block
 //! shape) go into each k-means line.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::median;
+
 use half::f16;
 use laic::backend::Backend;
 use laic::backend::cpu::CpuBackend;
@@ -51,11 +56,6 @@ fn random_unit_rows(seed: u64, rows: usize, d: usize) -> Vec<f32> {
             }
         });
     v
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn json_error(bench: &str, dtype: Dtype, e: &Error) {
@@ -236,15 +236,7 @@ fn main() {
         .position(|a| a == "--label")
         .and_then(|i| args.get(i + 1))
         .map_or("default", String::as_str);
-    let ctx = match Context::new(BackendKind::Cuda) {
-        Ok(c) => c,
-        Err(Error::NoDevice(why)) => {
-            println!("SKIPPED: no CUDA device ({why})");
-            let required = std::env::var("LAIC_REQUIRE_CUDA").as_deref() == Ok("1");
-            std::process::exit(if required { 1 } else { 0 });
-        }
-        Err(e) => panic!("{e}"),
-    };
+    let ctx = common::context_or_skip(Context::new(BackendKind::Cuda));
     let seed: u64 = rand::rng().random();
     let (n, k) = if quick {
         (65_536, 2000)
