@@ -3,15 +3,29 @@
 # last. Expects gpu-bin/ from scripts/build-gpu-bin.sh (carried with the call); the GPU machine
 # has the driver, CUDA 13.0 and PyTorch but no Rust.
 #
-# Usage (GPU machine, repository root): bash scripts/gpu-check.sh [--quick]
+# Usage (GPU machine, repository root): bash scripts/gpu-check.sh [--quick] [--part tests|bench]
 #   --quick: 16,384 nouns instead of 146,347 (a smoke run).
+#   --part tests: only section 1 (the GPU tests); --part bench: only sections 2-4 (benchmarks,
+#   with the PyTorch anchors); default both. The whole run may approach the device tool's
+#   10-minute limit per command: two calls on the same warm machine, one part each, stay
+#   under it. Each section's start time (seconds since the script began) goes to stdout.
 # Full logs and JSON lines go to $OUT (the device tool's output folder, which returns at most 8
 # files: keep them few) or a temporary folder.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d)}"
 QUICK=""
-[[ "${1:-}" == "--quick" ]] && QUICK="--quick"
+PART="all"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick) QUICK="--quick" ;;
+    --part) PART="${2:-}"; shift ;;
+    *) echo "gpu-check: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+case "${PART}" in all | tests | bench) ;; *) echo "gpu-check: --part tests|bench" >&2; exit 2 ;; esac
+section() { echo "[gpu-check t=${SECONDS}s] $*"; }
 # scripts/build-gpu-bin.sh packs the binaries (the carry limit): unpack them.
 if [[ -f gpu-bin/bins.tar.gz ]]; then
   tar -C gpu-bin -xzf gpu-bin/bins.tar.gz || echo "gpu-check: cannot unpack gpu-bin/bins.tar.gz"
@@ -24,6 +38,8 @@ export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader |
   tee "${OUT}/tests.txt"
 
+if [[ "${PART}" != bench ]]; then
+section "1. GPU tests"
 # 1. GPU tests (parity with the CPU on awkward sizes, device-pointer path, errors), with the
 #    default kernels, again with each alternative GradNorm kernel forced (wg2d, wg2s: split
 #    centre streams, not yet run; 32x4), cuda_kmeans again
@@ -58,7 +74,22 @@ for t in gpu-bin/tests/*; do
   done
 done
 unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA LAIC_CLIP_ATTENTION
+# On a failure of the CLIP parity tests, the per-step trace of the random model.
+for cfg in default:cublas attn:fused simt:fused-simt; do
+  if ! grep -q "^cuda_clip \[${cfg%%:*}\]: rc=0 " "${OUT}/tests.txt" 2>/dev/null; then
+    trace="$(mktemp)"
+    LAIC_CLIP_ATTENTION="${cfg#*:}" LAIC_CLIP_TRACE=1 timeout 60 gpu-bin/tests/cuda_clip \
+      --test-threads=1 --nocapture cuda_towers_match_the_cpu_on_a_random_model_at_awkward_sizes \
+      >"${trace}" 2>&1
+    { echo "=== cuda_clip trace [${cfg}]"; cat "${trace}"; } >>"${OUT}/tests.log"
+    echo "cuda_clip trace [${cfg}]:"
+    grep -E 'clip-trace|panicked' "${trace}" | head -n 40
+  fi
+done
+fi
 
+if [[ "${PART}" != tests ]]; then
+section "2. GradNorm benchmarks"
 # 2. The kernel at the issue's sizes, with the default block shape and two others.
 : >"${OUT}/bench.jsonl"
 for cfg in default wg2d 32x4; do
@@ -81,6 +112,7 @@ for cfg in wg2nofold wg2nomma; do
 done
 unset LAIC_CUDA_GRADNORM_CONFIG
 
+section "2b. k-means and retrieval benchmarks"
 # 2b. k-means iteration and retrieval at issue 8's sizes; then the k-means iteration again with
 #     the wgmma assignment kernel (kernels/kmeans_wgmma.cu, LAIC_CUDA_KMEANS_WGMMA=1).
 timeout 90 gpu-bin/gpu_bench_kmeans ${QUICK} >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" ||
@@ -89,27 +121,17 @@ LAIC_CUDA_KMEANS_WGMMA=1 timeout 90 gpu-bin/gpu_bench_kmeans ${QUICK} --label wg
   >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" ||
   echo "gpu_bench_kmeans wgmma: rc=$?" | tee -a "${OUT}/bench.err"
 
+section "3. PyTorch anchors"
 # 3. PyTorch eager and torch.compile on the same card, in the same call.
 timeout 150 python3 scripts/torch_gradnorm_anchor.py ${QUICK} >"${OUT}/torch.jsonl" 2>"${OUT}/torch.err" ||
   { echo "torch anchor: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
 timeout 90 python3 scripts/torch_kmeans_anchor.py ${QUICK} >>"${OUT}/torch.jsonl" 2>>"${OUT}/torch.err" ||
   { echo "torch k-means anchor: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
 
-# 4. CLIP: on a failure of the CLIP parity tests, the per-step trace of the random model; then
-#    the throughput of a random ViT-B/32 (cuBLAS attention, then each fused attention kernel)
+section "4. CLIP"
+# 4. CLIP: the throughput of a random ViT-B/32 (cuBLAS attention, then each fused attention kernel)
 #    and PyTorch + transformers fp16 on the same work; then where the device time goes
 #    (--profile with LAIC_CLIP_PROFILE=1: an event after every step), cuBLAS and fused.
-for cfg in default:cublas attn:fused simt:fused-simt; do
-  if ! grep -q "^cuda_clip \[${cfg%%:*}\]: rc=0 " "${OUT}/tests.txt" 2>/dev/null; then
-    trace="$(mktemp)"
-    LAIC_CLIP_ATTENTION="${cfg#*:}" LAIC_CLIP_TRACE=1 timeout 60 gpu-bin/tests/cuda_clip \
-      --test-threads=1 --nocapture cuda_towers_match_the_cpu_on_a_random_model_at_awkward_sizes \
-      >"${trace}" 2>&1
-    { echo "=== cuda_clip trace [${cfg}]"; cat "${trace}"; } >>"${OUT}/tests.log"
-    echo "cuda_clip trace [${cfg}]:"
-    grep -E 'clip-trace|panicked' "${trace}" | head -n 40
-  fi
-done
 : >"${OUT}/clip.jsonl"
 for attention in cublas fused fused-simt; do
   LAIC_CLIP_ATTENTION="${attention}" timeout 100 gpu-bin/clip_gpu_bench ${QUICK} \
@@ -127,5 +149,8 @@ timeout 120 gpu-bin/clip_folder_bench --device cuda ${QUICK} >>"${OUT}/clip.json
 timeout 80 python3 scripts/clip_torch_gpu_bench.py ${QUICK} >"${OUT}/clip_torch.jsonl" 2>>"${OUT}/torch.err" ||
   { echo "clip torch: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
 
+fi
+
 # 5. The table.
+section "5. table"
 python3 scripts/gpu_table.py "${OUT}"
