@@ -424,16 +424,19 @@ impl ClipModel {
         opts: &ImageFileOptions,
         progress: Progress<'_>,
     ) -> Result<Vec<f32>> {
-        let size = self.image_size();
         self.encode_prepared(
             ctx,
             paths.len(),
-            |i, out| {
-                let img = preprocess::load_rgb8_with(paths[i], opts.decode, size)?;
-                preprocess::preprocess_rgb8(&img.as_ref(), size, out)
-            },
+            |i, out| self.prepare_file(paths[i], opts, out),
             progress,
         )
+    }
+
+    /// Reads, decodes and preprocesses one image file into `out`.
+    fn prepare_file(&self, path: &Path, opts: &ImageFileOptions, out: &mut [f32]) -> Result<()> {
+        let size = self.image_size();
+        let img = preprocess::load_rgb8_with(path, opts.decode, size)?;
+        preprocess::preprocess_rgb8(&img.as_ref(), size, out)
     }
 
     /// [`ClipModel::encode_image_files_with`] that goes on past files that cannot be read or
@@ -447,26 +450,21 @@ impl ClipModel {
         opts: &ImageFileOptions,
         progress: Progress<'_>,
     ) -> Result<ImageFileEmbeddings> {
-        let size = self.image_size();
         let failed = std::sync::Mutex::new(Vec::new());
         let mut values = self.encode_prepared(
             ctx,
             paths.len(),
-            |i, out| {
-                let img = match preprocess::load_rgb8_with(paths[i], opts.decode, size) {
-                    Ok(img) => img,
-                    Err(e @ (Error::Io { .. } | Error::Format(_))) => {
-                        // Encoded as zeros (a mean-grey image); its row is cleared below.
-                        out.fill(0.0);
-                        failed
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push((i, e));
-                        return Ok(());
-                    }
-                    Err(e) => return Err(e),
-                };
-                preprocess::preprocess_rgb8(&img.as_ref(), size, out)
+            |i, out| match self.prepare_file(paths[i], opts, out) {
+                Err(e @ (Error::Io { .. } | Error::Format(_))) => {
+                    // Encoded as zeros (a mean-grey image); its row is cleared below.
+                    out.fill(0.0);
+                    failed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((i, e));
+                    Ok(())
+                }
+                r => r,
             },
             progress,
         )?;
