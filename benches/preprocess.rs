@@ -8,7 +8,9 @@ use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 use laic::clip::Rgb8Image;
-use laic::clip::preprocess::{ImageDecode, decode_rgb8_with, preprocess_rgb8, resize_crop};
+use laic::clip::preprocess::{
+    ImageDecode, ImageFileOptions, decode_rgb8_with, preprocess_rgb8, resize_crop,
+};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -58,12 +60,16 @@ fn bench(c: &mut Criterion) {
             ("jpeg-draft", &jpeg, ImageDecode::Draft),
             ("png", &png, ImageDecode::Full),
         ] {
+            let how = ImageFileOptions {
+                decode: how,
+                ..Default::default()
+            };
             g.bench_function(format!("decode/{name}/{w}x{h}"), |b| {
-                b.iter(|| decode_rgb8_with(black_box(bytes), how, 224).unwrap())
+                b.iter(|| decode_rgb8_with(black_box(bytes), &how, 224).unwrap())
             });
             g.bench_function(format!("decode_preprocess/{name}/{w}x{h}"), |b| {
                 b.iter(|| {
-                    let d = decode_rgb8_with(black_box(bytes), how, 224).unwrap();
+                    let d = decode_rgb8_with(black_box(bytes), &how, 224).unwrap();
                     preprocess_rgb8(&d.as_ref(), 224, &mut out).unwrap();
                 })
             });

@@ -501,6 +501,7 @@ fn main() {
     let on_cuda = label.device.starts_with("cuda");
     let file_opts = ImageFileOptions {
         decode: args.decode,
+        ..Default::default()
     };
     eprintln!(
         "random ViT-B/32 written and loaded on {} in {:.1} s",
@@ -524,7 +525,7 @@ fn main() {
         while k < 3 || (start.elapsed().as_secs_f64() < budget && k < 400) {
             let bytes = &files[k % files.len()];
             let t = Instant::now();
-            let img = decode_rgb8_with(bytes, args.decode, s).expect("decodes");
+            let img = decode_rgb8_with(bytes, &file_opts, s).expect("decodes");
             dec.push(t.elapsed().as_secs_f64() * 1e3);
             let t = Instant::now();
             preprocess_rgb8(&img.as_ref(), s, &mut out).expect("preprocesses");
@@ -568,7 +569,7 @@ fn main() {
             paths.par_iter().for_each_init(
                 || vec![0f32; per],
                 |out, p| {
-                    let img = load_rgb8_with(p, args.decode, s).expect("decodes");
+                    let img = load_rgb8_with(p, &file_opts, s).expect("decodes");
                     preprocess_rgb8(&img.as_ref(), s, out).expect("preprocesses");
                 },
             )
@@ -598,7 +599,7 @@ fn main() {
     let mut pixels = vec![0f32; batch * per];
     ctx.install(|| {
         pixels.par_chunks_mut(per).enumerate().for_each(|(j, out)| {
-            let img = load_rgb8_with(&paths[j % n], args.decode, s).expect("decodes");
+            let img = load_rgb8_with(&paths[j % n], &file_opts, s).expect("decodes");
             preprocess_rgb8(&img.as_ref(), s, out).expect("preprocesses");
         })
     });

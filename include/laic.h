@@ -102,6 +102,10 @@ typedef struct {
   size_t struct_size;
   // One of `LAIC_IMAGE_DECODE_*` (default FULL).
   LaicImageDecode decode;
+  // Non-zero: turn JPEGs upright by their EXIF orientation tag, as PIL's
+  // `ImageOps.exif_transpose` (default 0: the tag is ignored, as transformers' preprocessing
+  // ignores it).
+  uint32_t exif_orientation;
 } LaicImageFileOptions;
 
 // A borrowed 8-bit RGB image: pixel (x, y) is the 3 bytes at `data + y * row_stride + 3 * x`.
@@ -441,7 +445,8 @@ LaicStatus laic_clip_encode_image_files(const LaicContext *ctx,
                                         float *out,
                                         size_t out_len);
 
-// Writes the default image file options (decode FULL) into `*options`; pass
+// Writes the default image file options (decode FULL, EXIF orientation ignored) into
+// `*options`; pass
 // `sizeof(LaicImageFileOptions)` as `struct_size`; nothing past it is written.
 //
 // # Safety
@@ -450,7 +455,8 @@ LaicStatus laic_image_file_options_default(LaicImageFileOptions *options, size_t
 
 // `laic_clip_encode_image_files()` with a choice of decoding, and of what an unreadable file
 // does. `options` may be NULL (the defaults); `LAIC_IMAGE_DECODE_DRAFT` decodes large JPEGs
-// at a reduced scale as PIL's `Image.draft()` does. `file_status` is NULL (a file that cannot
+// at a reduced scale as PIL's `Image.draft()` does, `exif_orientation` turns JPEGs upright as
+// PIL's `ImageOps.exif_transpose()` does. `file_status` is NULL (a file that cannot
 // be read or decoded fails the call: `laic_clip_encode_image_files()`) or holds `n` entries:
 // then such files do not fail the call; their statuses (`LAIC_STATUS_IO`,
 // `LAIC_STATUS_FORMAT`) are written there and their rows of `out` are zeros, and the other

@@ -194,6 +194,7 @@ fn cluster_writes_all_outputs_skips_bad_files_and_reuses_the_noun_cache() {
     assert_eq!(j["options"]["clusters"], 3);
     assert_eq!(j["options"]["templates"].as_array().unwrap().len(), 7);
     assert_eq!(j["options"]["decode"], "full");
+    assert_eq!(j["options"]["exif_orientation"], false);
     let skipped: Vec<&str> = j["skipped"]
         .as_array()
         .unwrap()
@@ -477,6 +478,7 @@ fn embed_decodes_large_jpegs_as_drafts_when_asked() {
     let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     let opts = laic::clip::ImageFileOptions {
         decode: laic::clip::ImageDecode::Draft,
+        ..Default::default()
     };
     let want = m
         .encode_image_files_with(&ctx, &refs, &opts, laic::Progress::none())
@@ -494,6 +496,36 @@ fn embed_decodes_large_jpegs_as_drafts_when_asked() {
         .arg(root.join("x.safetensors")));
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--decode"));
+}
+
+#[test]
+fn embed_turns_jpegs_upright_by_exif_when_asked() {
+    let root = temp_dir("embed-exif");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip/preprocess");
+    // orient6.jpg is stored sideways (EXIF: turn 90° clockwise); orient1.jpg upright.
+    let files = [dir.join("orient6.jpg"), dir.join("orient1.jpg")];
+    let embed = |extra: &[&str], name: &str| {
+        let out = root.join(name);
+        let o = run(laic()
+            .args(["embed", "--model"])
+            .arg(model())
+            .arg("--images")
+            .args(&files)
+            .args(extra)
+            .args(["--threads", "2", "--out"])
+            .arg(&out));
+        assert!(o.status.success());
+        load(&out).values
+    };
+    let (plain, upright) = (
+        embed(&[], "plain.safetensors"),
+        embed(&["--exif-orientation"], "upright.safetensors"),
+    );
+    let d = plain.len() / 2;
+    // Stored pixels are the same in both files: without the flag both embed alike.
+    assert_eq!(plain[..d], plain[d..]);
+    assert_ne!(upright[..d], plain[..d]);
+    assert_eq!(upright[d..], plain[d..]);
 }
 
 #[test]

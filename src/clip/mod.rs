@@ -24,6 +24,7 @@
 //! with one model at the same time.
 
 mod config;
+mod exif;
 mod jpeg;
 pub(crate) mod layers;
 pub mod preprocess;
@@ -34,7 +35,7 @@ pub(crate) mod vision;
 pub(crate) mod weights;
 
 pub use config::{ClipActivation, ClipConfig, EOT_TOKEN, SOT_TOKEN, TextConfig, VisionConfig};
-pub use preprocess::{ImageDecode, Rgb8Buf, Rgb8Image};
+pub use preprocess::{ImageDecode, ImageFileOptions, Rgb8Buf, Rgb8Image};
 pub use tokenizer::ClipTokenizer;
 pub use weights::WeightLayout;
 
@@ -139,14 +140,6 @@ pub struct ClipLoadOptions {
     pub precision: ClipPrecision,
     /// Where the towers run.
     pub device: ClipDevice,
-}
-
-/// How [`ClipModel::encode_image_files_with`] reads image files.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ImageFileOptions {
-    /// Full decoding (the default: transformers' pixels) or JPEG drafts (faster on large
-    /// photos, slightly different pixels).
-    pub decode: ImageDecode,
 }
 
 /// Image embeddings from [`ClipModel::encode_image_files_skipping`].
@@ -416,7 +409,7 @@ impl ClipModel {
         self.encode_image_files_with(ctx, paths, &ImageFileOptions::default(), progress)
     }
 
-    /// [`ClipModel::encode_image_files`] with a choice of decoding.
+    /// [`ClipModel::encode_image_files`] with a choice of decoding and of EXIF orientation.
     pub fn encode_image_files_with(
         &self,
         ctx: &Context,
@@ -435,7 +428,7 @@ impl ClipModel {
     /// Reads, decodes and preprocesses one image file into `out`.
     fn prepare_file(&self, path: &Path, opts: &ImageFileOptions, out: &mut [f32]) -> Result<()> {
         let size = self.image_size();
-        let img = preprocess::load_rgb8_with(path, opts.decode, size)?;
+        let img = preprocess::load_rgb8_with(path, opts, size)?;
         preprocess::preprocess_rgb8(&img.as_ref(), size, out)
     }
 

@@ -11,7 +11,7 @@
 //! depends only on its own position in the full resized image, so this equals resize-then-crop
 //! and keeps very elongated images cheap.
 
-use super::{jpeg, resample};
+use super::{exif, jpeg, resample};
 use crate::error::{Error, Result};
 use std::path::Path;
 
@@ -125,20 +125,33 @@ pub enum ImageDecode {
     Draft,
 }
 
+/// How image files are read ([`load_rgb8_with`], `ClipModel::encode_image_files_with`). The
+/// default is transformers' preprocessing exactly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ImageFileOptions {
+    /// Full decoding (the default) or JPEG drafts (faster on large photos, slightly different
+    /// pixels).
+    pub decode: ImageDecode,
+    /// Turn JPEGs upright by their EXIF orientation tag, as PIL's `ImageOps.exif_transpose`
+    /// (default false: PIL's `Image.open`, and so transformers, ignores the tag; phone photos
+    /// held sideways are then embedded sideways).
+    pub exif_orientation: bool,
+}
+
 /// Decodes a JPEG, PNG or WebP file to RGB (grayscale is replicated, alpha is dropped as PIL's
 /// `convert("RGB")` drops it).
 pub fn load_rgb8(path: &Path) -> Result<Rgb8Buf> {
-    load_rgb8_with(path, ImageDecode::Full, 0)
+    load_rgb8_with(path, &ImageFileOptions::default(), 0)
 }
 
-/// [`load_rgb8`] with a choice of decoding; `size` is the input size a draft keeps (both sides
+/// [`load_rgb8`] with [`ImageFileOptions`]; `size` is the input size a draft keeps (both sides
 /// stay ≥ `size`; ignored by [`ImageDecode::Full`]).
-pub fn load_rgb8_with(path: &Path, decode: ImageDecode, size: usize) -> Result<Rgb8Buf> {
+pub fn load_rgb8_with(path: &Path, opts: &ImageFileOptions, size: usize) -> Result<Rgb8Buf> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         context: path.display().to_string(),
         source,
     })?;
-    decode_rgb8_with(&bytes, decode, size).map_err(|e| match e {
+    decode_rgb8_with(&bytes, opts, size).map_err(|e| match e {
         Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
         e => e,
     })
@@ -148,11 +161,23 @@ pub fn load_rgb8_with(path: &Path, decode: ImageDecode, size: usize) -> Result<R
 /// algorithms, as PIL decodes them (the `jpeg` module); CMYK JPEGs, PNG and WebP with the
 /// `image` crate.
 pub fn decode_rgb8(bytes: &[u8]) -> Result<Rgb8Buf> {
-    decode_rgb8_with(bytes, ImageDecode::Full, 0)
+    decode_rgb8_with(bytes, &ImageFileOptions::default(), 0)
 }
 
-/// [`decode_rgb8`] with a choice of decoding (`size` as in [`load_rgb8_with`]).
-pub fn decode_rgb8_with(bytes: &[u8], decode: ImageDecode, size: usize) -> Result<Rgb8Buf> {
+/// [`decode_rgb8`] with [`ImageFileOptions`] (`size` as in [`load_rgb8_with`]).
+pub fn decode_rgb8_with(bytes: &[u8], opts: &ImageFileOptions, size: usize) -> Result<Rgb8Buf> {
+    let img = decode_stored(bytes, opts.decode, size)?;
+    Ok(match opts.exif_orientation {
+        true => match exif::jpeg_orientation(bytes) {
+            Some(o) => exif::apply_orientation(img, o),
+            None => img,
+        },
+        false => img,
+    })
+}
+
+/// The pixels as stored (no EXIF orientation applied).
+fn decode_stored(bytes: &[u8], decode: ImageDecode, size: usize) -> Result<Rgb8Buf> {
     let draft = match decode {
         ImageDecode::Full => None,
         ImageDecode::Draft => Some(size),

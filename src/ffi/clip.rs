@@ -307,7 +307,8 @@ pub unsafe extern "C" fn laic_clip_encode_image_files(
     }
 }
 
-/// Writes the default image file options (decode FULL) into `*options`; pass
+/// Writes the default image file options (decode FULL, EXIF orientation ignored) into
+/// `*options`; pass
 /// `sizeof(LaicImageFileOptions)` as `struct_size`; nothing past it is written.
 ///
 /// # Safety
@@ -330,7 +331,8 @@ pub unsafe extern "C" fn laic_image_file_options_default(
 
 /// `laic_clip_encode_image_files()` with a choice of decoding, and of what an unreadable file
 /// does. `options` may be NULL (the defaults); `LAIC_IMAGE_DECODE_DRAFT` decodes large JPEGs
-/// at a reduced scale as PIL's `Image.draft()` does. `file_status` is NULL (a file that cannot
+/// at a reduced scale as PIL's `Image.draft()` does, `exif_orientation` turns JPEGs upright as
+/// PIL's `ImageOps.exif_transpose()` does. `file_status` is NULL (a file that cannot
 /// be read or decoded fails the call: `laic_clip_encode_image_files()`) or holds `n` entries:
 /// then such files do not fail the call; their statuses (`LAIC_STATUS_IO`,
 /// `LAIC_STATUS_FORMAT`) are written there and their rows of `out` are zeros, and the other

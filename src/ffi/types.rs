@@ -148,6 +148,10 @@ pub struct LaicImageFileOptions {
     pub struct_size: usize,
     /// One of `LAIC_IMAGE_DECODE_*` (default FULL).
     pub decode: LaicImageDecode,
+    /// Non-zero: turn JPEGs upright by their EXIF orientation tag, as PIL's
+    /// `ImageOps.exif_transpose` (default 0: the tag is ignored, as transformers' preprocessing
+    /// ignores it).
+    pub exif_orientation: u32,
 }
 
 impl LaicImageFileOptions {
@@ -155,6 +159,7 @@ impl LaicImageFileOptions {
         LaicImageFileOptions {
             struct_size: std::mem::size_of::<Self>(),
             decode: LAIC_IMAGE_DECODE_FULL,
+            exif_orientation: 0,
         }
     }
 
@@ -165,7 +170,10 @@ impl LaicImageFileOptions {
             LAIC_IMAGE_DECODE_DRAFT => ImageDecode::Draft,
             d => return Err(Error::invalid(format!("options.decode: unknown value {d}"))),
         };
-        Ok(crate::clip::ImageFileOptions { decode })
+        Ok(crate::clip::ImageFileOptions {
+            decode,
+            exif_orientation: self.exif_orientation != 0,
+        })
     }
 }
 

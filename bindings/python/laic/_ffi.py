@@ -177,11 +177,13 @@ class LaicClipLoadOptions(ctypes.Structure):
 
 
 class LaicImageFileOptions(ctypes.Structure):
-    """``LaicImageFileOptions``: how image files are decoded (full, or JPEG drafts)."""
+    """``LaicImageFileOptions``: how image files are decoded (full, or JPEG drafts; EXIF
+    orientation applied or not)."""
 
     _fields_ = [
         ("struct_size", c_size_t),
         ("decode", ctypes.c_uint32),
+        ("exif_orientation", ctypes.c_uint32),
     ]
 
 

@@ -201,15 +201,18 @@ class ClipModel(Handle):
         progress: ProgressCallback | None = None,
         *,
         decode: str = "full",
+        exif_orientation: bool = False,
     ) -> npt.NDArray[np.float32]:
         """Embeds image files (JPEG, PNG or WebP) with CLIP's preprocessing (shortest side
         resized to 224 bicubically, centre crop, normalisation)
         (``laic_clip_encode_image_files_with_options``). ``decode="draft"`` decodes JPEGs at
         least twice the input size at 1/2, 1/4 or 1/8 scale, as PIL after ``Image.draft``:
         several times faster on camera photos, slightly different embeddings.
+        ``exif_orientation=True`` turns JPEGs upright by their EXIF tag, as
+        ``ImageOps.exif_transpose`` (transformers ignores the tag).
         A missing file raises :class:`LaicIOError`, an undecodable one :class:`FormatError`,
         naming the file. ``progress`` is called as ``progress("image_encoding", fraction)``."""
-        return self._encode_files(paths, context, progress, decode, None)[0]
+        return self._encode_files(paths, context, progress, decode, exif_orientation, None)[0]
 
     def encode_image_files_skipping(
         self,
@@ -218,13 +221,14 @@ class ClipModel(Handle):
         progress: ProgressCallback | None = None,
         *,
         decode: str = "full",
+        exif_orientation: bool = False,
     ) -> tuple[npt.NDArray[np.float32], dict[int, Status]]:
         """:meth:`encode_image_files` that goes on past files that cannot be read or decoded:
         returns the embeddings (zero rows for those files) and ``{index: Status.IO or
         Status.FORMAT}`` for them."""
         paths = _sequence(paths, "paths")
         status = (ctypes.c_int32 * max(len(paths), 1))()
-        out, n = self._encode_files(paths, context, progress, decode, status)
+        out, n = self._encode_files(paths, context, progress, decode, exif_orientation, status)
         return out, {i: Status(status[i]) for i in range(n) if status[i] != Status.OK}
 
     def _encode_files(
@@ -233,6 +237,7 @@ class ClipModel(Handle):
         context: Context | None,
         progress: ProgressCallback | None,
         decode: str,
+        exif_orientation: bool,
         status: Any,
     ) -> tuple[npt.NDArray[np.float32], int]:
         if decode not in self.DECODES:
@@ -241,6 +246,7 @@ class ClipModel(Handle):
         opts = LaicImageFileOptions()
         lib().laic_image_file_options_default(ctypes.byref(opts), ctypes.sizeof(opts))
         opts.decode = self.DECODES[decode]
+        opts.exif_orientation = int(bool(exif_orientation))
         out = self._run(
             "laic_clip_encode_image_files_with_options",
             _c_strings(encoded),

@@ -134,6 +134,20 @@ def test_draft_decoding_is_chosen_by_name_and_checked(model):
         model.encode_image_files([small], decode="fast")
 
 
+def test_exif_orientation_turns_a_sideways_jpeg_upright(model):
+    # orient6.jpg is stored sideways with EXIF orientation 6, orient1.jpg the same pixels upright.
+    sideways = FIXTURES / "preprocess" / "orient6.jpg"
+    stored = FIXTURES / "preprocess" / "orient1.jpg"
+    plain = model.encode_image_files([sideways, stored])
+    upright = model.encode_image_files([sideways, stored], exif_orientation=True)
+    np.testing.assert_array_equal(plain[0], plain[1])
+    assert not np.array_equal(upright[0], plain[0])
+    np.testing.assert_array_equal(upright[1], plain[1])
+    out, failed = model.encode_image_files_skipping([sideways], exif_orientation=True)
+    np.testing.assert_array_equal(out[0], upright[0])
+    assert failed == {}
+
+
 def test_skipping_reports_unreadable_files_and_embeds_the_rest(model, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not a JPEG")

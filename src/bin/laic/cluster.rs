@@ -26,6 +26,10 @@ pub struct Args {
     /// How image files are decoded.
     #[arg(long, value_enum, default_value_t = Decode::Full)]
     pub decode: Decode,
+    /// Turn JPEGs upright by their EXIF orientation tag (as PIL's ImageOps.exif_transpose;
+    /// phone photos held sideways), which transformers' preprocessing ignores.
+    #[arg(long)]
+    pub exif_orientation: bool,
     /// Number of clusters.
     #[arg(long)]
     clusters: usize,
@@ -118,7 +122,7 @@ pub fn run(args: &Args) -> Result<()> {
         &ctx,
         &model,
         &listing.images,
-        &args.decode.options(),
+        &args.decode.options(args.exif_orientation),
         args.json,
     )?;
     images.skipped.extend(skipped_others);
@@ -318,7 +322,7 @@ fn to_json(o: &Outcome<'_>) -> serde_json::Value {
             "centres_restarts": p.centres_restarts, "restarts": p.restarts,
             "max_iter": p.max_iter, "seed": p.seed, "filter": "gradnorm",
             "nouns": a.nouns.nouns, "templates": a.nouns.templates(),
-            "decode": a.decode.name(),
+            "decode": a.decode.name(), "exif_orientation": a.exif_orientation,
         },
         "noun_count": o.nouns.len(),
         "noun_cache": o.cache.as_ref().map(|(p, reused)| serde_json::json!({"path": p.display().to_string(), "reused": reused})),

@@ -104,13 +104,17 @@ pub enum Decode {
 }
 
 impl Decode {
-    /// The library's options for this choice.
-    pub fn options(self) -> laic::clip::ImageFileOptions {
+    /// The library's options for this choice, turning JPEGs upright by their EXIF orientation
+    /// when `exif_orientation`.
+    pub fn options(self, exif_orientation: bool) -> laic::clip::ImageFileOptions {
         let decode = match self {
             Decode::Full => laic::clip::ImageDecode::Full,
             Decode::Draft => laic::clip::ImageDecode::Draft,
         };
-        laic::clip::ImageFileOptions { decode }
+        laic::clip::ImageFileOptions {
+            decode,
+            exif_orientation,
+        }
     }
 
     /// The flag's value, as written on the command line.

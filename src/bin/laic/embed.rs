@@ -27,6 +27,10 @@ pub struct Args {
     /// How image files are decoded.
     #[arg(long, value_enum, default_value_t = Decode::Full)]
     decode: Decode,
+    /// Turn JPEGs upright by their EXIF orientation tag (as PIL's ImageOps.exif_transpose;
+    /// phone photos held sideways), which transformers' preprocessing ignores.
+    #[arg(long)]
+    exif_orientation: bool,
     /// Output file: tensor `embeddings` [n, dim] f32, L2-normalised; inputs in the metadata.
     #[arg(long)]
     out: PathBuf,
@@ -101,7 +105,7 @@ pub fn run(args: &Args) -> Result<()> {
         let v = model.encode_image_files_with(
             &ctx,
             &refs,
-            &args.decode.options(),
+            &args.decode.options(args.exif_orientation),
             Progress::new(&callback),
         );
         bar.finish_and_clear();

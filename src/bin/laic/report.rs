@@ -4,6 +4,7 @@
 use crate::cluster::{Outcome, members, names};
 use crate::files;
 use laic::Result;
+use laic::clip::preprocess::{self, ImageDecode, ImageFileOptions};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -21,12 +22,24 @@ pub fn write_thumbnails(out: &Path, images: &[PathBuf]) -> Result<Vec<Option<Str
         .enumerate()
         .map(|(i, p)| {
             let rel = format!("thumbs/{i:0width$}.jpg");
-            let made = image::open(p).map_err(|e| e.to_string()).and_then(|img| {
-                img.thumbnail(THUMB_SIZE, THUMB_SIZE)
-                    .to_rgb8()
-                    .save_with_format(out.join(&rel), image::ImageFormat::Jpeg)
-                    .map_err(|e| e.to_string())
-            });
+            // Upright (the original shows upright in a browser), and large JPEGs decoded at a
+            // reduced scale that still covers the thumbnail.
+            let opts = ImageFileOptions {
+                decode: ImageDecode::Draft,
+                exif_orientation: true,
+            };
+            let made = preprocess::load_rgb8_with(p, &opts, THUMB_SIZE as usize)
+                .map_err(|e| e.to_string())
+                .and_then(|rgb| {
+                    let (w, h) = (rgb.width as u32, rgb.height as u32);
+                    let img = image::RgbImage::from_raw(w, h, rgb.data)
+                        .ok_or_else(|| format!("a {w}×{h} image with the wrong byte count"))?;
+                    image::DynamicImage::ImageRgb8(img)
+                        .thumbnail(THUMB_SIZE, THUMB_SIZE)
+                        .to_rgb8()
+                        .save_with_format(out.join(&rel), image::ImageFormat::Jpeg)
+                        .map_err(|e| e.to_string())
+                });
             match made {
                 Ok(()) => Some(rel),
                 Err(e) => {
