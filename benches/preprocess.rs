@@ -1,7 +1,7 @@
 //! CLIP image preprocessing on the CPU: decode + resize + crop + normalise of a generated
-//! 640×480 and 4000×3000 image, as JPEG (decoded in full and as a draft: 1/2 and 1/8 scale)
-//! and as PNG, and the bicubic resize + centre crop alone. Quick by design (few samples):
-//! `cargo bench --bench preprocess`.
+//! 640×480 and 4000×3000 image, as JPEG (decoded in full, as a draft: 1/2 and 1/8 scale, and
+//! turned by an EXIF orientation) and as PNG, and the bicubic resize + centre crop alone.
+//! Quick by design (few samples): `cargo bench --bench preprocess`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use image::codecs::jpeg::JpegEncoder;
@@ -35,6 +35,25 @@ fn photo(w: usize, h: usize) -> Vec<u8> {
     data
 }
 
+/// `jpeg` with an Exif APP1 segment (little-endian TIFF, IFD0 holding only the orientation)
+/// inserted after its SOI.
+fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut app1 = b"Exif\0\0II*\0".to_vec();
+    app1.extend_from_slice(&8u32.to_le_bytes()); // IFD0 right after the header
+    app1.extend_from_slice(&1u16.to_le_bytes()); // one entry
+    app1.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
+    app1.extend_from_slice(&3u16.to_le_bytes()); // SHORT
+    app1.extend_from_slice(&1u32.to_le_bytes());
+    app1.extend_from_slice(&orientation.to_le_bytes());
+    app1.extend_from_slice(&[0; 2 + 4]); // value padding, no next IFD
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("preprocess");
     g.sample_size(10)
@@ -46,6 +65,9 @@ fn bench(c: &mut Criterion) {
         JpegEncoder::new_with_quality(&mut jpeg, 90)
             .write_image(&rgb, w as u32, h as u32, ExtendedColorType::Rgb8)
             .unwrap();
+        // The same JPEG with an EXIF APP1 saying "turn 90° clockwise" (orientation 6), read
+        // with exif_orientation: the decode plus the turn.
+        let jpeg_exif6 = with_exif_orientation(&jpeg, 6);
         let mut png = Vec::new();
         PngEncoder::new(&mut png)
             .write_image(&rgb, w as u32, h as u32, ExtendedColorType::Rgb8)
@@ -55,15 +77,20 @@ fn bench(c: &mut Criterion) {
             b.iter(|| resize_crop(black_box(&img), 224).unwrap())
         });
         let mut out = vec![0f32; 3 * 224 * 224];
-        for (name, bytes, how) in [
-            ("jpeg", &jpeg, ImageDecode::Full),
-            ("jpeg-draft", &jpeg, ImageDecode::Draft),
-            ("png", &png, ImageDecode::Full),
+        for (name, bytes, decode, exif_orientation) in [
+            ("jpeg", &jpeg, ImageDecode::Full, false),
+            ("jpeg-draft", &jpeg, ImageDecode::Draft, false),
+            ("jpeg-exif6", &jpeg_exif6, ImageDecode::Full, true),
+            ("png", &png, ImageDecode::Full, false),
         ] {
             let how = ImageFileOptions {
-                decode: how,
-                ..Default::default()
+                decode,
+                exif_orientation,
             };
+            if exif_orientation {
+                let turned = decode_rgb8_with(bytes, &how, 224).unwrap();
+                assert_eq!((turned.width, turned.height), (h, w), "turned upright");
+            }
             g.bench_function(format!("decode/{name}/{w}x{h}"), |b| {
                 b.iter(|| decode_rgb8_with(black_box(bytes), &how, 224).unwrap())
             });
