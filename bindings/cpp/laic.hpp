@@ -88,6 +88,7 @@ enum class Target : uint32_t { OneHot = LAIC_TARGET_ONE_HOT, Uniform = LAIC_TARG
 enum class Order : uint32_t { Smallest = LAIC_ORDER_SMALLEST, Largest = LAIC_ORDER_LARGEST };
 enum class Metric : uint32_t { Euclidean = LAIC_METRIC_EUCLIDEAN, Spherical = LAIC_METRIC_SPHERICAL };
 enum class Filter : uint32_t { GradNorm = LAIC_FILTER_GRADNORM, Tac = LAIC_FILTER_TAC, None = LAIC_FILTER_NONE };
+enum class ImageDecode : uint32_t { Full = LAIC_IMAGE_DECODE_FULL, Draft = LAIC_IMAGE_DECODE_DRAFT };
 
 /// A borrowed row-major matrix (a LaicMatrix): `rows` rows of `cols` elements, consecutive rows
 /// `row_stride` elements apart (0 = `cols`). The memory must outlive the calls using it.
@@ -448,6 +449,28 @@ inline PipelineResult pipeline_run(const Context& ctx, const Matrix& images, con
   return PipelineResult(out);
 }
 
+/// How ClipModel::encode_image_files reads files (LaicImageFileOptions); the defaults are
+/// transformers' preprocessing exactly.
+struct ImageFileOptions {
+  ImageDecode decode = ImageDecode::Full;  ///< Draft: large JPEGs at 1/2, 1/4, 1/8 scale (PIL's draft)
+  bool exif_orientation = false;           ///< turn JPEGs upright by their EXIF tag
+
+  LaicImageFileOptions to_c() const {
+    LaicImageFileOptions o;
+    check(laic_image_file_options_default(&o, sizeof o));
+    o.decode = static_cast<LaicImageDecode>(decode);
+    o.exif_orientation = exif_orientation ? 1u : 0u;
+    return o;
+  }
+};
+
+/// Embeddings of image files some of which could not be read
+/// (ClipModel::encode_image_files_skipping).
+struct ImageFileEmbeddings {
+  std::vector<float> values;       ///< n × embed_dim; zero rows where status is not Ok
+  std::vector<LaicStatus> status;  ///< per file: LAIC_STATUS_OK, _IO or _FORMAT
+};
+
 /// A CLIP model (laic_clip_load), uniquely owned. `path` is a folder holding
 /// model.safetensors (config.json, tokenizer.json optional) or the .safetensors file itself;
 /// Hugging Face and OpenAI layouts, f32/f16/bf16 weights. Every encode_* returns n ×
@@ -483,6 +506,28 @@ class ClipModel {
     return encode(ctx, paths, progress, user, laic_clip_encode_image_files);
   }
 
+  /// encode_image_files with a choice of decoding and of EXIF orientation.
+  std::vector<float> encode_image_files(const Context& ctx,
+                                        const std::vector<std::string>& paths,
+                                        const ImageFileOptions& options,
+                                        LaicProgressFn progress = nullptr,
+                                        void* user = nullptr) const {
+    return encode_files(ctx, paths, options, nullptr, progress, user);
+  }
+
+  /// Embeds the files that can be read; the others get LAIC_STATUS_IO or _FORMAT and zero
+  /// rows instead of failing the call.
+  ImageFileEmbeddings encode_image_files_skipping(const Context& ctx,
+                                                  const std::vector<std::string>& paths,
+                                                  const ImageFileOptions& options = {},
+                                                  LaicProgressFn progress = nullptr,
+                                                  void* user = nullptr) const {
+    ImageFileEmbeddings out;
+    out.status.resize(paths.size());
+    out.values = encode_files(ctx, paths, options, out.status.data(), progress, user);
+    return out;
+  }
+
   /// Embeds `n` decoded RGB8 images (borrowed LaicImageRgb8 descriptors).
   std::vector<float> encode_images_rgb8(const Context& ctx, const LaicImageRgb8* images,
                                         size_t n, LaicProgressFn progress = nullptr,
@@ -506,6 +551,20 @@ class ClipModel {
     for (const std::string& s : items) ptrs.push_back(s.c_str());
     std::vector<float> out(items.size() * embed_dim());
     check(fn(ctx.get(), get(), ptrs.data(), ptrs.size(), progress, user, out.data(), out.size()));
+    return out;
+  }
+
+  std::vector<float> encode_files(const Context& ctx, const std::vector<std::string>& paths,
+                                  const ImageFileOptions& options, LaicStatus* status,
+                                  LaicProgressFn progress, void* user) const {
+    const LaicImageFileOptions o = options.to_c();
+    std::vector<const char*> ptrs;
+    ptrs.reserve(paths.size());
+    for (const std::string& s : paths) ptrs.push_back(s.c_str());
+    std::vector<float> out(paths.size() * embed_dim());
+    check(laic_clip_encode_image_files_with_options(ctx.get(), get(), ptrs.data(), ptrs.size(),
+                                                    &o, status, progress, user, out.data(),
+                                                    out.size()));
     return out;
   }
 

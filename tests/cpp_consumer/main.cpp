@@ -540,6 +540,34 @@ void test_clip(const laic::Context& ctx) {
   EXPECT_ERROR(laic::Status::Cancelled, "",
                model.encode_image_files(ctx, {dir + "/images/img0.png"}, Counter::fn, &calls));
 
+  // Image file options: a sideways JPEG (EXIF orientation 6) turned upright differs from its
+  // stored pixels, which equal orient1.jpg's; a large JPEG drafted differs; unreadable files
+  // get statuses and zero rows when skipping.
+  const std::string pre = dir + "/preprocess/";
+  laic::ImageFileOptions upright;
+  upright.exif_orientation = true;
+  const auto plain = model.encode_image_files(ctx, {pre + "orient6.jpg", pre + "orient1.jpg"});
+  const auto turned = model.encode_image_files(ctx, {pre + "orient6.jpg"}, upright);
+  CHECK(plain.size() == 2 * d && turned.size() == d);
+  if (plain.size() == 2 * d && turned.size() == d) {
+    CHECK(std::equal(plain.begin(), plain.begin() + d, plain.begin() + d));
+    CHECK(!std::equal(turned.begin(), turned.end(), plain.begin()));
+  }
+  laic::ImageFileOptions draft;
+  draft.decode = laic::ImageDecode::Draft;
+  CHECK(model.encode_image_files(ctx, {pre + "draft8.jpg"}, draft) !=
+        model.encode_image_files(ctx, {pre + "draft8.jpg"}));
+  const laic::ImageFileEmbeddings some = model.encode_image_files_skipping(
+      ctx, {dir + "/images/img1.png", dir + "/images/missing.png"});
+  CHECK(some.status.size() == 2 && some.status[0] == LAIC_STATUS_OK &&
+        some.status[1] == LAIC_STATUS_IO);
+  if (some.values.size() == 2 * d) {
+    CHECK(std::equal(some.values.begin(), some.values.begin() + d, i.begin() + d));
+    CHECK(std::all_of(some.values.begin() + d, some.values.end(), [](float v) { return v == 0; }));
+  } else {
+    CHECK(false);
+  }
+
   laic::ClipModel moved(std::move(model));
   CHECK(model.get() == nullptr && moved.get() != nullptr);  // NOLINT(bugprone-use-after-move)
   CHECK(moved.embed_dim() == d);
