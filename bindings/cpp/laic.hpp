@@ -544,11 +544,16 @@ class ClipModel {
  private:
   using EncodeFn = LaicStatus (*)(const LaicContext*, const LaicClipModel*, const char* const*,
                                   size_t, LaicProgressFn, void*, float*, size_t);
-  std::vector<float> encode(const Context& ctx, const std::vector<std::string>& items,
-                            LaicProgressFn progress, void* user, EncodeFn fn) const {
+  static std::vector<const char*> c_strings(const std::vector<std::string>& items) {
     std::vector<const char*> ptrs;
     ptrs.reserve(items.size());
     for (const std::string& s : items) ptrs.push_back(s.c_str());
+    return ptrs;
+  }
+
+  std::vector<float> encode(const Context& ctx, const std::vector<std::string>& items,
+                            LaicProgressFn progress, void* user, EncodeFn fn) const {
+    const std::vector<const char*> ptrs = c_strings(items);
     std::vector<float> out(items.size() * embed_dim());
     check(fn(ctx.get(), get(), ptrs.data(), ptrs.size(), progress, user, out.data(), out.size()));
     return out;
@@ -558,9 +563,7 @@ class ClipModel {
                                   const ImageFileOptions& options, LaicStatus* status,
                                   LaicProgressFn progress, void* user) const {
     const LaicImageFileOptions o = options.to_c();
-    std::vector<const char*> ptrs;
-    ptrs.reserve(paths.size());
-    for (const std::string& s : paths) ptrs.push_back(s.c_str());
+    const std::vector<const char*> ptrs = c_strings(paths);
     std::vector<float> out(paths.size() * embed_dim());
     check(laic_clip_encode_image_files_with_options(ctx.get(), get(), ptrs.data(), ptrs.size(),
                                                     &o, status, progress, user, out.data(),
