@@ -157,11 +157,9 @@ fn parse_args() -> Args {
                 }
             }
             "--decode" => {
-                a.decode = match value().as_str() {
-                    "full" => ImageDecode::Full,
-                    "draft" => ImageDecode::Draft,
-                    d => usage(&format!("unknown decoding {d}")),
-                }
+                let v = value();
+                a.decode = ImageDecode::from_name(&v)
+                    .unwrap_or_else(|| usage(&format!("unknown decoding {v}")));
             }
             "--dir" => a.dir = Some(PathBuf::from(value())),
             f => usage(&format!("unknown argument {f}")),
@@ -367,7 +365,7 @@ fn frame_info(jpeg: &[u8]) -> (u8, u8, bool) {
 /// What every line names: the model's device string and the decoding.
 struct Label {
     device: String,
-    decode: &'static str,
+    decode: ImageDecode,
 }
 
 fn emit(mut v: Value, label: &Label) {
@@ -376,7 +374,7 @@ fn emit(mut v: Value, label: &Label) {
     line.insert("bench".into(), json!("clip_folder"));
     line.insert("what".into(), o.remove("what").unwrap_or(Value::Null));
     line.insert("device".into(), json!(label.device));
-    line.insert("decode".into(), json!(label.decode));
+    line.insert("decode".into(), json!(label.decode.name()));
     line.extend(std::mem::take(o));
     println!("{}", Value::Object(line));
 }
@@ -493,10 +491,7 @@ fn main() {
     .expect("the model loads");
     let label = Label {
         device: model.device(),
-        decode: match args.decode {
-            ImageDecode::Full => "full",
-            ImageDecode::Draft => "draft",
-        },
+        decode: args.decode,
     };
     let on_cuda = label.device.starts_with("cuda");
     let file_opts = ImageFileOptions {

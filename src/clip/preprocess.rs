@@ -125,6 +125,23 @@ pub enum ImageDecode {
     Draft,
 }
 
+impl ImageDecode {
+    /// Its name in the bindings and on command lines: "full" or "draft".
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageDecode::Full => "full",
+            ImageDecode::Draft => "draft",
+        }
+    }
+
+    /// The decoding called `name` ([`ImageDecode::name`]), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [ImageDecode::Full, ImageDecode::Draft]
+            .into_iter()
+            .find(|d| d.name() == name)
+    }
+}
+
 /// How image files are read ([`load_rgb8_with`], `ClipModel::encode_image_files_with`). The
 /// default is transformers' preprocessing exactly.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -245,6 +262,14 @@ pub fn resize_crop(img: &Rgb8Image<'_>, size: usize) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decodings_are_found_by_their_names() {
+        for d in [ImageDecode::Full, ImageDecode::Draft] {
+            assert_eq!(ImageDecode::from_name(d.name()), Some(d));
+        }
+        assert_eq!(ImageDecode::from_name("fast"), None);
+    }
 
     #[test]
     fn odd_shapes_and_strides_work() {

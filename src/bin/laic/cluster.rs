@@ -322,7 +322,7 @@ fn to_json(o: &Outcome<'_>) -> serde_json::Value {
             "centres_restarts": p.centres_restarts, "restarts": p.restarts,
             "max_iter": p.max_iter, "seed": p.seed, "filter": "gradnorm",
             "nouns": a.nouns.nouns, "templates": a.nouns.templates(),
-            "decode": a.decode.name(), "exif_orientation": a.exif_orientation,
+            "decode": laic::clip::ImageDecode::from(a.decode).name(), "exif_orientation": a.exif_orientation,
         },
         "noun_count": o.nouns.len(),
         "noun_cache": o.cache.as_ref().map(|(p, reused)| serde_json::json!({"path": p.display().to_string(), "reused": reused})),

@@ -103,25 +103,22 @@ pub enum Decode {
     Draft,
 }
 
+impl From<Decode> for laic::clip::ImageDecode {
+    fn from(d: Decode) -> Self {
+        match d {
+            Decode::Full => laic::clip::ImageDecode::Full,
+            Decode::Draft => laic::clip::ImageDecode::Draft,
+        }
+    }
+}
+
 impl Decode {
     /// The library's options for this choice, turning JPEGs upright by their EXIF orientation
     /// when `exif_orientation`.
     pub fn options(self, exif_orientation: bool) -> laic::clip::ImageFileOptions {
-        let decode = match self {
-            Decode::Full => laic::clip::ImageDecode::Full,
-            Decode::Draft => laic::clip::ImageDecode::Draft,
-        };
         laic::clip::ImageFileOptions {
-            decode,
+            decode: self.into(),
             exif_orientation,
-        }
-    }
-
-    /// The flag's value, as written on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Decode::Full => "full",
-            Decode::Draft => "draft",
         }
     }
 }
