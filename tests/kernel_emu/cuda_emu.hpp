@@ -1,0 +1,187 @@
+// A CPU stand-in for the part of CUDA's thread model that laic's SIMT-only kernels use, so that
+// CI (no GPU) runs their real source: every thread of a block is an OS thread, blocks run one
+// after another (so `__shared__` can be a function-local static), __syncthreads and the warp
+// intrinsics are barriers over the block's or the warp's threads. Warp intrinsics need the full
+// mask and whole warps (blockDim.x a multiple of 32). A thread that returns leaves the
+// barriers, as an exited CUDA thread no longer counts for __syncthreads.
+//
+// Not emulated: tensor cores, cp.async, half types, dynamic shared memory. Build with
+// -ffp-contract=off so that the host compiler, like the _rn intrinsics, fuses nothing.
+#pragma once
+
+#include <atomic>
+#include <barrier>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+struct dim3 {
+    unsigned x = 1, y = 1, z = 1;
+};
+
+inline thread_local dim3 threadIdx;
+inline thread_local dim3 blockIdx;
+inline dim3 blockDim;
+inline dim3 gridDim;
+
+#define __device__
+#define __global__
+#define __forceinline__ inline
+#define __shared__ static
+#define __launch_bounds__(...)
+#define __restrict__
+
+namespace emu {
+
+[[noreturn]] inline void fail(const char* what) {
+    std::fprintf(stderr, "cuda_emu: %s\n", what);
+    std::abort();
+}
+
+struct Warp {
+    std::barrier<> sync{32};
+    unsigned long long slot[32] = {};
+};
+
+struct Block {
+    explicit Block(unsigned threads) : sync(threads) {
+        for (unsigned w = 0; w < threads / 32; ++w) warps.push_back(std::make_unique<Warp>());
+    }
+    std::barrier<> sync;
+    std::vector<std::unique_ptr<Warp>> warps;
+};
+
+inline thread_local Block* current = nullptr;
+
+inline Warp& warp() { return *current->warps[threadIdx.x / 32]; }
+
+inline unsigned lane() { return threadIdx.x & 31; }
+
+template <class T>
+unsigned long long bits(T v) {
+    static_assert(sizeof(T) <= 8);
+    unsigned long long b = 0;
+    std::memcpy(&b, &v, sizeof v);
+    return b;
+}
+
+template <class T>
+T from_bits(unsigned long long b) {
+    T v;
+    std::memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+// Every lane of the warp publishes `v`; `all` receives the 32 values.
+inline void exchange(unsigned mask, unsigned long long v, unsigned long long all[32]) {
+    if (mask != 0xffffffffu) fail("warp intrinsics need the full mask");
+    Warp& w = warp();
+    w.slot[lane()] = v;
+    w.sync.arrive_and_wait();
+    std::memcpy(all, w.slot, sizeof w.slot);
+    w.sync.arrive_and_wait();
+}
+
+// Runs `body` as a kernel over `grid` blocks of `block` threads.
+template <class F>
+void launch(dim3 grid, dim3 block, F body) {
+    if (block.x == 0 || block.x % 32 != 0 || block.x > 1024 || block.y != 1 || block.z != 1) {
+        fail("blocks must be 1-D with a multiple of 32 threads, at most 1024");
+    }
+    gridDim = grid;
+    blockDim = block;
+    for (unsigned z = 0; z < grid.z; ++z)
+        for (unsigned y = 0; y < grid.y; ++y)
+            for (unsigned x = 0; x < grid.x; ++x) {
+                Block b(block.x);
+                std::vector<std::thread> threads;
+                for (unsigned t = 0; t < block.x; ++t) {
+                    threads.emplace_back([&b, &body, t, x, y, z] {
+                        threadIdx = {t, 0, 0};
+                        blockIdx = {x, y, z};
+                        current = &b;
+                        body();
+                        warp().sync.arrive_and_drop();
+                        b.sync.arrive_and_drop();
+                    });
+                }
+                for (auto& t : threads) t.join();
+            }
+}
+
+}  // namespace emu
+
+inline void __syncthreads() { emu::current->sync.arrive_and_wait(); }
+
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+    if (mask != 0xffffffffu) emu::fail("__syncwarp needs the full mask");
+    emu::warp().sync.arrive_and_wait();
+}
+
+inline int __popc(unsigned v) { return __builtin_popcount(v); }
+
+inline int __ffs(int v) { return __builtin_ffs(v); }
+
+template <class T>
+T __shfl_sync(unsigned mask, T v, int src) {
+    unsigned long long all[32];
+    emu::exchange(mask, emu::bits(v), all);
+    return emu::from_bits<T>(all[src & 31]);
+}
+
+template <class T>
+T __shfl_up_sync(unsigned mask, T v, unsigned delta) {
+    unsigned long long all[32];
+    emu::exchange(mask, emu::bits(v), all);
+    const unsigned l = emu::lane();
+    return l >= delta ? emu::from_bits<T>(all[l - delta]) : v;
+}
+
+template <class T>
+T __shfl_down_sync(unsigned mask, T v, unsigned delta) {
+    unsigned long long all[32];
+    emu::exchange(mask, emu::bits(v), all);
+    const unsigned l = emu::lane();
+    return l + delta < 32 ? emu::from_bits<T>(all[l + delta]) : v;
+}
+
+template <class T>
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
+    unsigned long long all[32];
+    emu::exchange(mask, emu::bits(v), all);
+    return emu::from_bits<T>(all[(emu::lane() ^ lane_mask) & 31]);
+}
+
+template <class T>
+unsigned __match_any_sync(unsigned mask, T v) {
+    unsigned long long all[32];
+    emu::exchange(mask, emu::bits(v), all);
+    unsigned group = 0;
+    for (unsigned l = 0; l < 32; ++l) group |= (all[l] == all[emu::lane()] ? 1u : 0u) << l;
+    return group;
+}
+
+inline unsigned __ballot_sync(unsigned mask, int pred) {
+    unsigned long long all[32];
+    emu::exchange(mask, pred != 0, all);
+    unsigned votes = 0;
+    for (unsigned l = 0; l < 32; ++l) votes |= (all[l] ? 1u : 0u) << l;
+    return votes;
+}
+
+template <class T>
+T atomicAdd(T* address, T v) {
+    return std::atomic_ref<T>(*address).fetch_add(v);
+}
+
+inline double __dadd_rn(double a, double b) { return a + b; }
+
+inline double __dmul_rn(double a, double b) { return a * b; }
+
+inline float __fsub_rn(float a, float b) { return a - b; }
+
+inline float __double2float_rn(double v) { return (float)v; }
