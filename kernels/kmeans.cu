@@ -15,6 +15,8 @@
 // Products per mma step: f16 points x f16 centres (1); bf16 points x (hi + lo) centres (2);
 // f32 points (hi + lo) x (hi + lo) centres without lo*lo (3).
 
+#include "counting_sort.cuh"
+#include "kmeans_lloyd.cuh"
 #include "kmeans_params.cuh"
 #include "operands.cuh"
 
@@ -387,6 +389,27 @@ LAIC_KM_ASSIGN_CONFIGS(f32, __nv_bfloat16, 2, 2)
 LAIC_KM_SMALL(f16, __half, 1)
 LAIC_KM_SMALL(bf16, __nv_bfloat16, 1)
 LAIC_KM_SMALL(f32, __nv_bfloat16, 2)
+
+// The update step's grouping of the points by label (counting_sort.cuh): count and scatter
+// with one warp per chunk of points, scan with one block of 1024 threads.
+extern "C" __global__ void __launch_bounds__(256) laic_km_sort_count(const laic::sort::SortParams p) {
+    laic::sort::walk<false>(p);
+}
+extern "C" __global__ void __launch_bounds__(1024) laic_km_sort_scan(const laic::sort::SortParams p) {
+    laic::sort::scan_body(p);
+}
+extern "C" __global__ void __launch_bounds__(256) laic_km_sort_scatter(const laic::sort::SortParams p) {
+    laic::sort::walk<true>(p);
+}
+
+// The rest of a Lloyd iteration whose centres stay on the device (kmeans_lloyd.cuh).
+extern "C" __global__ void __launch_bounds__(256) laic_km_changed(const laic::lloyd::ChangedParams p) {
+    laic::lloyd::changed_body(p);
+}
+extern "C" __global__ void __launch_bounds__(laic::lloyd::UPDATE_THREADS)
+    laic_km_update(const laic::lloyd::UpdateParams p) {
+    laic::lloyd::update_body(p);
+}
 
 // Per-cluster sums from the partial sums of its tasks, added in task order (grid: k x column
 // groups of SUM_THREADS).

@@ -148,7 +148,7 @@ pub(crate) fn run(
             opts.metric,
             &mut rng,
         )?;
-        let mut res = lloyd(steps.as_mut(), &data, d, seeds, opts, tol, &report)?;
+        let mut res = steps.lloyd(&data, d, seeds, opts, tol, &report)?;
         res.best_run = run;
         if best.as_ref().is_none_or(|b| res.objective < b.objective) {
             best = Some(res);
@@ -246,9 +246,10 @@ pub(crate) fn kmeans_plus_plus(
 }
 
 /// Lloyd iterations from `centres` until the labels repeat, the shift falls below `tol`, or
-/// `max_iter`; then one assignment to the final centres.
-fn lloyd(
-    steps: &mut dyn KMeansSteps,
+/// `max_iter`; then one assignment to the final centres (the host loop of
+/// [`KMeansSteps::lloyd`]).
+pub(crate) fn lloyd<S: KMeansSteps + ?Sized>(
+    steps: &mut S,
     data: &[f32],
     d: usize,
     mut centres: Vec<f32>,
@@ -310,7 +311,7 @@ fn lloyd(
 
 /// Gives every empty cluster one of the points farthest from their centres (largest distance
 /// first, ties to the lower index), taking it out of its old cluster, as scikit-learn does.
-fn repair_empty(
+pub(crate) fn repair_empty(
     data: &[f32],
     d: usize,
     labels: &[u32],
@@ -343,7 +344,7 @@ fn repair_empty(
 
 /// New centres from sums and counts (empty clusters keep their centre); returns the squared
 /// shift Σ‖c_new − c_old‖².
-fn update_centres(
+pub(crate) fn update_centres(
     sums: &[f64],
     counts: &[u64],
     metric: Metric,

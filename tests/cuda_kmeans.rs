@@ -5,7 +5,8 @@
 //!
 //! With `LAIC_CUDA_KMEANS_WGMMA=1` the assignment parity test runs twice, with the mma.sync
 //! kernel and with the wgmma kernel (H100/H200; kernels/kmeans_wgmma.cu), and every other test
-//! uses the wgmma kernel.
+//! uses the wgmma kernel. `LAIC_CUDA_KMEANS_DEVICE_LLOYD=1` keeps the centres of every other
+//! k-means run on the device; the device Lloyd loop is compared with the host loop in any case.
 //!
 //! Runs where a CUDA device is usable; elsewhere each test prints "SKIPPED: no CUDA device"
 //! and returns, or fails when `LAIC_REQUIRE_CUDA=1` (set by `scripts/gpu-check.sh`). Every
@@ -15,7 +16,9 @@
 use half::{bf16, f16};
 use laic::backend::Backend;
 use laic::backend::cpu::CpuBackend;
-use laic::backend::cuda::{last_kmeans_assign_kernel, set_kmeans_wgmma_disabled};
+use laic::backend::cuda::{
+    last_kmeans_assign_kernel, set_kmeans_device_lloyd, set_kmeans_wgmma_disabled,
+};
 use laic::kmeans::AssignOut;
 use laic::retrieve::RetrieveOut;
 use laic::{
@@ -278,7 +281,13 @@ fn distances_and_cluster_sums_match_the_cpu() {
     let mut rng = rng("distances_sums");
     let gpu = ctx.backend();
     let cpu = CpuBackend;
-    for (n, c, d) in [(517, 5, 64), (300, 20, 512), (1003, 1, 768)] {
+    // 20,011 points: several chunks of the device counting sort (at least 4096 points each).
+    for (n, c, d) in [
+        (517, 5, 64),
+        (300, 20, 512),
+        (1003, 1, 768),
+        (20_011, 37, 96),
+    ] {
         for dtype in DTYPES {
             for metric in [Metric::Euclidean, Metric::Spherical] {
                 let mut x = normal_rows(&mut rng, n, d, 1.0);
@@ -354,6 +363,11 @@ fn distances_and_cluster_sums_match_the_cpu() {
                 "cluster sums {dtype:?} n={n} k={k} d={d}: max relative error {max_err:.2e}"
             ));
             assert!(max_err <= tol, "{dtype:?} n={n} k={k} d={d}: {max_err:e}");
+            // A label out of range is an error, not a write out of bounds.
+            let mut bad = labels.clone();
+            bad[n / 2] = k as u32;
+            let e = gpu.cluster_sums(&xm, &bad, &mut gs, &mut gc).unwrap_err();
+            assert!(e.to_string().contains("not below"), "{e}");
         }
     }
 }
@@ -418,6 +432,69 @@ fn kmeans_runs_reach_the_cpu_objective_from_the_same_seeds() {
                 assert_eq!(g.labels.len(), n);
                 assert!(g.labels.iter().all(|&l| (l as usize) < opts.n_clusters));
             }
+        }
+    }
+}
+
+#[test]
+fn device_lloyd_iterations_follow_the_host_loop() {
+    let Some(ctx) = cuda_context("device_lloyd") else {
+        return;
+    };
+    let mut rng = rng("device_lloyd");
+    // 9,001 points: several chunks of the device counting sort.
+    let (k, per, d) = (23, 391, 96);
+    let n = k * per;
+    for metric in [Metric::Euclidean, Metric::Spherical] {
+        for dtype in DTYPES {
+            let mut x = planted(&mut rng, k, per, d, 0.6);
+            if metric == Metric::Spherical {
+                x = unit_rows(x, d);
+            }
+            let store = Store::new(&x, dtype);
+            let xm = store.view(n, d);
+            let data = xm.to_f32_vec();
+            // Seeds: k - 1 random points and a copy of the first, which loses every tie and
+            // so starts empty (the device loop then runs that update on the host).
+            let mut seeds = Vec::with_capacity(k * d);
+            for _ in 0..k - 1 {
+                let i = rng.random_range(0..n);
+                seeds.extend_from_slice(&data[i * d..(i + 1) * d]);
+            }
+            seeds.extend_from_within(..d);
+            let opts = KMeansOptions {
+                n_clusters: k,
+                metric,
+                max_iter: 40,
+                ..Default::default()
+            };
+            let run = |device: bool| {
+                set_kmeans_device_lloyd(Some(device));
+                let mut steps = ctx.backend().kmeans_steps(xm).unwrap();
+                let r = steps.lloyd(&data, d, seeds.clone(), &opts, 1e-9, &|_| Ok(()));
+                set_kmeans_device_lloyd(None);
+                r.unwrap()
+            };
+            let host = run(false);
+            let dev = run(true);
+            let same_centres = host
+                .centres
+                .iter()
+                .zip(&dev.centres)
+                .filter(|(a, b)| a.to_bits() == b.to_bits())
+                .count();
+            report(&format!(
+                "device lloyd {dtype:?} {metric:?} n={n} k={k} d={d}: iterations {} / {} (host), objective {:.6} / {:.6}, centre values equal {same_centres}/{}",
+                dev.n_iter,
+                host.n_iter,
+                dev.objective,
+                host.objective,
+                k * d
+            ));
+            assert_eq!(dev.n_iter, host.n_iter, "{dtype:?} {metric:?}");
+            assert_eq!(dev.labels, host.labels, "{dtype:?} {metric:?}");
+            assert_eq!(same_centres, k * d, "{dtype:?} {metric:?}");
+            assert_eq!(dev.objective, host.objective, "{dtype:?} {metric:?}");
         }
     }
 }

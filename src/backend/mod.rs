@@ -9,7 +9,7 @@ pub mod cuda;
 
 use crate::error::{Error, Result};
 use crate::gradnorm::{GradNormOptions, GradNormOut};
-use crate::kmeans::{AssignOut, Metric};
+use crate::kmeans::{AssignOut, KMeansOptions, KMeansResult, Metric};
 use crate::matrix::{DeviceGradNormOut, DeviceMatrix, MatrixRef};
 use crate::retrieve::{RetrieveOptions, RetrieveOut};
 
@@ -24,6 +24,24 @@ pub trait KMeansSteps {
 
     /// [`Backend::cluster_sums`] on the prepared rows.
     fn cluster_sums(&mut self, labels: &[u32], sums: &mut [f64], counts: &mut [u64]) -> Result<()>;
+
+    /// The Lloyd iterations of one restart from `centres` (K×`d`, K = `opts.n_clusters`) until
+    /// the labels repeat, the squared centre shift falls to `tol` (already scaled), or
+    /// `opts.max_iter`, then the assignment to the final centres; `data` is the f32 copy of the
+    /// prepared rows (N×`d`) and `report` gets the fraction of `max_iter` done. The default
+    /// loops on the host over the primitives above; a device backend may keep the centres and
+    /// labels on the device between iterations.
+    fn lloyd(
+        &mut self,
+        data: &[f32],
+        d: usize,
+        centres: Vec<f32>,
+        opts: &KMeansOptions,
+        tol: f64,
+        report: &dyn Fn(f64) -> Result<()>,
+    ) -> Result<KMeansResult> {
+        crate::kmeans::lloyd(self, data, d, centres, opts, tol, report)
+    }
 }
 
 /// [`KMeansSteps`] that call a backend's per-call primitives on host rows.

@@ -4,10 +4,11 @@
 //! [`CudaKMeans`] uploads and packs the rows once (f16/bf16 as they are, f32 split into
 //! bf16 hi + lo) and keeps them, the label and distance buffers on the device for the seeding
 //! and every Lloyd iteration. Per assignment only the centres (K×D f32) go up and the labels
-//! and distances (N each) come back; per update the members grouped by cluster go up (the
-//! host already holds the labels, and its counting sort is O(N)) and the K×D f64 sums come
-//! back. The centre update, empty-cluster repair and k-means++ bookkeeping stay on the host
-//! (`src/kmeans.rs`), so the GPU and the CPU run the same algorithm from the same seeds.
+//! and distances (N each) come back; per update the labels go up, the device groups the points
+//! by label (a stable counting sort, `kernels/counting_sort.cuh`) and adds each cluster's
+//! members in index order, and the K×D f64 sums and the cluster sizes come back. The centre
+//! update, empty-cluster repair and k-means++ bookkeeping stay on the host (`src/kmeans.rs`),
+//! so the GPU and the CPU run the same algorithm from the same seeds.
 //!
 //! The assignment runs `laic_km_assign_*` (kmeans.cu, mma.sync, any sm_80+ device) or, on
 //! compute capability 9.0 and only when `LAIC_CUDA_KMEANS_WGMMA=1` is set (it has not yet run on
@@ -17,7 +18,9 @@ use super::operands::{self, Layout, PackKernels, Packed, RowValue};
 use super::{CudaBackend, cuda_error};
 use crate::backend::KMeansSteps;
 use crate::error::{Error, Result};
-use crate::kmeans::{AssignOut, Metric};
+use crate::kmeans::{
+    self, AssignOut, KMeansOptions, KMeansResult, Metric, repair_empty, update_centres,
+};
 use crate::matrix::{Dtype, MatrixRef};
 use cudarc::driver::{
     CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
@@ -41,6 +44,16 @@ const DIST_CENTRES: usize = 16;
 const SUM_THREADS: usize = 128;
 /// Members per partial sum of the update.
 const SUM_CHUNK: usize = 256;
+/// Points per warp of the counting sort, at least (`chunk` in counting_sort.cuh).
+const SORT_CHUNK: usize = 4096;
+/// Most cells of the counting sort's K × chunks count matrix (more clusters: longer chunks).
+const SORT_CELLS: usize = 1 << 22;
+/// Threads per block of the counting sort's count and scatter kernels.
+const SORT_THREADS: usize = 256;
+/// Threads per block of the centre update (`UPDATE_THREADS` in kmeans_lloyd.cuh).
+const UPDATE_THREADS: u32 = 128;
+/// Threads of the counting sort's scan kernel (one block).
+const SORT_SCAN_THREADS: u32 = 1024;
 /// Points are packed to a multiple of the largest block.
 const ROW_MULTIPLE: usize = 128;
 
@@ -54,6 +67,8 @@ const WG_BN: usize = 128;
 const WG_CONFIGS: [(usize, &str); 2] = [(2, "wg2"), (1, "wg1")];
 /// The environment variable that enables the wgmma assignment kernels.
 const WGMMA_ENV: &str = "LAIC_CUDA_KMEANS_WGMMA";
+/// The environment variable that keeps the centres of the Lloyd iterations on the device.
+const DEVICE_LLOYD_ENV: &str = "LAIC_CUDA_KMEANS_DEVICE_LLOYD";
 
 // Every block's points lie inside the packed rows.
 const _: () = assert!(ROW_MULTIPLE.is_multiple_of(64 * WG_CONFIGS[0].0));
@@ -74,6 +89,24 @@ thread_local! {
     static WGMMA_DISABLED: Cell<bool> = const { Cell::new(false) };
     /// Set by each assignment launch; read by [`last_kmeans_assign_kernel`].
     static LAST_ASSIGN_KERNEL: Cell<Option<&'static str>> = const { Cell::new(None) };
+    /// Set by [`set_kmeans_device_lloyd`].
+    static DEVICE_LLOYD: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
+/// Chooses for k-means calls started on this thread whether the Lloyd iterations keep their
+/// centres and labels on the device (`Some(true)`), run their update on the host
+/// (`Some(false)`), or, with `None` (the default), whichever `LAIC_CUDA_KMEANS_DEVICE_LLOYD=1`
+/// asks for (the device loop has not yet run on a GPU, so it is off unless asked for). For
+/// tests and benchmarks that compare the two in one process.
+pub fn set_kmeans_device_lloyd(choice: Option<bool>) {
+    DEVICE_LLOYD.with(|c| c.set(choice));
+}
+
+/// Whether k-means calls started on this thread run their Lloyd iterations on the device.
+fn device_lloyd_requested() -> bool {
+    DEVICE_LLOYD
+        .with(Cell::get)
+        .unwrap_or_else(|| std::env::var(DEVICE_LLOYD_ENV).as_deref() == Ok("1"))
 }
 
 /// Keeps (`true`) k-means calls started on this thread on the mma.sync assignment kernel even
@@ -176,6 +209,51 @@ struct ReduceParams {
     d: i32,
 }
 
+/// `SortParams` of counting_sort.cuh.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct SortParams {
+    labels: u64,
+    counts: u64,
+    starts: u64,
+    cluster_tasks: u64,
+    task_begin: u64,
+    task_end: u64,
+    members: u64,
+    n: u32,
+    k: u32,
+    nchunks: u32,
+    chunk: u32,
+    task_chunk: u32,
+    max_tasks: u32,
+}
+
+/// `ChangedParams` of kmeans_lloyd.cuh.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct ChangedParams {
+    labels: u64,
+    previous: u64,
+    changed: u64,
+    n: u64,
+}
+
+/// `UpdateParams` of kmeans_lloyd.cuh.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct UpdateParams {
+    sums: u64,
+    starts: u64,
+    old_centres: u64,
+    new_centres: u64,
+    moved: u64,
+    empty: u64,
+    k: i32,
+    d: i32,
+    spherical: i32,
+    reserved: i32,
+}
+
 // SAFETY: plain #[repr(C)] structs of integers and floats with the C layout of kmeans.cu's
 // structs (sizes checked by a test), passed by value as kernel parameters.
 unsafe impl DeviceRepr for AssignParams {}
@@ -185,6 +263,12 @@ unsafe impl DeviceRepr for DistParams {}
 unsafe impl DeviceRepr for SumsParams {}
 // SAFETY: as above.
 unsafe impl DeviceRepr for ReduceParams {}
+// SAFETY: as above.
+unsafe impl DeviceRepr for SortParams {}
+// SAFETY: as above.
+unsafe impl DeviceRepr for ChangedParams {}
+// SAFETY: as above.
+unsafe impl DeviceRepr for UpdateParams {}
 
 /// The kernels of kmeans.cu and kmeans_wgmma.cu; per-dtype arrays are indexed f32, f16, bf16.
 pub(super) struct KMeansKernels {
@@ -195,6 +279,10 @@ pub(super) struct KMeansKernels {
     distances: [CudaFunction; 3],
     sums: [CudaFunction; 3],
     reduce: CudaFunction,
+    /// The counting sort: count, scan, scatter.
+    sort: [CudaFunction; 3],
+    changed: CudaFunction,
+    update: CudaFunction,
 }
 
 const DTYPES: [&str; 3] = ["f32", "f16", "bf16"];
@@ -251,6 +339,13 @@ impl KMeansKernels {
             distances: each("distances")?,
             sums: each("sums")?,
             reduce: f("laic_km_sums_reduce".into())?,
+            sort: [
+                f("laic_km_sort_count".into())?,
+                f("laic_km_sort_scan".into())?,
+                f("laic_km_sort_scatter".into())?,
+            ],
+            changed: f("laic_km_changed".into())?,
+            update: f("laic_km_update".into())?,
         })
     }
 }
@@ -375,6 +470,8 @@ pub(super) struct CudaKMeans<'a> {
     plan: Plan,
     labels: CudaSlice<u32>,
     dist: CudaSlice<f32>,
+    /// Buffers of the update step, allocated by its first call.
+    update: Option<UpdateBuffers>,
 }
 
 fn event(stream: &Arc<CudaStream>) -> Result<CudaEvent> {
@@ -439,6 +536,7 @@ impl<'a> CudaKMeans<'a> {
                 plan,
                 labels,
                 dist,
+                update: None,
             })
         })
     }
@@ -449,37 +547,42 @@ impl<'a> CudaKMeans<'a> {
             .clone_htod(centres)
             .map_err(|e| cuda_error("uploading the centres", e))
     }
-}
 
-impl KMeansSteps for CudaKMeans<'_> {
-    fn assign(&mut self, centres: &[f32], metric: Metric, out: AssignOut<'_>) -> Result<()> {
+    /// Enqueues the assignment of the rows to the `k` device centres (k × d f32) into the
+    /// label and distance buffers. Returns the packed centres (keep them until the stream has
+    /// run the kernel) and the events around the kernel.
+    fn launch_assign(
+        &self,
+        stream: &Arc<CudaStream>,
+        centres: &CudaSlice<f32>,
+        k: usize,
+        metric: Metric,
+    ) -> Result<(Packed, CudaEvent, CudaEvent)> {
         let (n, d) = (self.n, self.d);
-        let k = centres.len() / d;
         let kernels = &self.backend.kmeans;
         let plan = self.plan;
         let dti = dtype_index(self.dtype);
         let spherical = metric == Metric::Spherical;
-        let (labels_host, dist_host) = self.backend.with_stream(|stream| {
-            let dev_c = self.upload_centres(stream, centres)?;
-            let packed = operands::pack_f32(
-                stream,
-                &kernels.pack,
-                &dev_c,
-                k,
-                d,
-                centre_layout(self.dtype),
-                plan.bn,
-                BK,
-                RowValue::HalfSqNorm,
-                if spherical { 0.0 } else { 1.0 },
-            )?;
-            if packed.rows_padded > i32::MAX as usize {
-                return Err(Error::invalid(format!("{k} centres are too many for CUDA")));
-            }
+        let packed = operands::pack_f32(
+            stream,
+            &kernels.pack,
+            centres,
+            k,
+            d,
+            centre_layout(self.dtype),
+            plan.bn,
+            BK,
+            RowValue::HalfSqNorm,
+            if spherical { 0.0 } else { 1.0 },
+        )?;
+        if packed.rows_padded > i32::MAX as usize {
+            return Err(Error::invalid(format!("{k} centres are too many for CUDA")));
+        }
+        let start = {
             let (pp, _g1) = self.points.data.device_ptr(stream);
             let (cp, _g2) = packed.data.device_ptr(stream);
             let (bp, _g3) = packed.row_value.device_ptr(stream);
-            let (cf, _g4) = dev_c.device_ptr(stream);
+            let (cf, _g4) = centres.device_ptr(stream);
             let (lp, _g5) = self.labels.device_ptr(stream);
             let (dp, _g6) = self.dist.device_ptr(stream);
             let params = AssignParams {
@@ -518,11 +621,407 @@ impl KMeansSteps for CudaKMeans<'_> {
             // SAFETY: the parameters match the kernel's struct (both kernels take kmeans_params.cuh's
             // AssignParams): the points are packed to np = a multiple of every block's rows and
             // plan.dp columns, the centres to kp rows (multiple of the kernel's tile, plan.bn)
-            // and dp columns with kp biases, `dev_c` holds k × d f32, and the label and distance
+            // and dp columns with kp biases, `centres` holds k × d f32, and the label and distance
             // buffers hold n elements; the grid covers np / bm blocks.
             unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
                 .map_err(|e| cuda_error("launching the k-means assignment kernel", e))?;
-            let end = event(stream)?;
+            start
+        };
+        let end = event(stream)?;
+        LAST_ASSIGN_KERNEL.with(|c| c.set(Some(plan.name())));
+        Ok((packed, start, end))
+    }
+
+    /// The update buffers for `k` clusters (allocated when `k` changes).
+    fn update_buffers(&mut self, k: usize) -> Result<()> {
+        if self.update.as_ref().is_none_or(|u| u.k != k) {
+            self.update = None; // frees the old buffers first
+            let (n, d) = (self.n, self.d);
+            self.update = Some(
+                self.backend
+                    .with_stream(|s| UpdateBuffers::new(s, n, k, d))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Enqueues the update step's sums for the labels in the label buffer: the counting sort
+    /// into the members, cluster starts and tasks, then the partial and per-cluster sums, all in
+    /// the update buffers (allocated for k clusters). Returns the events around the kernels.
+    fn launch_sums(&mut self, stream: &Arc<CudaStream>) -> Result<(CudaEvent, CudaEvent)> {
+        let (n, d) = (self.n, self.d);
+        let kernels = &self.backend.kmeans;
+        let dti = dtype_index(self.dtype);
+        let u = self.update.as_mut().expect("update buffers allocated");
+        let k = u.k;
+        let col_groups = d.div_ceil(SUM_THREADS) as u32;
+        stream
+            .memset_zeros(&mut u.counts)
+            .map_err(|e| cuda_error("clearing the label counts", e))?;
+        let start = event(stream)?;
+        {
+            let (lp, _g1) = self.labels.device_ptr(stream);
+            let (cp, _g2) = u.counts.device_ptr(stream);
+            let (sp, _g3) = u.starts.device_ptr(stream);
+            let (tp, _g4) = u.cluster_tasks.device_ptr(stream);
+            let (bp, _g5) = u.task_begin.device_ptr(stream);
+            let (ep, _g6) = u.task_end.device_ptr(stream);
+            let (mp, _g7) = u.members.device_ptr(stream);
+            let params = SortParams {
+                labels: lp,
+                counts: cp,
+                starts: sp,
+                cluster_tasks: tp,
+                task_begin: bp,
+                task_end: ep,
+                members: mp,
+                n: n as u32,
+                k: k as u32,
+                nchunks: u.nchunks as u32,
+                chunk: u.chunk as u32,
+                task_chunk: SUM_CHUNK as u32,
+                max_tasks: u.max_tasks as u32,
+            };
+            let walk = LaunchConfig {
+                grid_dim: ((u.nchunks * 32).div_ceil(SORT_THREADS) as u32, 1, 1),
+                block_dim: (SORT_THREADS as u32, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let scan = LaunchConfig {
+                grid_dim: (1, 1, 1),
+                block_dim: (SORT_SCAN_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            for (f, cfg, what) in [
+                (&kernels.sort[0], walk, "launching the label count kernel"),
+                (&kernels.sort[1], scan, "launching the label scan kernel"),
+                (
+                    &kernels.sort[2],
+                    walk,
+                    "launching the member scatter kernel",
+                ),
+            ] {
+                // SAFETY: the parameters match counting_sort.cuh's SortParams: n labels
+                // and members, the k × nchunks counts (zeroed above; k · nchunks < 2^32),
+                // k + 1 starts and cluster tasks, max_tasks ≥ n / SUM_CHUNK + k task
+                // bounds; warp w < nchunks reads labels [w · chunk, (w + 1) · chunk) ∩
+                // [0, n) and the count cells of its own column.
+                unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
+                    .map_err(|e| cuda_error(what, e))?;
+            }
+        }
+        {
+            let (pp, _g1) = self.points.data.device_ptr(stream);
+            let (mp, _g2) = u.members.device_ptr(stream);
+            let (bp, _g3) = u.task_begin.device_ptr(stream);
+            let (ep, _g4) = u.task_end.device_ptr(stream);
+            let (pa, _g5) = u.partial.device_ptr(stream);
+            let params = SumsParams {
+                points: pp,
+                members: mp,
+                task_begin: bp,
+                task_end: ep,
+                partial: pa,
+                np: self.points.rows_padded as u64,
+                ntasks: u.max_tasks as i32,
+                d: d as i32,
+                dp: self.plan.dp as i32,
+                reserved: 0,
+            };
+            let cfg = LaunchConfig {
+                grid_dim: (u.max_tasks as u32, col_groups, 1),
+                block_dim: (SUM_THREADS as u32, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: task t < max_tasks reads members[begin[t]..end[t]] (< n, points
+            // packed; unused tasks are empty) and writes row t of the max_tasks × d
+            // partial sums.
+            unsafe {
+                stream
+                    .launch_builder(&kernels.sums[dti])
+                    .arg(&params)
+                    .launch(cfg)
+            }
+            .map_err(|e| cuda_error("launching the k-means sums kernel", e))?;
+        }
+        {
+            let (pa, _g1) = u.partial.device_ptr(stream);
+            let (cp, _g2) = u.cluster_tasks.device_ptr(stream);
+            let (sp, _g3) = u.sums.device_ptr(stream);
+            let params = ReduceParams {
+                partial: pa,
+                cluster_tasks: cp,
+                sums: sp,
+                k: k as i32,
+                d: d as i32,
+            };
+            let cfg = LaunchConfig {
+                grid_dim: (k as u32, col_groups, 1),
+                block_dim: (SUM_THREADS as u32, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: cluster c reads the partial rows of its tasks (< the scan's task
+            // count ≤ max_tasks) and writes row c of the k × d sums.
+            unsafe {
+                stream
+                    .launch_builder(&kernels.reduce)
+                    .arg(&params)
+                    .launch(cfg)
+            }
+            .map_err(|e| cuda_error("launching the k-means reduce kernel", e))?;
+        }
+        let end = event(stream)?;
+        Ok((start, end))
+    }
+
+    /// Enqueues the count of the labels that differ from `state.previous` (when `compare`) into
+    /// `flags[0]` and the
+    /// centre update from the update buffers' sums and starts (`old` → `new`, per-cluster
+    /// moves into `moved`, empty clusters counted into `flags[1]`); clears `flags` first.
+    fn launch_lloyd_rest(
+        &self,
+        stream: &Arc<CudaStream>,
+        compare: bool,
+        state: &mut DeviceLloyd,
+        spherical: bool,
+    ) -> Result<()> {
+        let (n, d) = (self.n, self.d);
+        let kernels = &self.backend.kmeans;
+        let u = self.update.as_ref().expect("update buffers allocated");
+        stream
+            .memset_zeros(&mut state.flags)
+            .map_err(|e| cuda_error("clearing the iteration's counters", e))?;
+        let (fp, _g0) = state.flags.device_ptr(stream);
+        if compare {
+            let (lp, _g1) = self.labels.device_ptr(stream);
+            let (pp, _g2) = state.previous.device_ptr(stream);
+            let params = ChangedParams {
+                labels: lp,
+                previous: pp,
+                changed: fp,
+                n: n as u64,
+            };
+            let cfg = LaunchConfig {
+                grid_dim: (n.div_ceil(256).clamp(1, 1024) as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: both label buffers hold n elements; `flags` holds 2 counters.
+            unsafe {
+                stream
+                    .launch_builder(&kernels.changed)
+                    .arg(&params)
+                    .launch(cfg)
+            }
+            .map_err(|e| cuda_error("launching the changed-labels kernel", e))?;
+        }
+        let (sp, _g3) = u.sums.device_ptr(stream);
+        let (tp, _g4) = u.starts.device_ptr(stream);
+        let (op, _g5) = state.centres.device_ptr(stream);
+        let (np, _g6) = state.next.device_ptr(stream);
+        let (mp, _g7) = state.moved.device_ptr(stream);
+        let params = UpdateParams {
+            sums: sp,
+            starts: tp,
+            old_centres: op,
+            new_centres: np,
+            moved: mp,
+            empty: fp + 4,
+            k: u.k as i32,
+            d: d as i32,
+            spherical: spherical as i32,
+            reserved: 0,
+        };
+        let cfg = LaunchConfig {
+            grid_dim: (u.k as u32, 1, 1),
+            block_dim: (UPDATE_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: block c < k reads row c of the k × d sums and old centres, starts[c..=c + 1]
+        // (k + 1), writes row c of the new centres and moved[c] (k), and counts into flags[1].
+        unsafe {
+            stream
+                .launch_builder(&kernels.update)
+                .arg(&params)
+                .launch(cfg)
+        }
+        .map_err(|e| cuda_error("launching the centre update kernel", e))?;
+        Ok(())
+    }
+
+    /// [`KMeansSteps::lloyd`] with the centres and labels on the device: per iteration the
+    /// assignment, the count of changed labels, the sums and the centre update run back to
+    /// back and only the counters and the K per-cluster moves come back. An iteration that
+    /// leaves a cluster empty runs its update on the host (`repair_empty`, `update_centres`:
+    /// the labels, distances, sums and centres come back, the centres go up again). The
+    /// labels, distances and centres come back at the end.
+    fn device_lloyd(
+        &mut self,
+        data: &[f32],
+        mut centres: Vec<f32>,
+        opts: &KMeansOptions,
+        tol: f64,
+        report: &dyn Fn(f64) -> Result<()>,
+    ) -> Result<KMeansResult> {
+        let (n, d, k) = (self.n, self.d, opts.n_clusters);
+        let metric = opts.metric;
+        self.update_buffers(k)?;
+        let backend = self.backend;
+        let mut state = backend.with_stream(|stream| {
+            let alloc = |what: &str| {
+                stream
+                    .alloc_zeros::<f32>(k * d)
+                    .map_err(|e| cuda_error(what, e))
+            };
+            Ok(DeviceLloyd {
+                centres: self.upload_centres(stream, &centres)?,
+                next: alloc("the next centres")?,
+                moved: stream
+                    .alloc_zeros::<f64>(k)
+                    .map_err(|e| cuda_error("the centre moves", e))?,
+                flags: stream
+                    .alloc_zeros::<u32>(2)
+                    .map_err(|e| cuda_error("the iteration's counters", e))?,
+                previous: stream
+                    .alloc_zeros::<u32>(n)
+                    .map_err(|e| cuda_error("the previous labels", e))?,
+            })
+        })?;
+        let mut assigned_to_current = false;
+        let mut n_iter = 0;
+        for it in 0..opts.max_iter {
+            n_iter = it + 1;
+            // Assignment, changed labels (none to compare with in the first iteration), sums
+            // and update, then one wait.
+            let (flags, moved) = backend.with_stream(|stream| {
+                let (_packed, a0, a1) = self.launch_assign(stream, &state.centres, k, metric)?;
+                let (s0, s1) = self.launch_sums(stream)?;
+                let spherical = metric == Metric::Spherical;
+                self.launch_lloyd_rest(stream, it > 0, &mut state, spherical)?;
+                let flags = stream
+                    .clone_dtoh(&state.flags)
+                    .map_err(|e| cuda_error("copying the iteration's counters back", e))?;
+                let moved = stream
+                    .clone_dtoh(&state.moved)
+                    .map_err(|e| cuda_error("copying the centre moves back", e))?;
+                sync(stream, "a k-means iteration on the device failed")?;
+                store_ms(&LAST_ASSIGN_MS, &a0, &a1);
+                store_ms(&LAST_SUMS_MS, &s0, &s1);
+                Ok((flags, moved))
+            })?;
+            if it > 0 && flags[0] == 0 {
+                assigned_to_current = true;
+                break;
+            }
+            let shift = if flags[1] == 0 {
+                std::mem::swap(&mut state.centres, &mut state.next);
+                moved.iter().sum::<f64>()
+            } else {
+                self.host_update(data, &mut state, &mut centres, metric)?
+            };
+            std::mem::swap(&mut self.labels, &mut state.previous);
+            report((it + 1) as f64 / opts.max_iter as f64)?;
+            if shift <= tol {
+                break;
+            }
+        }
+        let (labels, dist, centres) = backend.with_stream(|stream| {
+            if !assigned_to_current {
+                let (_packed, a0, a1) = self.launch_assign(stream, &state.centres, k, metric)?;
+                sync(stream, "the k-means assignment kernel failed")?;
+                store_ms(&LAST_ASSIGN_MS, &a0, &a1);
+            }
+            let back = |what: &str, e| cuda_error(what, e);
+            let labels = stream
+                .clone_dtoh(&self.labels)
+                .map_err(|e| back("copying the labels back", e))?;
+            let dist = stream
+                .clone_dtoh(&self.dist)
+                .map_err(|e| back("copying the distances back", e))?;
+            let centres = stream
+                .clone_dtoh(&state.centres)
+                .map_err(|e| back("copying the centres back", e))?;
+            sync(stream, "copying the k-means result back")?;
+            Ok((labels, dist, centres))
+        })?;
+        Ok(KMeansResult {
+            objective: dist.iter().map(|&v| v as f64).sum(),
+            labels,
+            centres,
+            dim: d,
+            n_iter,
+            best_run: 0,
+        })
+    }
+
+    /// The update of an iteration that left a cluster empty, on the host as in
+    /// `src/kmeans.rs`: the labels, distances, sums, sizes and current centres come back, the
+    /// repaired centres go up into `state.centres`. Returns the squared shift.
+    fn host_update(
+        &mut self,
+        data: &[f32],
+        state: &mut DeviceLloyd,
+        centres: &mut Vec<f32>,
+        metric: Metric,
+    ) -> Result<f64> {
+        let (n, d) = (self.n, self.d);
+        let u = self.update.as_ref().expect("update buffers allocated");
+        let k = u.k;
+        let (labels, dist, mut sums, starts, current) = self.backend.with_stream(|stream| {
+            let back = |what: &str, e| cuda_error(what, e);
+            let labels = stream
+                .clone_dtoh(&self.labels)
+                .map_err(|e| back("copying the labels back", e))?;
+            let dist = stream
+                .clone_dtoh(&self.dist)
+                .map_err(|e| back("copying the distances back", e))?;
+            let sums = stream
+                .clone_dtoh(&u.sums)
+                .map_err(|e| back("copying the sums back", e))?;
+            let starts = stream
+                .clone_dtoh(&u.starts)
+                .map_err(|e| back("copying the cluster sizes back", e))?;
+            let current = stream
+                .clone_dtoh(&state.centres)
+                .map_err(|e| back("copying the centres back", e))?;
+            sync(stream, "copying an iteration back")?;
+            Ok((labels, dist, sums, starts, current))
+        })?;
+        let mut counts = vec![0u64; k];
+        sizes_from_starts(&starts, n, &mut counts)?;
+        *centres = current;
+        repair_empty(data, d, &labels, &dist, &mut sums, &mut counts);
+        let shift = update_centres(&sums, &counts, metric, centres, d);
+        self.backend.with_stream(|stream| {
+            stream
+                .memcpy_htod(centres.as_slice(), &mut state.centres)
+                .map_err(|e| cuda_error("uploading the centres", e))
+        })?;
+        Ok(shift)
+    }
+}
+
+/// The device state of [`CudaKMeans::device_lloyd`].
+struct DeviceLloyd {
+    /// The current centres, k × d f32.
+    centres: CudaSlice<f32>,
+    /// The centres the update writes, swapped with `centres` after a device update.
+    next: CudaSlice<f32>,
+    /// Per cluster, the squared move of its centre (k f64).
+    moved: CudaSlice<f64>,
+    /// The labels that changed, then the empty clusters.
+    flags: CudaSlice<u32>,
+    /// The labels of the previous assignment.
+    previous: CudaSlice<u32>,
+}
+
+impl KMeansSteps for CudaKMeans<'_> {
+    fn assign(&mut self, centres: &[f32], metric: Metric, out: AssignOut<'_>) -> Result<()> {
+        let n = self.n;
+        let k = centres.len() / self.d;
+        let (labels, dist) = self.backend.with_stream(|stream| {
+            let dev_c = self.upload_centres(stream, centres)?;
+            let (_packed, start, end) = self.launch_assign(stream, &dev_c, k, metric)?;
             let labels = stream
                 .clone_dtoh(&self.labels)
                 .map_err(|e| cuda_error("copying the labels back", e))?;
@@ -531,12 +1030,27 @@ impl KMeansSteps for CudaKMeans<'_> {
                 .map_err(|e| cuda_error("copying the distances back", e))?;
             sync(stream, "the k-means assignment kernel failed")?;
             store_ms(&LAST_ASSIGN_MS, &start, &end);
-            LAST_ASSIGN_KERNEL.with(|c| c.set(Some(plan.name())));
             Ok((labels, dist))
         })?;
-        out.labels[..n].copy_from_slice(&labels_host);
-        out.distances[..n].copy_from_slice(&dist_host);
+        out.labels[..n].copy_from_slice(&labels);
+        out.distances[..n].copy_from_slice(&dist);
         Ok(())
+    }
+
+    fn lloyd(
+        &mut self,
+        data: &[f32],
+        d: usize,
+        centres: Vec<f32>,
+        opts: &KMeansOptions,
+        tol: f64,
+        report: &dyn Fn(f64) -> Result<()>,
+    ) -> Result<KMeansResult> {
+        if device_lloyd_requested() {
+            self.device_lloyd(data, centres, opts, tol, report)
+        } else {
+            kmeans::lloyd(self, data, d, centres, opts, tol, report)
+        }
     }
 
     fn distances(&mut self, centres: &[f32], metric: Metric, out: &mut [f32]) -> Result<()> {
@@ -593,120 +1107,107 @@ impl KMeansSteps for CudaKMeans<'_> {
     }
 
     fn cluster_sums(&mut self, labels: &[u32], sums: &mut [f64], counts: &mut [u64]) -> Result<()> {
-        let (n, d) = (self.n, self.d);
-        let k = counts.len();
-        // Counting sort of the points by label (index order within a cluster), then tasks of
-        // at most SUM_CHUNK members.
-        let mut starts = vec![0usize; k + 1];
-        for &l in &labels[..n] {
-            starts[l as usize + 1] += 1;
-        }
-        for c in 0..k {
-            starts[c + 1] += starts[c];
-        }
-        let mut fill = starts.clone();
-        let mut members = vec![0u32; n];
-        for (i, &l) in labels[..n].iter().enumerate() {
-            members[fill[l as usize]] = i as u32;
-            fill[l as usize] += 1;
-        }
-        let (mut begin, mut end, mut cluster_tasks) = (Vec::new(), Vec::new(), vec![0u32; k + 1]);
-        for c in 0..k {
-            for s in (starts[c]..starts[c + 1]).step_by(SUM_CHUNK) {
-                begin.push(s as u32);
-                end.push((s + SUM_CHUNK).min(starts[c + 1]) as u32);
-            }
-            cluster_tasks[c + 1] = begin.len() as u32;
-        }
-        let ntasks = begin.len();
-        let kernels = &self.backend.kmeans;
-        let dti = dtype_index(self.dtype);
-        let host = self.backend.with_stream(|stream| {
-            let up = |v: &[u32], what: &str| stream.clone_htod(v).map_err(|e| cuda_error(what, e));
-            let d_members = up(&members, "uploading the members")?;
-            let d_begin = up(&begin, "uploading the tasks")?;
-            let d_end = up(&end, "uploading the tasks")?;
-            let d_ct = up(&cluster_tasks, "uploading the tasks")?;
-            let partial = stream
-                .alloc_zeros::<f64>(ntasks.max(1) * d)
-                .map_err(|e| cuda_error("partial sums", e))?;
-            let d_sums = stream
-                .alloc_zeros::<f64>(k * d)
-                .map_err(|e| cuda_error("sums", e))?;
-            let col_groups = d.div_ceil(SUM_THREADS) as u32;
-            let start = event(stream)?;
-            if ntasks > 0 {
-                let (pp, _g1) = self.points.data.device_ptr(stream);
-                let (mp, _g2) = d_members.device_ptr(stream);
-                let (bp, _g3) = d_begin.device_ptr(stream);
-                let (ep, _g4) = d_end.device_ptr(stream);
-                let (pa, _g5) = partial.device_ptr(stream);
-                let params = SumsParams {
-                    points: pp,
-                    members: mp,
-                    task_begin: bp,
-                    task_end: ep,
-                    partial: pa,
-                    np: self.points.rows_padded as u64,
-                    ntasks: ntasks as i32,
-                    d: d as i32,
-                    dp: self.plan.dp as i32,
-                    reserved: 0,
-                };
-                let cfg = LaunchConfig {
-                    grid_dim: (ntasks as u32, col_groups, 1),
-                    block_dim: (SUM_THREADS as u32, 1, 1),
-                    shared_mem_bytes: 0,
-                };
-                // SAFETY: task t reads members[begin[t]..end[t]] (< n, points packed) and
-                // writes row t of the ntasks × d partial sums.
-                unsafe {
-                    stream
-                        .launch_builder(&kernels.sums[dti])
-                        .arg(&params)
-                        .launch(cfg)
-                }
-                .map_err(|e| cuda_error("launching the k-means sums kernel", e))?;
-            }
-            {
-                let (pa, _g1) = partial.device_ptr(stream);
-                let (cp, _g2) = d_ct.device_ptr(stream);
-                let (sp, _g3) = d_sums.device_ptr(stream);
-                let params = ReduceParams {
-                    partial: pa,
-                    cluster_tasks: cp,
-                    sums: sp,
-                    k: k as i32,
-                    d: d as i32,
-                };
-                let cfg = LaunchConfig {
-                    grid_dim: (k as u32, col_groups, 1),
-                    block_dim: (SUM_THREADS as u32, 1, 1),
-                    shared_mem_bytes: 0,
-                };
-                // SAFETY: cluster c reads the partial rows of its tasks (< ntasks) and writes
-                // row c of the k × d sums.
-                unsafe {
-                    stream
-                        .launch_builder(&kernels.reduce)
-                        .arg(&params)
-                        .launch(cfg)
-                }
-                .map_err(|e| cuda_error("launching the k-means reduce kernel", e))?;
-            }
-            let end_ev = event(stream)?;
-            let host = stream
-                .clone_dtoh(&d_sums)
+        let (n, d, k) = (self.n, self.d, counts.len());
+        self.update_buffers(k)?;
+        let backend = self.backend;
+        let (host_sums, starts) = backend.with_stream(|stream| {
+            stream
+                .memcpy_htod(&labels[..n], &mut self.labels)
+                .map_err(|e| cuda_error("uploading the labels", e))?;
+            let (start, end) = self.launch_sums(stream)?;
+            let u = self.update.as_ref().expect("allocated above");
+            let host_sums = stream
+                .clone_dtoh(&u.sums)
                 .map_err(|e| cuda_error("copying the sums back", e))?;
-            sync(stream, "the k-means sums kernels failed")?;
-            store_ms(&LAST_SUMS_MS, &start, &end_ev);
-            Ok(host)
+            let starts = stream
+                .clone_dtoh(&u.starts)
+                .map_err(|e| cuda_error("copying the cluster sizes back", e))?;
+            sync(stream, "the k-means update kernels failed")?;
+            store_ms(&LAST_SUMS_MS, &start, &end);
+            Ok((host_sums, starts))
         })?;
-        sums[..k * d].copy_from_slice(&host);
-        for c in 0..k {
-            counts[c] = (starts[c + 1] - starts[c]) as u64;
+        sums[..k * d].copy_from_slice(&host_sums);
+        sizes_from_starts(&starts, n, counts)
+    }
+}
+
+/// Cluster sizes from the counting sort's cluster starts (k + 1), checking that all `n`
+/// points were grouped (a label ≥ k is left out by the sort).
+fn sizes_from_starts(starts: &[u32], n: usize, counts: &mut [u64]) -> Result<()> {
+    let k = counts.len();
+    if starts[k] as usize != n {
+        return Err(Error::Internal(format!(
+            "the k-means update grouped {} of {n} points: a label is not below {k}",
+            starts[k]
+        )));
+    }
+    for c in 0..k {
+        counts[c] = (starts[c + 1] - starts[c]) as u64;
+    }
+    Ok(())
+}
+
+/// Chunking of the counting sort for `n` labels below `k`: (points per warp, a multiple of 32;
+/// chunks). At least [`SORT_CHUNK`] points per warp, and at most [`SORT_CELLS`] cells in the
+/// k × chunks count matrix unless one chunk already has more.
+fn sort_chunks(n: usize, k: usize) -> (usize, usize) {
+    let wanted = (n / SORT_CHUNK).min(SORT_CELLS / k).max(1);
+    let chunk = n.div_ceil(wanted).max(1).next_multiple_of(32);
+    (chunk, n.div_ceil(chunk).max(1))
+}
+
+/// The device buffers of the update step for one number of clusters, kept across the Lloyd
+/// iterations of a k-means call.
+struct UpdateBuffers {
+    k: usize,
+    chunk: usize,
+    nchunks: usize,
+    /// Tasks the sums kernel is launched for: at least n / SUM_CHUNK + k.
+    max_tasks: usize,
+    counts: CudaSlice<u32>,
+    starts: CudaSlice<u32>,
+    cluster_tasks: CudaSlice<u32>,
+    task_begin: CudaSlice<u32>,
+    task_end: CudaSlice<u32>,
+    members: CudaSlice<u32>,
+    partial: CudaSlice<f64>,
+    sums: CudaSlice<f64>,
+}
+
+impl UpdateBuffers {
+    fn new(stream: &Arc<CudaStream>, n: usize, k: usize, d: usize) -> Result<Self> {
+        let (chunk, nchunks) = sort_chunks(n, k);
+        let max_tasks = n / SUM_CHUNK + k;
+        if n > u32::MAX as usize || k * nchunks > u32::MAX as usize || max_tasks > i32::MAX as usize
+        {
+            return Err(Error::invalid(format!(
+                "{n} points in {k} clusters are too many for the CUDA k-means update"
+            )));
         }
-        Ok(())
+        let u32s = |len: usize, what: &str| {
+            stream
+                .alloc_zeros::<u32>(len.max(1))
+                .map_err(|e| cuda_error(what, e))
+        };
+        let f64s = |len: usize, what: &str| {
+            stream
+                .alloc_zeros::<f64>(len.max(1))
+                .map_err(|e| cuda_error(what, e))
+        };
+        Ok(UpdateBuffers {
+            k,
+            chunk,
+            nchunks,
+            max_tasks,
+            counts: u32s(k * nchunks, "label counts")?,
+            starts: u32s(k + 1, "cluster starts")?,
+            cluster_tasks: u32s(k + 1, "cluster tasks")?,
+            task_begin: u32s(max_tasks, "tasks")?,
+            task_end: u32s(max_tasks, "tasks")?,
+            members: u32s(n, "members")?,
+            partial: f64s(max_tasks * d, "partial sums")?,
+            sums: f64s(k * d, "sums")?,
+        })
     }
 }
 
@@ -720,6 +1221,36 @@ mod tests {
         assert_eq!(std::mem::size_of::<DistParams>(), 64);
         assert_eq!(std::mem::size_of::<SumsParams>(), 64);
         assert_eq!(std::mem::size_of::<ReduceParams>(), 32);
+        assert_eq!(std::mem::size_of::<SortParams>(), 80);
+        assert_eq!(std::mem::size_of::<ChangedParams>(), 32);
+        assert_eq!(std::mem::size_of::<UpdateParams>(), 64);
+    }
+
+    #[test]
+    fn the_counting_sort_chunks_cover_the_points_in_a_bounded_matrix() {
+        for (n, k) in [
+            (1, 1),
+            (31, 3),
+            (4096, 1),
+            (4097, 7),
+            (1_281_167, 2000),
+            (1_281_167, 100_000),
+            (10_000_000, 1_000_000),
+            (5000, 5000),
+        ] {
+            let (chunk, nchunks) = sort_chunks(n, k);
+            assert!(chunk.is_multiple_of(32) && chunk >= 32, "{n} {k}: {chunk}");
+            assert!(
+                nchunks * chunk >= n && (nchunks - 1) * chunk < n.max(1),
+                "{n} {k}"
+            );
+            assert!(
+                chunk >= SORT_CHUNK.min(n.next_multiple_of(32)),
+                "{n} {k}: {chunk}"
+            );
+            assert!(k * nchunks <= SORT_CELLS.max(k), "{n} {k}: {nchunks}");
+        }
+        assert_eq!(sort_chunks(1_281_167, 2000), (4128, 311));
     }
 
     #[test]
@@ -754,6 +1285,16 @@ mod tests {
         }
         assert!(ptx.contains(".entry laic_km_pack_f32_as_f16("));
         assert!(ptx.contains(".entry laic_km_sums_reduce("));
+        for what in [
+            "sort_count",
+            "sort_scan",
+            "sort_scatter",
+            "changed",
+            "update",
+        ] {
+            let name = format!(".entry laic_km_{what}(");
+            assert!(ptx.contains(&name), "{name}");
+        }
         // The sm_90a cubin of kmeans_wgmma.cu: exactly the kernels `load` asks for.
         let cubin = super::super::kernels::KMEANS_WGMMA_SM90A.expect("built with the PTX");
         let has = |name: &str| cubin.windows(name.len()).any(|w| w == name.as_bytes());
