@@ -4,8 +4,9 @@
 //! D = 512, f16 (τ = 0.006, as `../shared/anchors/torch_anchors.py`).
 //!
 //! One JSON line per case: device time of the kernels (median of CUDA-event timings), the
-//! whole call's wall time (host↔device copies and the host's counting sort of the update step
-//! included), and the error against the CPU backend on a sample of rows. Run by
+//! whole call's wall time (host↔device copies included), and the error against the CPU backend
+//! on a sample of rows; then, per dtype, the wall time per iteration of whole Lloyd iterations
+//! with the host loop and with the device loop (`LAIC_CUDA_KMEANS_DEVICE_LLOYD`). Run by
 //! `scripts/gpu-check.sh`; PyTorch's times for the same work come from
 //! `scripts/torch_kmeans_anchor.py` in the same call.
 //!
@@ -21,14 +22,15 @@ mod common;
 use common::median;
 
 use half::f16;
-use laic::backend::Backend;
 use laic::backend::cpu::CpuBackend;
 use laic::backend::cuda::{
     last_kmeans_assign_kernel, last_kmeans_assign_ms, last_kmeans_sums_ms, last_retrieve_kernel_ms,
+    set_kmeans_device_lloyd,
 };
+use laic::backend::{Backend, KMeansSteps};
 use laic::kmeans::AssignOut;
 use laic::retrieve::RetrieveOut;
-use laic::{BackendKind, Context, Dtype, Error, MatrixRef, Metric, RetrieveOptions};
+use laic::{BackendKind, Context, Dtype, Error, KMeansOptions, MatrixRef, Metric, RetrieveOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
@@ -37,6 +39,45 @@ use std::time::Instant;
 
 const D: usize = 512;
 const CHECK_ROWS: usize = 4096;
+
+/// Lloyd iterations run through [`laic::backend::KMeansSteps::lloyd`].
+const LLOYD_ITERS: usize = 6;
+
+/// Whole Lloyd iterations (assignment, update, convergence test: what one iteration of a
+/// k-means call costs) with the host loop and with the device loop, from the same centres: one
+/// JSON line each with the wall time per iteration (the initial upload and the final
+/// assignment and copies included, spread over the iterations). `data` is the f32 rows.
+fn lloyd_iterations(
+    steps: &mut dyn KMeansSteps,
+    data: &[f32],
+    centres: &[f32],
+    dtype: Dtype,
+    label: &str,
+) {
+    let (n, k) = (data.len() / D, centres.len() / D);
+    let opts = KMeansOptions {
+        n_clusters: k,
+        metric: Metric::Spherical,
+        max_iter: LLOYD_ITERS,
+        ..Default::default()
+    };
+    for (device, name) in [(false, "host"), (true, "device")] {
+        set_kmeans_device_lloyd(Some(device));
+        let t0 = Instant::now();
+        let r = steps.lloyd(data, D, centres.to_vec(), &opts, 0.0, &|_| Ok(()));
+        let wall = t0.elapsed().as_secs_f64() * 1e3;
+        set_kmeans_device_lloyd(None);
+        match r {
+            Err(e) => json_error("kmeans_lloyd", dtype, &e),
+            Ok(r) => println!(
+                "{{\"bench\":\"kmeans_lloyd\",\"label\":\"{label}\",\"loop\":\"{name}\",\"dtype\":\"{dtype:?}\",\"n\":{n},\"k\":{k},\"d\":{D},\"iterations\":{},\"ms_per_iter\":{:.4},\"objective\":{:.6}}}",
+                r.n_iter,
+                wall / r.n_iter as f64,
+                r.objective
+            ),
+        }
+    }
+}
 
 /// Unit rows from N(0, 1), generated in parallel (1.28 M × 512 in a few seconds).
 fn random_unit_rows(seed: u64, rows: usize, d: usize) -> Vec<f32> {
@@ -126,8 +167,9 @@ fn kmeans_iteration(
             call.push(wall);
         }
     }
-    drop(steps);
     let assign_kernel = last_kmeans_assign_kernel().unwrap_or("none");
+    lloyd_iterations(steps.as_mut(), x32, &centres, dtype, label);
+    drop(steps);
     // Accuracy on a sample: the CPU's assignment of the first rows to the same centres.
     let rows = CHECK_ROWS.min(n);
     let mut cl = vec![0u32; rows];

@@ -44,22 +44,24 @@ section "1. GPU tests"
 #    default kernels, again with each alternative GradNorm kernel forced (wg2d, wg2s: split
 #    centre streams, not yet run; 32x4), cuda_kmeans again
 #    with the wgmma k-means assignment enabled (kmwg: LAIC_CUDA_KMEANS_WGMMA=1; its assignment
-#    test then checks both kernels against the CPU), and cuda_clip again with each fused
+#    test then checks both kernels against the CPU) and with the Lloyd iterations on the device
+#    (kmdev: LAIC_CUDA_KMEANS_DEVICE_LLOYD=1, not yet run), and cuda_clip again with each fused
 #    attention kernel (attn: LAIC_CLIP_ATTENTION=fused, tensor cores for f16/bf16 and CUDA
 #    cores for f32; simt: fused-simt, CUDA cores for all).
 for t in gpu-bin/tests/*; do
   name="$(basename "${t}")"
-  for cfg in default wg2d wg2s 32x4 kmwg attn simt; do
+  for cfg in default wg2d wg2s 32x4 kmwg kmdev attn simt; do
     case "${cfg}" in
       default) ;;
-      kmwg) [[ "${name}" == cuda_kmeans ]] || continue ;;
+      kmwg | kmdev) [[ "${name}" == cuda_kmeans ]] || continue ;;
       attn | simt) [[ "${name}" == cuda_clip ]] || continue ;;
       *) [[ "${name}" == cuda ]] || continue ;;
     esac
-    unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA LAIC_CLIP_ATTENTION
+    unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA LAIC_CUDA_KMEANS_DEVICE_LLOYD LAIC_CLIP_ATTENTION
     case "${cfg}" in
       default) ;;
       kmwg) export LAIC_CUDA_KMEANS_WGMMA=1 ;;
+      kmdev) export LAIC_CUDA_KMEANS_DEVICE_LLOYD=1 ;;
       attn) export LAIC_CLIP_ATTENTION=fused ;;
       simt) export LAIC_CLIP_ATTENTION=fused-simt ;;
       *) export LAIC_CUDA_GRADNORM_CONFIG="${cfg}" ;;
@@ -70,10 +72,10 @@ for t in gpu-bin/tests/*; do
     { echo "=== ${name} [${cfg}] rc=${rc}"; cat "${log}"; } >>"${OUT}/tests.log"
     summary="$(grep -E '^test result:' "${log}" | tail -n 1)"
     echo "${name} [${cfg}]: rc=${rc} ${summary}" | tee -a "${OUT}/tests.txt"
-    grep -E 'max relative error|max abs|panicked|FAILED|SKIPPED|mismatch|NMI|objective|wgmma kernel' "${log}" | tail -n 40
+    grep -E 'max relative error|max abs|panicked|FAILED|SKIPPED|mismatch|NMI|objective|wgmma kernel|device lloyd' "${log}" | tail -n 40
   done
 done
-unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA LAIC_CLIP_ATTENTION
+unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA LAIC_CUDA_KMEANS_DEVICE_LLOYD LAIC_CLIP_ATTENTION
 # On a failure of the CLIP parity tests, the per-step trace of the random model.
 for cfg in default:cublas attn:fused simt:fused-simt; do
   if ! grep -q "^cuda_clip \[${cfg%%:*}\]: rc=0 " "${OUT}/tests.txt" 2>/dev/null; then

@@ -73,11 +73,21 @@ print(hdr)
 print("|" + "---|" * (hdr.count("|") - 1))
 rows = 0
 for b in all_bench:
-    if b.get("bench") not in ("kmeans_iter", "retrieve"):
+    if b.get("bench") not in ("kmeans_iter", "kmeans_lloyd", "retrieve"):
         continue
     rows += 1
     if "error" in b:
         print(f"| {b['bench']} | {b['dtype']} | error: {b['error']} |")
+        continue
+    if b["bench"] == "kmeans_lloyd":
+        # Whole Lloyd iterations (wall time per iteration) against PyTorch's iteration.
+        eager = work_anchor.get(("kmeans_iter", b["dtype"], b["n"], b["k"]))
+        ratio = f"{eager / b['ms_per_iter']:.2f}" if eager else "-"
+        print(
+            f"| lloyd iteration [{b.get('label', '')}: {b['loop']} loop, {b['iterations']} its] | {b['dtype']} | "
+            f"{b['n']} | {b['k']} | {b['d']} | - | - | {b['ms_per_iter']:.2f} | - | "
+            f"{eager if eager else '-'} | {ratio} | objective {b['objective']:.1f} |"
+        )
         continue
     km = b["bench"] == "kmeans_iter"
     second = b["k"] if km else b["m"]
