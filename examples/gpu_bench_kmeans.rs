@@ -6,7 +6,8 @@
 //! One JSON line per case: device time of the kernels (median of CUDA-event timings), the
 //! whole call's wall time (host↔device copies included), and the error against the CPU backend
 //! on a sample of rows; then, per dtype, the wall time per iteration of whole Lloyd iterations
-//! with the host loop and with the device loop (`LAIC_CUDA_KMEANS_DEVICE_LLOYD`). Run by
+//! with the host loop and with the device loop (`LAIC_CUDA_KMEANS_DEVICE`), and of k-means++
+//! seeding of 200 centres with each. Run by
 //! `scripts/gpu-check.sh`; PyTorch's times for the same work come from
 //! `scripts/torch_kmeans_anchor.py` in the same call.
 //!
@@ -25,7 +26,7 @@ use half::f16;
 use laic::backend::cpu::CpuBackend;
 use laic::backend::cuda::{
     last_kmeans_assign_kernel, last_kmeans_assign_ms, last_kmeans_sums_ms, last_retrieve_kernel_ms,
-    set_kmeans_device_lloyd,
+    set_kmeans_on_device,
 };
 use laic::backend::{Backend, KMeansSteps};
 use laic::kmeans::AssignOut;
@@ -62,11 +63,11 @@ fn lloyd_iterations(
         ..Default::default()
     };
     for (device, name) in [(false, "host"), (true, "device")] {
-        set_kmeans_device_lloyd(Some(device));
+        set_kmeans_on_device(Some(device));
         let t0 = Instant::now();
         let r = steps.lloyd(data, D, centres.to_vec(), &opts, 0.0, &|_| Ok(()));
         let wall = t0.elapsed().as_secs_f64() * 1e3;
-        set_kmeans_device_lloyd(None);
+        set_kmeans_on_device(None);
         match r {
             Err(e) => json_error("kmeans_lloyd", dtype, &e),
             Ok(r) => println!(
@@ -75,6 +76,40 @@ fn lloyd_iterations(
                 wall / r.n_iter as f64,
                 r.objective
             ),
+        }
+    }
+}
+
+/// Centres drawn by the seeding benchmark (the host loop downloads N × (2 + ⌊ln K⌋) distances
+/// per centre: K = 2000 would take minutes).
+const SEED_CENTRES: usize = 200;
+
+/// k-means++ seeding of [`SEED_CENTRES`] centres with the host loop and with the device loop,
+/// from the same draws: one JSON line each with the wall time, and whether the two chose the
+/// same centres.
+fn seeding(steps: &mut dyn KMeansSteps, data: &[f32], dtype: Dtype, label: &str) {
+    let n = data.len() / D;
+    let mut chosen = Vec::new();
+    for (device, name) in [(false, "host"), (true, "device")] {
+        set_kmeans_on_device(Some(device));
+        let mut draws = StdRng::seed_from_u64(7);
+        let first = draws.random_range(0..n);
+        let t0 = Instant::now();
+        let r =
+            steps.kmeans_plus_plus(data, D, SEED_CENTRES, Metric::Spherical, first, &mut || {
+                draws.random::<f64>()
+            });
+        let wall = t0.elapsed().as_secs_f64() * 1e3;
+        set_kmeans_on_device(None);
+        match r {
+            Err(e) => json_error("kmeans_seed", dtype, &e),
+            Ok(c) => {
+                chosen.push(c);
+                let same = chosen.len() == 2 && chosen[0] == chosen[1];
+                println!(
+                    "{{\"bench\":\"kmeans_seed\",\"label\":\"{label}\",\"loop\":\"{name}\",\"dtype\":\"{dtype:?}\",\"n\":{n},\"k\":{SEED_CENTRES},\"d\":{D},\"ms\":{wall:.1},\"same_as_host\":{same}}}"
+                );
+            }
         }
     }
 }
@@ -169,6 +204,10 @@ fn kmeans_iteration(
     }
     let assign_kernel = last_kmeans_assign_kernel().unwrap_or("none");
     lloyd_iterations(steps.as_mut(), x32, &centres, dtype, label);
+    if label == "default" {
+        // The seeding does not use the assignment kernel that other labels choose.
+        seeding(steps.as_mut(), x32, dtype, label);
+    }
     drop(steps);
     // Accuracy on a sample: the CPU's assignment of the first rows to the same centres.
     let rows = CHECK_ROWS.min(n);

@@ -18,6 +18,7 @@
 #include "counting_sort.cuh"
 #include "kmeans_lloyd.cuh"
 #include "kmeans_params.cuh"
+#include "kmeans_seed.cuh"
 #include "operands.cuh"
 
 namespace laic {
@@ -410,6 +411,16 @@ extern "C" __global__ void __launch_bounds__(laic::lloyd::UPDATE_THREADS)
     laic_km_update(const laic::lloyd::UpdateParams p) {
     laic::lloyd::update_body(p);
 }
+
+// k-means++ seeding with the nearest distances on the device (kmeans_seed.cuh).
+#define LAIC_KM_SEED(NAME, BODY, THREADS)                                                 \
+    extern "C" __global__ void __launch_bounds__(THREADS) NAME(const laic::seed::SeedParams p) { \
+        laic::seed::BODY(p);                                                              \
+    }
+LAIC_KM_SEED(laic_km_seed_sums, sums_body, laic::seed::SEED_THREADS)
+LAIC_KM_SEED(laic_km_seed_potentials, potentials_body, laic::seed::SEED_THREADS)
+LAIC_KM_SEED(laic_km_seed_pick, pick_body, 32)
+LAIC_KM_SEED(laic_km_seed_accept, accept_body, 256)
 
 // Per-cluster sums from the partial sums of its tasks, added in task order (grid: k x column
 // groups of SUM_THREADS).

@@ -73,11 +73,19 @@ print(hdr)
 print("|" + "---|" * (hdr.count("|") - 1))
 rows = 0
 for b in all_bench:
-    if b.get("bench") not in ("kmeans_iter", "kmeans_lloyd", "retrieve"):
+    if b.get("bench") not in ("kmeans_iter", "kmeans_lloyd", "kmeans_seed", "retrieve"):
         continue
     rows += 1
     if "error" in b:
         print(f"| {b['bench']} | {b['dtype']} | error: {b['error']} |")
+        continue
+    if b["bench"] == "kmeans_seed":
+        # k-means++ seeding (no PyTorch anchor): total wall time in the call ms column.
+        same = "" if b["loop"] == "host" else f", same seeds as the host loop: {b['same_as_host']}"
+        print(
+            f"| k-means++ seeding [{b.get('label', '')}: {b['loop']} loop] | {b['dtype']} | {b['n']} | "
+            f"{b['k']} | {b['d']} | - | - | {b['ms']:.1f} | - | - | - | {same.lstrip(', ') or '-'} |"
+        )
         continue
     if b["bench"] == "kmeans_lloyd":
         # Whole Lloyd iterations (wall time per iteration) against PyTorch's iteration.

@@ -140,14 +140,11 @@ pub(crate) fn run(
     for run in 0..opts.n_redo {
         let report = |f: f64| progress.report(stage, (run as f64 + f) / opts.n_redo as f64);
         let mut rng = Rng::new(opts.seed, run as u64);
-        let seeds = kmeans_plus_plus(
-            steps.as_mut(),
-            &data,
-            d,
-            opts.n_clusters,
-            opts.metric,
-            &mut rng,
-        )?;
+        let first = rng.below(n as u64) as usize;
+        let seeds =
+            steps.kmeans_plus_plus(&data, d, opts.n_clusters, opts.metric, first, &mut || {
+                rng.next_f64()
+            })?;
         let mut res = steps.lloyd(&data, d, seeds, opts, tol, &report)?;
         res.best_run = run;
         if best.as_ref().is_none_or(|b| res.objective < b.objective) {
@@ -189,19 +186,21 @@ fn mean_variance(data: &[f32], n: usize, d: usize) -> f64 {
 /// the best of `2 + ⌊ln K⌋` candidates drawn with probability ∝ distance to the nearest
 /// centre so far, "best" meaning the lowest total distance afterwards. The distances to all
 /// candidates of a step come from one call of the backend's `distances` primitive; `data` is
-/// the f32 copy of the rows `steps` works on (N×`d`), for the chosen rows.
-pub(crate) fn kmeans_plus_plus(
-    steps: &mut dyn KMeansSteps,
+/// the f32 copy of the rows `steps` works on (N×`d`), for the chosen rows. `first` is the first
+/// centre's row (drawn uniformly by the caller) and `uniform` draws the candidates' numbers in
+/// [0, 1) (the host loop of [`KMeansSteps::kmeans_plus_plus`]).
+pub(crate) fn kmeans_plus_plus<S: KMeansSteps + ?Sized>(
+    steps: &mut S,
     data: &[f32],
     d: usize,
     k: usize,
     metric: Metric,
-    rng: &mut Rng,
+    first: usize,
+    uniform: &mut dyn FnMut() -> f64,
 ) -> Result<Vec<f32>> {
     let n = data.len() / d;
     let trials = 2 + (k as f64).ln() as usize;
     let mut centres = Vec::with_capacity(k * d);
-    let first = rng.below(n as u64) as usize;
     centres.extend_from_slice(&data[first * d..(first + 1) * d]);
     let mut closest = vec![0f32; n];
     steps.distances(&data[first * d..(first + 1) * d], metric, &mut closest)?;
@@ -216,7 +215,7 @@ pub(crate) fn kmeans_plus_plus(
         }
         let cands: Vec<usize> = (0..trials)
             .map(|_| {
-                let r = rng.next_f64() * acc;
+                let r = uniform() * acc;
                 cumsum.partition_point(|&c| c < r).min(n - 1)
             })
             .collect();
@@ -486,8 +485,17 @@ mod tests {
         for run in 0..4 {
             let mut rng = Rng::new(11, run);
             let mut steps = ctx.backend().kmeans_steps(xm).unwrap();
-            let seeds =
-                kmeans_plus_plus(steps.as_mut(), &x, 13, 9, Metric::Euclidean, &mut rng).unwrap();
+            let first = rng.below(x.len() as u64 / 13) as usize;
+            let seeds = kmeans_plus_plus(
+                steps.as_mut(),
+                &x,
+                13,
+                9,
+                Metric::Euclidean,
+                first,
+                &mut || rng.next_f64(),
+            )
+            .unwrap();
             best_plain = best_plain.min(naive_lloyd_objective(&x, 13, &seeds, 300));
         }
         assert!(
@@ -531,8 +539,17 @@ mod tests {
             // Restart r of a multi-run uses stream r; reproduce it alone.
             let mut rng = Rng::new(5, run);
             let mut steps = ctx.backend().kmeans_steps(xm).unwrap();
-            let seeds =
-                kmeans_plus_plus(steps.as_mut(), &x, 11, 6, Metric::Euclidean, &mut rng).unwrap();
+            let first = rng.below(x.len() as u64 / 11) as usize;
+            let seeds = kmeans_plus_plus(
+                steps.as_mut(),
+                &x,
+                11,
+                6,
+                Metric::Euclidean,
+                first,
+                &mut || rng.next_f64(),
+            )
+            .unwrap();
             let tol = base.tol * mean_variance(&x, n, 11);
             let r = lloyd(steps.as_mut(), &x, 11, seeds, &base, tol, &|_| Ok(())).unwrap();
             singles.push(r.objective);

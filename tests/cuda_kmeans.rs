@@ -5,8 +5,9 @@
 //!
 //! With `LAIC_CUDA_KMEANS_WGMMA=1` the assignment parity test runs twice, with the mma.sync
 //! kernel and with the wgmma kernel (H100/H200; kernels/kmeans_wgmma.cu), and every other test
-//! uses the wgmma kernel. `LAIC_CUDA_KMEANS_DEVICE_LLOYD=1` keeps the centres of every other
-//! k-means run on the device; the device Lloyd loop is compared with the host loop in any case.
+//! uses the wgmma kernel. `LAIC_CUDA_KMEANS_DEVICE=1` seeds and iterates every other k-means
+//! run on the device; the device seeding and Lloyd loop are compared with the host loops in any
+//! case.
 //!
 //! Runs where a CUDA device is usable; elsewhere each test prints "SKIPPED: no CUDA device"
 //! and returns, or fails when `LAIC_REQUIRE_CUDA=1` (set by `scripts/gpu-check.sh`). Every
@@ -17,7 +18,7 @@ use half::{bf16, f16};
 use laic::backend::Backend;
 use laic::backend::cpu::CpuBackend;
 use laic::backend::cuda::{
-    last_kmeans_assign_kernel, set_kmeans_device_lloyd, set_kmeans_wgmma_disabled,
+    last_kmeans_assign_kernel, set_kmeans_on_device, set_kmeans_wgmma_disabled,
 };
 use laic::kmeans::AssignOut;
 use laic::retrieve::RetrieveOut;
@@ -469,10 +470,10 @@ fn device_lloyd_iterations_follow_the_host_loop() {
                 ..Default::default()
             };
             let run = |device: bool| {
-                set_kmeans_device_lloyd(Some(device));
+                set_kmeans_on_device(Some(device));
                 let mut steps = ctx.backend().kmeans_steps(xm).unwrap();
                 let r = steps.lloyd(&data, d, seeds.clone(), &opts, 1e-9, &|_| Ok(()));
-                set_kmeans_device_lloyd(None);
+                set_kmeans_on_device(None);
                 r.unwrap()
             };
             let host = run(false);
@@ -495,6 +496,50 @@ fn device_lloyd_iterations_follow_the_host_loop() {
             assert_eq!(dev.labels, host.labels, "{dtype:?} {metric:?}");
             assert_eq!(same_centres, k * d, "{dtype:?} {metric:?}");
             assert_eq!(dev.objective, host.objective, "{dtype:?} {metric:?}");
+        }
+    }
+}
+
+#[test]
+fn device_seeding_draws_the_host_seeds() {
+    let Some(ctx) = cuda_context("device_seeding") else {
+        return;
+    };
+    let mut rng = rng("device_seeding");
+    // 20,011 points: 79 blocks of the seeding sums.
+    for (n, k, d) in [(20_011, 50, 64), (777, 9, 512), (300, 1, 96)] {
+        for metric in [Metric::Euclidean, Metric::Spherical] {
+            for dtype in DTYPES {
+                let mut x = normal_rows(&mut rng, n, d, 1.0);
+                if metric == Metric::Spherical {
+                    x = unit_rows(x, d);
+                }
+                let store = Store::new(&x, dtype);
+                let xm = store.view(n, d);
+                let data = xm.to_f32_vec();
+                let seed: u64 = rng.random();
+                let run = |device: bool| {
+                    set_kmeans_on_device(Some(device));
+                    let mut draws = StdRng::seed_from_u64(seed);
+                    let first = draws.random_range(0..n);
+                    let mut steps = ctx.backend().kmeans_steps(xm).unwrap();
+                    let r = steps.kmeans_plus_plus(&data, d, k, metric, first, &mut || {
+                        draws.random::<f64>()
+                    });
+                    set_kmeans_on_device(None);
+                    r.unwrap()
+                };
+                let host = run(false);
+                let dev = run(true);
+                let same_rows = (0..k)
+                    .filter(|&c| host[c * d..(c + 1) * d] == dev[c * d..(c + 1) * d])
+                    .count();
+                report(&format!(
+                    "device seeding {dtype:?} {metric:?} n={n} k={k} d={d}: {same_rows}/{k} seeds as the host's"
+                ));
+                assert_eq!(dev.len(), k * d);
+                assert_eq!(same_rows, k, "{dtype:?} {metric:?} n={n} k={k}");
+            }
         }
     }
 }

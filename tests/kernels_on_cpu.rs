@@ -81,3 +81,8 @@ fn the_counting_sort_kernels_group_points_stably_by_label() {
 fn the_lloyd_kernels_update_centres_as_the_host_does() {
     run("kmeans_lloyd", 11);
 }
+
+#[test]
+fn the_seeding_kernels_sum_in_a_fixed_order_and_draw_as_the_host_does() {
+    run("kmeans_seed", 5);
+}

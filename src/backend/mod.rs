@@ -25,6 +25,23 @@ pub trait KMeansSteps {
     /// [`Backend::cluster_sums`] on the prepared rows.
     fn cluster_sums(&mut self, labels: &[u32], sums: &mut [f64], counts: &mut [u64]) -> Result<()>;
 
+    /// Greedy k-means++ (`crate::kmeans::kmeans_plus_plus`) with `first` as the first centre's
+    /// row and `uniform` drawing the candidates' numbers in [0, 1); `data` is the f32 copy of
+    /// the prepared rows (N×`d`). Returns K×`d` centres. The default loops on the host over
+    /// [`KMeansSteps::distances`]; a device backend may keep the nearest distances on the
+    /// device.
+    fn kmeans_plus_plus(
+        &mut self,
+        data: &[f32],
+        d: usize,
+        k: usize,
+        metric: Metric,
+        first: usize,
+        uniform: &mut dyn FnMut() -> f64,
+    ) -> Result<Vec<f32>> {
+        crate::kmeans::kmeans_plus_plus(self, data, d, k, metric, first, uniform)
+    }
+
     /// The Lloyd iterations of one restart from `centres` (K×`d`, K = `opts.n_clusters`) until
     /// the labels repeat, the squared centre shift falls to `tol` (already scaled), or
     /// `opts.max_iter`, then the assignment to the final centres; `data` is the f32 copy of the

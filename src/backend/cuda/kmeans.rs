@@ -50,6 +50,10 @@ const SORT_CHUNK: usize = 4096;
 const SORT_CELLS: usize = 1 << 22;
 /// Threads per block of the counting sort's count and scatter kernels.
 const SORT_THREADS: usize = 256;
+/// Threads per block of the seeding sums (`SEED_THREADS` in kmeans_seed.cuh).
+const SEED_THREADS: usize = 256;
+/// Most blocks of the seeding sums (the host adds their sums per step).
+const SEED_BLOCKS: usize = 1024;
 /// Threads per block of the centre update (`UPDATE_THREADS` in kmeans_lloyd.cuh).
 const UPDATE_THREADS: u32 = 128;
 /// Threads of the counting sort's scan kernel (one block).
@@ -67,8 +71,8 @@ const WG_BN: usize = 128;
 const WG_CONFIGS: [(usize, &str); 2] = [(2, "wg2"), (1, "wg1")];
 /// The environment variable that enables the wgmma assignment kernels.
 const WGMMA_ENV: &str = "LAIC_CUDA_KMEANS_WGMMA";
-/// The environment variable that keeps the centres of the Lloyd iterations on the device.
-const DEVICE_LLOYD_ENV: &str = "LAIC_CUDA_KMEANS_DEVICE_LLOYD";
+/// The environment variable that runs k-means++ and the Lloyd loop on the device.
+const ON_DEVICE_ENV: &str = "LAIC_CUDA_KMEANS_DEVICE";
 
 // Every block's points lie inside the packed rows.
 const _: () = assert!(ROW_MULTIPLE.is_multiple_of(64 * WG_CONFIGS[0].0));
@@ -89,24 +93,25 @@ thread_local! {
     static WGMMA_DISABLED: Cell<bool> = const { Cell::new(false) };
     /// Set by each assignment launch; read by [`last_kmeans_assign_kernel`].
     static LAST_ASSIGN_KERNEL: Cell<Option<&'static str>> = const { Cell::new(None) };
-    /// Set by [`set_kmeans_device_lloyd`].
-    static DEVICE_LLOYD: Cell<Option<bool>> = const { Cell::new(None) };
+    /// Set by [`set_kmeans_on_device`].
+    static ON_DEVICE: Cell<Option<bool>> = const { Cell::new(None) };
 }
 
-/// Chooses for k-means calls started on this thread whether the Lloyd iterations keep their
-/// centres and labels on the device (`Some(true)`), run their update on the host
-/// (`Some(false)`), or, with `None` (the default), whichever `LAIC_CUDA_KMEANS_DEVICE_LLOYD=1`
-/// asks for (the device loop has not yet run on a GPU, so it is off unless asked for). For
-/// tests and benchmarks that compare the two in one process.
-pub fn set_kmeans_device_lloyd(choice: Option<bool>) {
-    DEVICE_LLOYD.with(|c| c.set(choice));
+/// Chooses for k-means calls started on this thread whether the k-means++ seeding and the
+/// Lloyd iterations keep their state (nearest distances; centres and labels) on the device
+/// (`Some(true)`) or loop on the host over the device primitives (`Some(false)`), or, with
+/// `None` (the default), whichever `LAIC_CUDA_KMEANS_DEVICE=1` asks for (the device loops have
+/// not yet run on a GPU, so they are off unless asked for). For tests and benchmarks that
+/// compare the two in one process.
+pub fn set_kmeans_on_device(choice: Option<bool>) {
+    ON_DEVICE.with(|c| c.set(choice));
 }
 
-/// Whether k-means calls started on this thread run their Lloyd iterations on the device.
-fn device_lloyd_requested() -> bool {
-    DEVICE_LLOYD
+/// Whether k-means calls started on this thread seed and iterate on the device.
+fn on_device_requested() -> bool {
+    ON_DEVICE
         .with(Cell::get)
-        .unwrap_or_else(|| std::env::var(DEVICE_LLOYD_ENV).as_deref() == Ok("1"))
+        .unwrap_or_else(|| std::env::var(ON_DEVICE_ENV).as_deref() == Ok("1"))
 }
 
 /// Keeps (`true`) k-means calls started on this thread on the mma.sync assignment kernel even
@@ -254,6 +259,24 @@ struct UpdateParams {
     reserved: i32,
 }
 
+/// `SeedParams` of kmeans_seed.cuh.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct SeedParams {
+    closest: u64,
+    cand: u64,
+    sub: u64,
+    part: u64,
+    draw_block: u64,
+    draw_base: u64,
+    draw_target: u64,
+    picked: u64,
+    n: u64,
+    range: u64,
+    trials: i32,
+    best: i32,
+}
+
 // SAFETY: plain #[repr(C)] structs of integers and floats with the C layout of kmeans.cu's
 // structs (sizes checked by a test), passed by value as kernel parameters.
 unsafe impl DeviceRepr for AssignParams {}
@@ -269,6 +292,8 @@ unsafe impl DeviceRepr for SortParams {}
 unsafe impl DeviceRepr for ChangedParams {}
 // SAFETY: as above.
 unsafe impl DeviceRepr for UpdateParams {}
+// SAFETY: as above.
+unsafe impl DeviceRepr for SeedParams {}
 
 /// The kernels of kmeans.cu and kmeans_wgmma.cu; per-dtype arrays are indexed f32, f16, bf16.
 pub(super) struct KMeansKernels {
@@ -283,6 +308,10 @@ pub(super) struct KMeansKernels {
     sort: [CudaFunction; 3],
     changed: CudaFunction,
     update: CudaFunction,
+    seed_sums: CudaFunction,
+    seed_potentials: CudaFunction,
+    seed_pick: CudaFunction,
+    seed_accept: CudaFunction,
 }
 
 const DTYPES: [&str; 3] = ["f32", "f16", "bf16"];
@@ -346,6 +375,10 @@ impl KMeansKernels {
             ],
             changed: f("laic_km_changed".into())?,
             update: f("laic_km_update".into())?,
+            seed_sums: f("laic_km_seed_sums".into())?,
+            seed_potentials: f("laic_km_seed_potentials".into())?,
+            seed_pick: f("laic_km_seed_pick".into())?,
+            seed_accept: f("laic_km_seed_accept".into())?,
         })
     }
 }
@@ -1001,6 +1034,265 @@ impl<'a> CudaKMeans<'a> {
     }
 }
 
+impl CudaKMeans<'_> {
+    /// Enqueues the distances of every row to the `c` device centres (c × d f32) into `out`
+    /// (n × c, row-major).
+    fn launch_distances(
+        &self,
+        stream: &Arc<CudaStream>,
+        centres: &CudaSlice<f32>,
+        c: usize,
+        metric: Metric,
+        out: &CudaSlice<f32>,
+    ) -> Result<()> {
+        let (n, d) = (self.n, self.d);
+        let kernels = &self.backend.kmeans;
+        let (pp, _g1) = self.points.data.device_ptr(stream);
+        let (cf, _g2) = centres.device_ptr(stream);
+        let (op, _g3) = out.device_ptr(stream);
+        for c0 in (0..c).step_by(DIST_CENTRES) {
+            let params = DistParams {
+                points: pp,
+                centres: cf + (c0 * d * 4) as u64,
+                out: op,
+                n: n as u64,
+                np: self.points.rows_padded as u64,
+                nc: DIST_CENTRES.min(c - c0) as i32,
+                d: d as i32,
+                dp: self.plan.dp as i32,
+                out_stride: c as i32,
+                col0: c0 as i32,
+                spherical: (metric == Metric::Spherical) as i32,
+            };
+            let cfg = LaunchConfig {
+                grid_dim: (n.div_ceil(8) as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: one warp per point below n; centres c0..c0 + nc of `centres` (c × d
+            // f32) and columns c0..c0 + nc of the n × c output are in bounds.
+            unsafe {
+                stream
+                    .launch_builder(&kernels.distances[dtype_index(self.dtype)])
+                    .arg(&params)
+                    .launch(cfg)
+            }
+            .map_err(|e| cuda_error("launching the k-means distances kernel", e))?;
+        }
+        Ok(())
+    }
+
+    /// [`KMeansSteps::kmeans_plus_plus`] with the nearest distances on the device
+    /// (`kernels/kmeans_seed.cuh`): per step the block sums of the nearest distances come back
+    /// for the host's draws, the device finds the drawn points, the candidates' rows go up,
+    /// and the candidates' potentials come back for the host's choice. Same draws and
+    /// choices as the host loop; the sums are grouped by block (fixed order: a seed gives the
+    /// same centres on every run).
+    fn device_kmeans_plus_plus(
+        &mut self,
+        data: &[f32],
+        k: usize,
+        metric: Metric,
+        first: usize,
+        uniform: &mut dyn FnMut() -> f64,
+    ) -> Result<Vec<f32>> {
+        let (n, d) = (self.n, self.d);
+        let trials = 2 + (k as f64).ln() as usize;
+        let (range, blocks) = seed_blocks(n);
+        let kernels = &self.backend.kmeans;
+        let mut centres = Vec::with_capacity(k * d);
+        centres.extend_from_slice(&data[first * d..(first + 1) * d]);
+        let row = |i: usize| &data[i * d..(i + 1) * d];
+        let bufs = self.backend.with_stream(|stream| {
+            let f32s = |len: usize| stream.alloc_zeros::<f32>(len.max(1));
+            let f64s = |len: usize| stream.alloc_zeros::<f64>(len.max(1));
+            let u32s = |len: usize| stream.alloc_zeros::<u32>(len.max(1));
+            let alloc = || -> std::result::Result<SeedBuffers, cudarc::driver::DriverError> {
+                Ok(SeedBuffers {
+                    closest: f32s(n)?,
+                    cand: f32s(n * trials)?,
+                    sub: f64s(blocks * SEED_THREADS)?,
+                    part: f64s(blocks * trials)?,
+                    draw_block: u32s(trials)?,
+                    draw_base: f64s(trials)?,
+                    draw_target: f64s(trials)?,
+                    picked: u32s(trials)?,
+                })
+            };
+            let bufs = alloc().map_err(|e| cuda_error("the seeding buffers", e))?;
+            let dev_first = self.upload_centres(stream, row(first))?;
+            self.launch_distances(stream, &dev_first, 1, metric, &bufs.closest)?;
+            sync(stream, "the first seed's distances failed")?;
+            Ok(bufs)
+        })?;
+        let mut bufs = bufs;
+        let mut accepted: Option<usize> = None;
+        for _ in 1..k {
+            // The previous step's choice, then the block sums of the nearest distances.
+            let part = self.backend.with_stream(|stream| {
+                if let Some(best) = accepted {
+                    let cfg = LaunchConfig {
+                        grid_dim: (n.div_ceil(256).clamp(1, 1024) as u32, 1, 1),
+                        block_dim: (256, 1, 1),
+                        shared_mem_bytes: 0,
+                    };
+                    bufs.launch(stream, &kernels.seed_accept, cfg, n, range, trials, best)?;
+                }
+                let cfg = seed_grid(blocks);
+                bufs.launch(stream, &kernels.seed_sums, cfg, n, range, trials, 0)?;
+                let part = stream
+                    .clone_dtoh(&bufs.part)
+                    .map_err(|e| cuda_error("copying the seeding sums back", e))?;
+                sync(stream, "the seeding sums failed")?;
+                Ok(part)
+            })?;
+            let mut incl = Vec::with_capacity(blocks);
+            let mut total = 0f64;
+            for &p in &part[..blocks] {
+                total += p;
+                incl.push(total);
+            }
+            // The host's draws (as in the host loop: r = u · total), found on the device.
+            let (mut draw_block, mut draw_base, mut draw_target) = (vec![], vec![], vec![]);
+            for _ in 0..trials {
+                let r = uniform() * total;
+                let b = incl.partition_point(|&c| c < r).min(blocks - 1);
+                draw_block.push(b as u32);
+                draw_base.push(if b == 0 { 0.0 } else { incl[b - 1] });
+                draw_target.push(r);
+            }
+            let cands = self.backend.with_stream(|stream| {
+                let up = |e| cuda_error("uploading the draws", e);
+                stream
+                    .memcpy_htod(&draw_block, &mut bufs.draw_block)
+                    .map_err(up)?;
+                stream
+                    .memcpy_htod(&draw_base, &mut bufs.draw_base)
+                    .map_err(up)?;
+                stream
+                    .memcpy_htod(&draw_target, &mut bufs.draw_target)
+                    .map_err(up)?;
+                let cfg = LaunchConfig {
+                    grid_dim: (trials.div_ceil(32) as u32, 1, 1),
+                    block_dim: (32, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                bufs.launch(stream, &kernels.seed_pick, cfg, n, range, trials, 0)?;
+                let picked = stream
+                    .clone_dtoh(&bufs.picked)
+                    .map_err(|e| cuda_error("copying the drawn points back", e))?;
+                sync(stream, "the seeding draws failed")?;
+                Ok(picked)
+            })?;
+            let cands: Vec<usize> = cands[..trials].iter().map(|&i| i as usize).collect();
+            // The candidates' potentials: Σ min(nearest, distance to the candidate).
+            let mut rows = Vec::with_capacity(trials * d);
+            for &i in &cands {
+                rows.extend_from_slice(row(i));
+            }
+            let part = self.backend.with_stream(|stream| {
+                let dev_rows = self.upload_centres(stream, &rows)?;
+                self.launch_distances(stream, &dev_rows, trials, metric, &bufs.cand)?;
+                let cfg = seed_grid(blocks);
+                bufs.launch(stream, &kernels.seed_potentials, cfg, n, range, trials, 0)?;
+                let part = stream
+                    .clone_dtoh(&bufs.part)
+                    .map_err(|e| cuda_error("copying the potentials back", e))?;
+                sync(stream, "the seeding potentials failed")?;
+                Ok(part)
+            })?;
+            let mut best: Option<(f64, usize)> = None;
+            for t in 0..trials {
+                let pot: f64 = (0..blocks).map(|b| part[b * trials + t]).sum();
+                if best.is_none_or(|(p, _)| pot < p) {
+                    best = Some((pot, t));
+                }
+            }
+            let (_, t) = best.expect("at least two trials");
+            centres.extend_from_slice(row(cands[t]));
+            accepted = Some(t);
+        }
+        Ok(centres)
+    }
+}
+
+/// Blocks of the seeding sums for `n` points: (points per block, a multiple of
+/// `SEED_THREADS`; blocks), at most `SEED_BLOCKS` blocks of at least `SEED_THREADS` points.
+fn seed_blocks(n: usize) -> (usize, usize) {
+    let range = n
+        .div_ceil(SEED_BLOCKS)
+        .max(1)
+        .next_multiple_of(SEED_THREADS);
+    (range, n.div_ceil(range).max(1))
+}
+
+/// The launch of the seeding kernels that run a block per range of points.
+fn seed_grid(blocks: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (blocks as u32, 1, 1),
+        block_dim: (SEED_THREADS as u32, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// The device buffers of [`CudaKMeans::device_kmeans_plus_plus`] (`SeedParams` of
+/// kmeans_seed.cuh).
+struct SeedBuffers {
+    closest: CudaSlice<f32>,
+    cand: CudaSlice<f32>,
+    sub: CudaSlice<f64>,
+    part: CudaSlice<f64>,
+    draw_block: CudaSlice<u32>,
+    draw_base: CudaSlice<f64>,
+    draw_target: CudaSlice<f64>,
+    picked: CudaSlice<u32>,
+}
+
+impl SeedBuffers {
+    /// Launches one of the seeding kernels on these buffers.
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        &self,
+        stream: &Arc<CudaStream>,
+        f: &CudaFunction,
+        cfg: LaunchConfig,
+        n: usize,
+        range: usize,
+        trials: usize,
+        best: usize,
+    ) -> Result<()> {
+        let (cl, _g1) = self.closest.device_ptr(stream);
+        let (ca, _g2) = self.cand.device_ptr(stream);
+        let (su, _g3) = self.sub.device_ptr(stream);
+        let (pa, _g4) = self.part.device_ptr(stream);
+        let (db, _g5) = self.draw_block.device_ptr(stream);
+        let (ds, _g6) = self.draw_base.device_ptr(stream);
+        let (dt, _g7) = self.draw_target.device_ptr(stream);
+        let (pk, _g8) = self.picked.device_ptr(stream);
+        let params = SeedParams {
+            closest: cl,
+            cand: ca,
+            sub: su,
+            part: pa,
+            draw_block: db,
+            draw_base: ds,
+            draw_target: dt,
+            picked: pk,
+            n: n as u64,
+            range: range as u64,
+            trials: trials as i32,
+            best: best as i32,
+        };
+        // SAFETY: the buffers were allocated for n points, `trials` candidates and
+        // n.div_ceil(range) ≤ the grid's blocks of SEED_THREADS threads (`seed_blocks`); the
+        // kernels stay inside them (kmeans_seed.cuh: thread ranges are clamped to n, draws
+        // to `trials`, the accepted column is < trials).
+        unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
+            .map_err(|e| cuda_error("launching a k-means seeding kernel", e))?;
+        Ok(())
+    }
+}
+
 /// The device state of [`CudaKMeans::device_lloyd`].
 struct DeviceLloyd {
     /// The current centres, k × d f32.
@@ -1046,7 +1338,7 @@ impl KMeansSteps for CudaKMeans<'_> {
         tol: f64,
         report: &dyn Fn(f64) -> Result<()>,
     ) -> Result<KMeansResult> {
-        if device_lloyd_requested() {
+        if on_device_requested() {
             self.device_lloyd(data, centres, opts, tol, report)
         } else {
             kmeans::lloyd(self, data, d, centres, opts, tol, report)
@@ -1054,48 +1346,13 @@ impl KMeansSteps for CudaKMeans<'_> {
     }
 
     fn distances(&mut self, centres: &[f32], metric: Metric, out: &mut [f32]) -> Result<()> {
-        let (n, d) = (self.n, self.d);
-        let c = centres.len() / d;
-        let kernels = &self.backend.kmeans;
-        let dti = dtype_index(self.dtype);
+        let (n, c) = (self.n, centres.len() / self.d);
         let host = self.backend.with_stream(|stream| {
             let dev_c = self.upload_centres(stream, centres)?;
             let dev_out = stream
                 .alloc_zeros::<f32>(n * c)
                 .map_err(|e| cuda_error("distances", e))?;
-            let (pp, _g1) = self.points.data.device_ptr(stream);
-            let (cf, _g2) = dev_c.device_ptr(stream);
-            let (op, _g3) = dev_out.device_ptr(stream);
-            for c0 in (0..c).step_by(DIST_CENTRES) {
-                let nc = DIST_CENTRES.min(c - c0);
-                let params = DistParams {
-                    points: pp,
-                    centres: cf + (c0 * d * 4) as u64,
-                    out: op,
-                    n: n as u64,
-                    np: self.points.rows_padded as u64,
-                    nc: nc as i32,
-                    d: d as i32,
-                    dp: self.plan.dp as i32,
-                    out_stride: c as i32,
-                    col0: c0 as i32,
-                    spherical: (metric == Metric::Spherical) as i32,
-                };
-                let cfg = LaunchConfig {
-                    grid_dim: (n.div_ceil(8) as u32, 1, 1),
-                    block_dim: (256, 1, 1),
-                    shared_mem_bytes: 0,
-                };
-                // SAFETY: one warp per point below n; centres c0..c0 + nc of `dev_c` (c × d
-                // f32) and columns c0..c0 + nc of the n × c output are in bounds.
-                unsafe {
-                    stream
-                        .launch_builder(&kernels.distances[dti])
-                        .arg(&params)
-                        .launch(cfg)
-                }
-                .map_err(|e| cuda_error("launching the k-means distances kernel", e))?;
-            }
+            self.launch_distances(stream, &dev_c, c, metric, &dev_out)?;
             let host = stream
                 .clone_dtoh(&dev_out)
                 .map_err(|e| cuda_error("copying the distances back", e))?;
@@ -1104,6 +1361,22 @@ impl KMeansSteps for CudaKMeans<'_> {
         })?;
         out[..n * c].copy_from_slice(&host);
         Ok(())
+    }
+
+    fn kmeans_plus_plus(
+        &mut self,
+        data: &[f32],
+        d: usize,
+        k: usize,
+        metric: Metric,
+        first: usize,
+        uniform: &mut dyn FnMut() -> f64,
+    ) -> Result<Vec<f32>> {
+        if on_device_requested() {
+            self.device_kmeans_plus_plus(data, k, metric, first, uniform)
+        } else {
+            kmeans::kmeans_plus_plus(self, data, d, k, metric, first, uniform)
+        }
     }
 
     fn cluster_sums(&mut self, labels: &[u32], sums: &mut [f64], counts: &mut [u64]) -> Result<()> {
@@ -1224,6 +1497,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<SortParams>(), 80);
         assert_eq!(std::mem::size_of::<ChangedParams>(), 32);
         assert_eq!(std::mem::size_of::<UpdateParams>(), 64);
+        assert_eq!(std::mem::size_of::<SeedParams>(), 88);
     }
 
     #[test]

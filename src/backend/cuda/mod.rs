@@ -21,7 +21,7 @@ pub use clip::{last_clip_encode_ms, take_clip_profile};
 pub use gradnorm::{last_gradnorm_config, last_gradnorm_kernel_ms};
 pub use kernels::kernels_built;
 pub use kmeans::{
-    last_kmeans_assign_kernel, last_kmeans_assign_ms, last_kmeans_sums_ms, set_kmeans_device_lloyd,
+    last_kmeans_assign_kernel, last_kmeans_assign_ms, last_kmeans_sums_ms, set_kmeans_on_device,
     set_kmeans_wgmma_disabled,
 };
 pub use retrieve::last_retrieve_kernel_ms;
