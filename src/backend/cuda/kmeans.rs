@@ -807,10 +807,10 @@ impl<'a> CudaKMeans<'a> {
         Ok((start, end))
     }
 
-    /// Enqueues the count of the labels that differ from `state.previous` (when `compare`) into
-    /// `flags[0]` and the
-    /// centre update from the update buffers' sums and starts (`old` → `new`, per-cluster
-    /// moves into `moved`, empty clusters counted into `flags[1]`); clears `flags` first.
+    /// Enqueues, after clearing `state.flags`: the count of the labels that differ from
+    /// `state.previous` into `flags[0]` (when `compare`), and the centre update from the update
+    /// buffers' sums and starts (`state.centres` → `state.next`, per-cluster squared moves into
+    /// `state.moved`, empty clusters counted into `flags[1]`).
     fn launch_lloyd_rest(
         &self,
         stream: &Arc<CudaStream>,
