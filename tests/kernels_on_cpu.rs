@@ -28,6 +28,7 @@ fn build(driver: &str) -> Option<PathBuf> {
             "-Wall",
             "-Wextra",
             "-Werror",
+            "-Wno-unknown-pragmas",
         ])
         .arg("-I")
         .arg(root.join("kernels"))
@@ -85,4 +86,9 @@ fn the_lloyd_kernels_update_centres_as_the_host_does() {
 #[test]
 fn the_seeding_kernels_sum_in_a_fixed_order_and_draw_as_the_host_does() {
     run("kmeans_seed", 5);
+}
+
+#[test]
+fn the_cuda_core_attention_matches_f64_attention() {
+    run("clip_attention", 6);
 }

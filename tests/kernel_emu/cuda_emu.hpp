@@ -5,13 +5,17 @@
 // mask and whole warps (blockDim.x a multiple of 32). A thread that returns leaves the
 // barriers, as an exited CUDA thread no longer counts for __syncthreads.
 //
-// Not emulated: tensor cores, cp.async, half types, dynamic shared memory. Build with
-// -ffp-contract=off so that the host compiler, like the _rn intrinsics, fuses nothing.
+// Dynamic shared memory: `launch`'s last argument sizes it, and LAIC_DYNAMIC_SMEM (the kernels'
+// way to declare it) gives each block's threads the block's buffer.
+//
+// Not emulated: tensor cores, cp.async, half types. Build with -ffp-contract=off so that the
+// host compiler, like the _rn intrinsics, fuses nothing.
 #pragma once
 
 #include <atomic>
 #include <barrier>
 #include <cmath>
+#include <math.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -35,6 +39,14 @@ inline dim3 gridDim;
 #define __launch_bounds__(...)
 #define __restrict__
 
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+
+inline int min(int a, int b) { return a < b ? a : b; }
+
+inline int max(int a, int b) { return a > b ? a : b; }
+
 namespace emu {
 
 [[noreturn]] inline void fail(const char* what) {
@@ -48,11 +60,13 @@ struct Warp {
 };
 
 struct Block {
-    explicit Block(unsigned threads) : sync(threads) {
+    Block(unsigned threads, size_t smem_bytes) : sync(threads), smem(smem_bytes, 0xff) {
         for (unsigned w = 0; w < threads / 32; ++w) warps.push_back(std::make_unique<Warp>());
     }
     std::barrier<> sync;
     std::vector<std::unique_ptr<Warp>> warps;
+    // Dynamic shared memory, NaN bytes until written (operator new aligns it to 16 bytes).
+    std::vector<unsigned char> smem;
 };
 
 inline thread_local Block* current = nullptr;
@@ -86,9 +100,10 @@ inline void exchange(unsigned mask, unsigned long long v, unsigned long long all
     w.sync.arrive_and_wait();
 }
 
-// Runs `body` as a kernel over `grid` blocks of `block` threads.
+// Runs `body` as a kernel over `grid` blocks of `block` threads with `smem_bytes` of dynamic
+// shared memory.
 template <class F>
-void launch(dim3 grid, dim3 block, F body) {
+void launch(dim3 grid, dim3 block, F body, size_t smem_bytes = 0) {
     if (block.x == 0 || block.x % 32 != 0 || block.x > 1024 || block.y != 1 || block.z != 1) {
         fail("blocks must be 1-D with a multiple of 32 threads, at most 1024");
     }
@@ -97,7 +112,7 @@ void launch(dim3 grid, dim3 block, F body) {
     for (unsigned z = 0; z < grid.z; ++z)
         for (unsigned y = 0; y < grid.y; ++y)
             for (unsigned x = 0; x < grid.x; ++x) {
-                Block b(block.x);
+                Block b(block.x, smem_bytes);
                 std::vector<std::thread> threads;
                 for (unsigned t = 0; t < block.x; ++t) {
                     threads.emplace_back([&b, &body, t, x, y, z] {
@@ -114,6 +129,8 @@ void launch(dim3 grid, dim3 block, F body) {
 }
 
 }  // namespace emu
+
+#define LAIC_DYNAMIC_SMEM(T, name) T* name = reinterpret_cast<T*>(emu::current->smem.data())
 
 inline void __syncthreads() { emu::current->sync.arrive_and_wait(); }
 

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use cudarc::driver::{CudaFunction, CudaModule, CudaStream, LaunchConfig, PushKernelArg, sys};
 use std::sync::Arc;
 
-/// Longest sequence the fused kernels take (`ATT_MAX_SEQ` in kernels/clip.cu).
+/// Longest sequence the fused kernels take (`ATT_MAX_SEQ` in kernels/clip_simt.cuh).
 pub(crate) const MAX_SEQ: usize = 128;
 /// Widest head the fused kernels take.
 const MAX_HEAD: usize = 128;
