@@ -1,5 +1,6 @@
-"""Replays the fused CLIP attention kernels of kernels/clip.cu in NumPy, written before they ran
-on a GPU, against an f64 reference:
+"""Replays the fused CLIP attention kernels (kernels/clip_simt.cuh and clip.cu) in NumPy, written
+before they ran on a GPU, against an f64 reference (the CUDA-core kernel's own source also runs
+on the CPU in cargo test: tests/kernel_emu/clip_attention.cpp):
 - `laic_clip_attention_*` (CUDA cores): its shared-memory layout as one flat array (NaN where
   nothing was written; every read is bounds- and NaN-checked), the per-lane key slots with the
   clamped rows, the base-2 softmax and the f16 rounding of the output;
