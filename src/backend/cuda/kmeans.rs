@@ -15,7 +15,7 @@
 //! a GPU), `laic_km_wg_assign_*` (kmeans_wgmma.cu, wgmma): same parameters, same results.
 
 use super::operands::{self, Layout, PackKernels, Packed, RowValue};
-use super::{CudaBackend, cuda_error};
+use super::{CudaBackend, cuda_error, launch_kernel};
 use crate::backend::KMeansSteps;
 use crate::error::{Error, Result};
 use crate::kmeans::{
@@ -24,7 +24,7 @@ use crate::kmeans::{
 use crate::matrix::{Dtype, MatrixRef};
 use cudarc::driver::{
     CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
-    LaunchConfig, PushKernelArg, sys,
+    LaunchConfig, sys,
 };
 use std::cell::Cell;
 use std::sync::Arc;
@@ -656,8 +656,15 @@ impl<'a> CudaKMeans<'a> {
             // plan.dp columns, the centres to kp rows (multiple of the kernel's tile, plan.bn)
             // and dp columns with kp biases, `centres` holds k × d f32, and the label and distance
             // buffers hold n elements; the grid covers np / bm blocks.
-            unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
-                .map_err(|e| cuda_error("launching the k-means assignment kernel", e))?;
+            unsafe {
+                launch_kernel(
+                    stream,
+                    f,
+                    cfg,
+                    &params,
+                    "launching the k-means assignment kernel",
+                )
+            }?;
             start
         };
         let end = event(stream)?;
@@ -739,8 +746,7 @@ impl<'a> CudaKMeans<'a> {
                 // k + 1 starts and cluster tasks, max_tasks ≥ n / SUM_CHUNK + k task
                 // bounds; warp w < nchunks reads labels [w · chunk, (w + 1) · chunk) ∩
                 // [0, n) and the count cells of its own column.
-                unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
-                    .map_err(|e| cuda_error(what, e))?;
+                unsafe { launch_kernel(stream, f, cfg, &params, what) }?;
             }
         }
         {
@@ -770,12 +776,14 @@ impl<'a> CudaKMeans<'a> {
             // packed; unused tasks are empty) and writes row t of the max_tasks × d
             // partial sums.
             unsafe {
-                stream
-                    .launch_builder(&kernels.sums[dti])
-                    .arg(&params)
-                    .launch(cfg)
-            }
-            .map_err(|e| cuda_error("launching the k-means sums kernel", e))?;
+                launch_kernel(
+                    stream,
+                    &kernels.sums[dti],
+                    cfg,
+                    &params,
+                    "launching the k-means sums kernel",
+                )
+            }?;
         }
         {
             let (pa, _g1) = u.partial.device_ptr(stream);
@@ -796,12 +804,14 @@ impl<'a> CudaKMeans<'a> {
             // SAFETY: cluster c reads the partial rows of its tasks (< the scan's task
             // count ≤ max_tasks) and writes row c of the k × d sums.
             unsafe {
-                stream
-                    .launch_builder(&kernels.reduce)
-                    .arg(&params)
-                    .launch(cfg)
-            }
-            .map_err(|e| cuda_error("launching the k-means reduce kernel", e))?;
+                launch_kernel(
+                    stream,
+                    &kernels.reduce,
+                    cfg,
+                    &params,
+                    "launching the k-means reduce kernel",
+                )
+            }?;
         }
         let end = event(stream)?;
         Ok((start, end))
@@ -841,12 +851,14 @@ impl<'a> CudaKMeans<'a> {
             };
             // SAFETY: both label buffers hold n elements; `flags` holds 2 counters.
             unsafe {
-                stream
-                    .launch_builder(&kernels.changed)
-                    .arg(&params)
-                    .launch(cfg)
-            }
-            .map_err(|e| cuda_error("launching the changed-labels kernel", e))?;
+                launch_kernel(
+                    stream,
+                    &kernels.changed,
+                    cfg,
+                    &params,
+                    "launching the changed-labels kernel",
+                )
+            }?;
         }
         let (sp, _g3) = u.sums.device_ptr(stream);
         let (tp, _g4) = u.starts.device_ptr(stream);
@@ -873,12 +885,14 @@ impl<'a> CudaKMeans<'a> {
         // SAFETY: block c < k reads row c of the k × d sums and old centres, starts[c..=c + 1]
         // (k + 1), writes row c of the new centres and moved[c] (k), and counts into flags[1].
         unsafe {
-            stream
-                .launch_builder(&kernels.update)
-                .arg(&params)
-                .launch(cfg)
-        }
-        .map_err(|e| cuda_error("launching the centre update kernel", e))?;
+            launch_kernel(
+                stream,
+                &kernels.update,
+                cfg,
+                &params,
+                "launching the centre update kernel",
+            )
+        }?;
         Ok(())
     }
 
@@ -1072,12 +1086,14 @@ impl CudaKMeans<'_> {
             // SAFETY: one warp per point below n; centres c0..c0 + nc of `centres` (c × d
             // f32) and columns c0..c0 + nc of the n × c output are in bounds.
             unsafe {
-                stream
-                    .launch_builder(&kernels.distances[dtype_index(self.dtype)])
-                    .arg(&params)
-                    .launch(cfg)
-            }
-            .map_err(|e| cuda_error("launching the k-means distances kernel", e))?;
+                launch_kernel(
+                    stream,
+                    &kernels.distances[dtype_index(self.dtype)],
+                    cfg,
+                    &params,
+                    "launching the k-means distances kernel",
+                )
+            }?;
         }
         Ok(())
     }
@@ -1287,8 +1303,15 @@ impl SeedBuffers {
         // n.div_ceil(range) ≤ the grid's blocks of SEED_THREADS threads (`seed_blocks`); the
         // kernels stay inside them (kmeans_seed.cuh: thread ranges are clamped to n, draws
         // to `trials`, the accepted column is < trials).
-        unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
-            .map_err(|e| cuda_error("launching a k-means seeding kernel", e))?;
+        unsafe {
+            launch_kernel(
+                stream,
+                f,
+                cfg,
+                &params,
+                "launching a k-means seeding kernel",
+            )
+        }?;
         Ok(())
     }
 }

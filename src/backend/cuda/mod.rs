@@ -33,7 +33,10 @@ use crate::gradnorm::{GradNormOptions, GradNormOut};
 use crate::kmeans::{AssignOut, Metric};
 use crate::matrix::{DeviceGradNormOut, DeviceMatrix, MatrixRef};
 use crate::retrieve::{RetrieveOptions, RetrieveOut};
-use cudarc::driver::{CudaContext, CudaStream, DriverError, sys};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaStream, DeviceRepr, DriverError, LaunchConfig, PushKernelArg,
+    sys,
+};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
@@ -326,6 +329,23 @@ pub(crate) fn cuda_error(what: &str, e: DriverError) -> Error {
     } else {
         Error::Cuda(format!("{what}: {e}"))
     }
+}
+
+/// Launches `f` on `stream` with one parameter struct; a failed launch says `what` failed.
+///
+/// # Safety
+/// `params` has the layout of the kernel's parameter struct, and every address in it is valid
+/// for what the kernel reads and writes under `cfg`.
+pub(super) unsafe fn launch_kernel<P: DeviceRepr>(
+    stream: &Arc<CudaStream>,
+    f: &CudaFunction,
+    cfg: LaunchConfig,
+    params: &P,
+    what: &str,
+) -> Result<()> {
+    // SAFETY: the caller's contract.
+    unsafe { stream.launch_builder(f).arg(params).launch(cfg) }.map_err(|e| cuda_error(what, e))?;
+    Ok(())
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
