@@ -1,8 +1,11 @@
 //! Device kernels that use only warp intrinsics and shared memory, run on the CPU: the C++
 //! compiler builds their real source (`kernels/*.cuh`) against a small emulation of CUDA's
 //! thread model (`tests/kernel_emu/cuda_emu.hpp`) with AddressSanitizer and UBSan, and a
-//! driver checks them against a sequential reference. This is how CI, which has no GPU, tests
-//! their indexing and synchronisation; the GPU runs them in `scripts/gpu-check.sh`.
+//! driver checks them against a sequential or f64 reference: the k-means update's counting
+//! sort, the device Lloyd step and k-means++ kernels, and the CLIP encoders' CUDA-core passes
+//! and fused attention (f32 operands). This is how CI, which has no GPU, tests their indexing
+//! and synchronisation; the GPU runs them in `scripts/gpu-check.sh`. The tensor-core kernels
+//! (inline PTX) are not emulated.
 //!
 //! Without a C++20 compiler the test says it was skipped, and fails when
 //! `LAIC_REQUIRE_KERNEL_EMU=1` (CI) is set.
@@ -91,4 +94,9 @@ fn the_seeding_kernels_sum_in_a_fixed_order_and_draw_as_the_host_does() {
 #[test]
 fn the_cuda_core_attention_matches_f64_attention() {
     run("clip_attention", 6);
+}
+
+#[test]
+fn the_clip_passes_match_f64() {
+    run("clip_passes", 6);
 }
