@@ -1,6 +1,8 @@
 //! k-means: options, validation, k-means++ seeding, the Lloyd loop with restarts and
 //! empty-cluster repair. The heavy steps (assignment, per-cluster sums) are backend
-//! primitives ([`crate::backend::Backend::kmeans_assign`], `cluster_sums`).
+//! primitives ([`crate::backend::Backend::kmeans_assign`], `cluster_sums`); the seeding and
+//! the Lloyd loop here are the host loops of [`KMeansSteps::kmeans_plus_plus`] and
+//! [`KMeansSteps::lloyd`], which a device backend may run on the device instead.
 //!
 //! The loop follows scikit-learn's `KMeans(algorithm="lloyd")`, which the reference uses:
 //! greedy k-means++ with `2 + ⌊ln K⌋` local trials, stop when the labels no longer change or
