@@ -12,11 +12,7 @@
 #include <cuda_fp16.h>
 #endif
 
-// Declares the block's dynamic shared memory as `name`, an array of T (the CPU emulation of
-// tests/kernel_emu defines its own).
-#ifndef LAIC_DYNAMIC_SMEM
-#define LAIC_DYNAMIC_SMEM(T, name) extern __shared__ T name[]
-#endif
+#include "dynamic_smem.cuh"
 
 namespace laic_clip {
 

@@ -11,6 +11,7 @@
 
 namespace laic {
 
+#ifdef __CUDACC__  // inline PTX; on the CPU, tests/kernel_emu supplies these
 // Four 8x8 b16 matrices, transposed on the way (for a B operand stored k-major, [k][n]):
 // lane l supplies the row address of matrix l/8, row l%8.
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
@@ -25,6 +26,7 @@ __device__ __forceinline__ void ldmatrix_x2(uint32_t (&r)[2], const void* smem) 
                  : "=r"(r[0]), "=r"(r[1])
                  : "r"(smem_addr(smem)));
 }
+#endif  // __CUDACC__
 
 // Packs two f32 into a b16x2 register of operand type T (low half = first element, as the
 // mma fragments expect).

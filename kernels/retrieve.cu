@@ -60,7 +60,7 @@ __device__ __forceinline__ void retrieve_body(const RetrieveParams& p) {
     constexpr int NTHREADS = WR * WC * 32;
     constexpr int R = 2 * MT;
 
-    extern __shared__ __align__(16) unsigned char smem_raw[];
+    LAIC_DYNAMIC_SMEM(unsigned char, smem_raw);
     const int xstride = p.dp + PAD;
     const size_t x_plane = (size_t)BM * xstride;
     const size_t t_plane = (size_t)BN * xstride;
@@ -350,7 +350,7 @@ __device__ __forceinline__ void top_body(const TopParams& p) {
     constexpr int B_STAGE = XPL * B_PLANE;
     constexpr int SEGS = TBK / 8;
 
-    extern __shared__ __align__(16) unsigned char smem_raw[];
+    LAIC_DYNAMIC_SMEM(unsigned char, smem_raw);
     const int astride = p.dp + PAD;
     const size_t a_plane = (size_t)BM * astride;
     TM* As = reinterpret_cast<TM*>(smem_raw);

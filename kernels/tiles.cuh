@@ -3,11 +3,18 @@
 //
 // Compiled to PTX for compute_80 (PTX ISA <= 9.0) by build.rs; everything here is sm_80 PTX,
 // which the driver JIT-compiles for sm_90 (H100/H200) at module load.
+//
+// On the CPU (tests/kernel_emu, no __CUDACC__) the emulation supplies the half types and the
+// functions below that are inline PTX (cp.async, ldmatrix, mma.sync, ex2) before including this.
 #pragma once
 
+#ifdef __CUDACC__
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#endif
 #include <stdint.h>
+
+#include "dynamic_smem.cuh"
 
 namespace laic {
 
@@ -48,6 +55,8 @@ __device__ __forceinline__ void store_split(T* plane0, size_t plane_stride, floa
         plane0[plane_stride] = from_f32<T>(v - to_f32(hi));
     }
 }
+
+#ifdef __CUDACC__  // inline PTX; on the CPU, tests/kernel_emu supplies these
 
 // ---------------------------------------------------------------------------------------------
 // Asynchronous global -> shared copies (sm_80 cp.async).
@@ -115,6 +124,8 @@ __device__ __forceinline__ float ex2(float x) {
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
     return y;
 }
+
+#endif  // __CUDACC__
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

@@ -2,10 +2,11 @@
 //! compiler builds their real source (`kernels/*.cuh`) against a small emulation of CUDA's
 //! thread model (`tests/kernel_emu/cuda_emu.hpp`) with AddressSanitizer and UBSan, and a
 //! driver checks them against a sequential or f64 reference: the k-means update's counting
-//! sort, the device Lloyd step and k-means++ kernels, and the CLIP encoders' CUDA-core passes
-//! and fused attention (f32 operands). This is how CI, which has no GPU, tests their indexing
-//! and synchronisation; the GPU runs them in `scripts/gpu-check.sh`. The tensor-core kernels
-//! (inline PTX) are not emulated.
+//! sort, the device Lloyd step and k-means++ kernels, the CLIP encoders' CUDA-core passes and
+//! fused attention (f32 operands), and the tensor-core retrieval with its top nouns
+//! (`tests/kernel_emu/cuda_emu_mma.hpp` emulates the half types, cp.async, ldmatrix and
+//! mma.sync). This is how CI, which has no GPU, tests their indexing, synchronisation and
+//! arithmetic; the GPU runs them in `scripts/gpu-check.sh`. wgmma kernels are not emulated.
 //!
 //! Without a C++20 compiler the test says it was skipped, and fails when
 //! `LAIC_REQUIRE_KERNEL_EMU=1` (CI) is set.
@@ -99,4 +100,9 @@ fn the_cuda_core_attention_matches_f64_attention() {
 #[test]
 fn the_clip_passes_match_f64() {
     run("clip_passes", 6);
+}
+
+#[test]
+fn the_tensor_core_retrieval_matches_f64_retrieval() {
+    run("retrieve", 6);
 }

@@ -238,7 +238,9 @@ pub(super) fn supported(
     // Off until verified: on the GPU (H200, 2026-11-27) the kernel was 4.5-12 % off the CPU
     // (it summed the raw noun rows, not the unit ones; kernels/NOTES.md). The fix (exponent
     // z + log2 s_t, f32 as unit rows in f16 hi + lo) agrees with an f64 reference in the NumPy
-    // emulation (scripts/emulate_retrieve.py) but has not run on a device yet. Retrieval on a
+    // emulation (scripts/emulate_retrieve.py) and, since session 7, the kernel's own source does
+    // on the CPU (tests/kernel_emu/retrieve.cpp, which fails the kernel before the fix as the
+    // H200 did), but it has not run on a device yet. Retrieval on a
     // CUDA context runs on the CPU unless LAIC_CUDA_RETRIEVE_UNVERIFIED is set
     // (scripts/gpu-check.sh sets it, to test and time it).
     std::env::var_os("LAIC_CUDA_RETRIEVE_UNVERIFIED").is_some()
