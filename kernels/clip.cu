@@ -12,8 +12,10 @@
 // - Every kernel takes its sizes as 64-bit row counts and 32-bit widths; a warp owns a row
 //   where a row is reduced (layer norm, softmax, L2 norm).
 
+#ifdef __CUDACC__  // on the CPU, tests/kernel_emu supplies the half types
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#endif
 #include <stdint.h>
 
 #include "clip_simt.cuh"  // the CUDA-core kernels' bodies (namespace laic_clip)
@@ -44,7 +46,7 @@ __device__ void attention_mma(const T* __restrict__ qkv, T* __restrict__ out, in
                               int width, int heads, long long ld_out, int causal,
                               float scale_log2) {
   using laic::Mma;
-  extern __shared__ float4 att_smem[];
+  LAIC_DYNAMIC_SMEM(float4, att_smem);
   const int hd = width / heads;
   const int hdp = (hd + 15) & ~15;
   const int ld = hdp + 8;

@@ -4,7 +4,8 @@
 // extraction, the bias column. See clip.cu for the conventions.
 //
 // Only warp shuffles, shared memory and float math: tests/kernel_emu runs this file on the CPU
-// for float operands (the half types exist only under nvcc).
+// (the half types come from cuda_fp16.h under nvcc, from the emulation on the CPU, which then
+// defines LAIC_EMU_HALF_TYPES).
 #pragma once
 
 #ifdef __CUDACC__
@@ -17,14 +18,14 @@
 namespace laic_clip {
 
 __device__ __forceinline__ float to_f(float v) { return v; }
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(LAIC_EMU_HALF_TYPES)
 __device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
 #endif
 
 template <typename T> __device__ __forceinline__ T from_f(float v);
 template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(LAIC_EMU_HALF_TYPES)
 template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);

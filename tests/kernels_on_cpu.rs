@@ -2,8 +2,9 @@
 //! compiler builds their real source (`kernels/*.cuh`) against a small emulation of CUDA's
 //! thread model (`tests/kernel_emu/cuda_emu.hpp`) with AddressSanitizer and UBSan, and a
 //! driver checks them against a sequential or f64 reference: the k-means update's counting
-//! sort, the device Lloyd step and k-means++ kernels, the CLIP encoders' CUDA-core passes and
-//! fused attention (f32 operands), and the tensor-core retrieval with its top nouns
+//! sort, the device Lloyd step and k-means++ kernels, the CLIP encoders' CUDA-core passes, both
+//! fused attention kernels (CUDA cores for f32, tensor cores for f16 and bf16), and the
+//! tensor-core retrieval with its top nouns
 //! (`tests/kernel_emu/cuda_emu_mma.hpp` emulates the half types, cp.async, ldmatrix and
 //! mma.sync). This is how CI, which has no GPU, tests their indexing, synchronisation and
 //! arithmetic; the GPU runs them in `scripts/gpu-check.sh`. wgmma kernels are not emulated.
@@ -93,8 +94,8 @@ fn the_seeding_kernels_sum_in_a_fixed_order_and_draw_as_the_host_does() {
 }
 
 #[test]
-fn the_cuda_core_attention_matches_f64_attention() {
-    run("clip_attention", 6);
+fn the_fused_attention_kernels_match_f64_attention() {
+    run("clip_attention", 21);
 }
 
 #[test]

@@ -43,6 +43,12 @@ struct alignas(16) float4 {
     float x, y, z, w;
 };
 
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
+};
+
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+
 inline int min(int a, int b) { return a < b ? a : b; }
 
 inline int max(int a, int b) { return a > b ? a : b; }

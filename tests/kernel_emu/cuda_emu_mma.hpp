@@ -16,6 +16,8 @@
 #include <cstring>
 
 #define __align__(n) alignas(n)
+// Tells the kernels' headers that the half types below exist.
+#define LAIC_EMU_HALF_TYPES 1
 
 struct __half {
     uint16_t x;
