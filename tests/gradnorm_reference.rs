@@ -146,7 +146,10 @@ fn confident_nouns_keep_distinct_tiny_scores() {
         want.scores.iter().all(|&s| s < 1e-10 && s > 1e-30),
         "the test data is in the confident regime"
     );
-    assert_close(&got, &want, 1e-5, 0.0, "confident");
+    // A score here is e^((z_j - z_max)/τ)-like: an error δ in an f32 cosine moves it by δ/τ
+    // relative. Two cosines of ~2^-23 (6e-8 × a few) each at 1/τ = 50 give ~1.2e-5 (the worst
+    // seen over 300 seeds: 1.13e-5, where 1e-5 failed 5 of them); 3e-5 bounds it.
+    assert_close(&got, &want, 3e-5, 0.0, "confident");
     assert!(got.confidence.iter().all(|&p| p == 1.0));
     let distinct: std::collections::HashSet<u32> = got.scores.iter().map(|s| s.to_bits()).collect();
     assert!(
