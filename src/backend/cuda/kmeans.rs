@@ -519,6 +519,15 @@ fn store_ms(cell: &AtomicU32, start: &CudaEvent, end: &CudaEvent) {
     }
 }
 
+/// Enqueues the copy of a device buffer into a new host vector (complete after a sync).
+fn download<T: DeviceRepr + Default + Clone>(
+    stream: &Arc<CudaStream>,
+    buf: &CudaSlice<T>,
+    what: &str,
+) -> Result<Vec<T>> {
+    stream.clone_dtoh(buf).map_err(|e| cuda_error(what, e))
+}
+
 fn sync(stream: &Arc<CudaStream>, what: &str) -> Result<()> {
     stream.synchronize().map_err(|e| cuda_error(what, e))
 }
@@ -572,6 +581,14 @@ impl<'a> CudaKMeans<'a> {
                 update: None,
             })
         })
+    }
+
+    /// Enqueues the copies of the label and distance buffers to the host.
+    fn labels_and_distances(&self, stream: &Arc<CudaStream>) -> Result<(Vec<u32>, Vec<f32>)> {
+        Ok((
+            download(stream, &self.labels, "copying the labels back")?,
+            download(stream, &self.dist, "copying the distances back")?,
+        ))
     }
 
     /// Uploads `centres` (C×D f32, contiguous).
@@ -945,12 +962,12 @@ impl<'a> CudaKMeans<'a> {
                 let (s0, s1) = self.launch_sums(stream)?;
                 let spherical = metric == Metric::Spherical;
                 self.launch_lloyd_rest(stream, it > 0, &mut state, spherical)?;
-                let flags = stream
-                    .clone_dtoh(&state.flags)
-                    .map_err(|e| cuda_error("copying the iteration's counters back", e))?;
-                let moved = stream
-                    .clone_dtoh(&state.moved)
-                    .map_err(|e| cuda_error("copying the centre moves back", e))?;
+                let flags = download(
+                    stream,
+                    &state.flags,
+                    "copying the iteration's counters back",
+                )?;
+                let moved = download(stream, &state.moved, "copying the centre moves back")?;
                 sync(stream, "a k-means iteration on the device failed")?;
                 store_ms(&LAST_ASSIGN_MS, &a0, &a1);
                 store_ms(&LAST_SUMS_MS, &s0, &s1);
@@ -978,16 +995,8 @@ impl<'a> CudaKMeans<'a> {
                 sync(stream, "the k-means assignment kernel failed")?;
                 store_ms(&LAST_ASSIGN_MS, &a0, &a1);
             }
-            let back = |what: &str, e| cuda_error(what, e);
-            let labels = stream
-                .clone_dtoh(&self.labels)
-                .map_err(|e| back("copying the labels back", e))?;
-            let dist = stream
-                .clone_dtoh(&self.dist)
-                .map_err(|e| back("copying the distances back", e))?;
-            let centres = stream
-                .clone_dtoh(&state.centres)
-                .map_err(|e| back("copying the centres back", e))?;
+            let (labels, dist) = self.labels_and_distances(stream)?;
+            let centres = download(stream, &state.centres, "copying the centres back")?;
             sync(stream, "copying the k-means result back")?;
             Ok((labels, dist, centres))
         })?;
@@ -1015,22 +1024,10 @@ impl<'a> CudaKMeans<'a> {
         let u = self.update.as_ref().expect("update buffers allocated");
         let k = u.k;
         let (labels, dist, mut sums, starts, current) = self.backend.with_stream(|stream| {
-            let back = |what: &str, e| cuda_error(what, e);
-            let labels = stream
-                .clone_dtoh(&self.labels)
-                .map_err(|e| back("copying the labels back", e))?;
-            let dist = stream
-                .clone_dtoh(&self.dist)
-                .map_err(|e| back("copying the distances back", e))?;
-            let sums = stream
-                .clone_dtoh(&u.sums)
-                .map_err(|e| back("copying the sums back", e))?;
-            let starts = stream
-                .clone_dtoh(&u.starts)
-                .map_err(|e| back("copying the cluster sizes back", e))?;
-            let current = stream
-                .clone_dtoh(&state.centres)
-                .map_err(|e| back("copying the centres back", e))?;
+            let (labels, dist) = self.labels_and_distances(stream)?;
+            let sums = download(stream, &u.sums, "copying the sums back")?;
+            let starts = download(stream, &u.starts, "copying the cluster sizes back")?;
+            let current = download(stream, &state.centres, "copying the centres back")?;
             sync(stream, "copying an iteration back")?;
             Ok((labels, dist, sums, starts, current))
         })?;
@@ -1156,9 +1153,7 @@ impl CudaKMeans<'_> {
                 }
                 let cfg = seed_grid(blocks);
                 bufs.launch(stream, &kernels.seed_sums, cfg, n, range, trials, 0)?;
-                let part = stream
-                    .clone_dtoh(&bufs.part)
-                    .map_err(|e| cuda_error("copying the seeding sums back", e))?;
+                let part = download(stream, &bufs.part, "copying the seeding sums back")?;
                 sync(stream, "the seeding sums failed")?;
                 Ok(part)
             })?;
@@ -1194,9 +1189,7 @@ impl CudaKMeans<'_> {
                     shared_mem_bytes: 0,
                 };
                 bufs.launch(stream, &kernels.seed_pick, cfg, n, range, trials, 0)?;
-                let picked = stream
-                    .clone_dtoh(&bufs.picked)
-                    .map_err(|e| cuda_error("copying the drawn points back", e))?;
+                let picked = download(stream, &bufs.picked, "copying the drawn points back")?;
                 sync(stream, "the seeding draws failed")?;
                 Ok(picked)
             })?;
@@ -1211,9 +1204,7 @@ impl CudaKMeans<'_> {
                 self.launch_distances(stream, &dev_rows, trials, metric, &bufs.cand)?;
                 let cfg = seed_grid(blocks);
                 bufs.launch(stream, &kernels.seed_potentials, cfg, n, range, trials, 0)?;
-                let part = stream
-                    .clone_dtoh(&bufs.part)
-                    .map_err(|e| cuda_error("copying the potentials back", e))?;
+                let part = download(stream, &bufs.part, "copying the potentials back")?;
                 sync(stream, "the seeding potentials failed")?;
                 Ok(part)
             })?;
@@ -1337,12 +1328,7 @@ impl KMeansSteps for CudaKMeans<'_> {
         let (labels, dist) = self.backend.with_stream(|stream| {
             let dev_c = self.upload_centres(stream, centres)?;
             let (_packed, start, end) = self.launch_assign(stream, &dev_c, k, metric)?;
-            let labels = stream
-                .clone_dtoh(&self.labels)
-                .map_err(|e| cuda_error("copying the labels back", e))?;
-            let dist = stream
-                .clone_dtoh(&self.dist)
-                .map_err(|e| cuda_error("copying the distances back", e))?;
+            let (labels, dist) = self.labels_and_distances(stream)?;
             sync(stream, "the k-means assignment kernel failed")?;
             store_ms(&LAST_ASSIGN_MS, &start, &end);
             Ok((labels, dist))
@@ -1376,9 +1362,7 @@ impl KMeansSteps for CudaKMeans<'_> {
                 .alloc_zeros::<f32>(n * c)
                 .map_err(|e| cuda_error("distances", e))?;
             self.launch_distances(stream, &dev_c, c, metric, &dev_out)?;
-            let host = stream
-                .clone_dtoh(&dev_out)
-                .map_err(|e| cuda_error("copying the distances back", e))?;
+            let host = download(stream, &dev_out, "copying the distances back")?;
             sync(stream, "the k-means distances kernel failed")?;
             Ok(host)
         })?;
@@ -1412,12 +1396,8 @@ impl KMeansSteps for CudaKMeans<'_> {
                 .map_err(|e| cuda_error("uploading the labels", e))?;
             let (start, end) = self.launch_sums(stream)?;
             let u = self.update.as_ref().expect("allocated above");
-            let host_sums = stream
-                .clone_dtoh(&u.sums)
-                .map_err(|e| cuda_error("copying the sums back", e))?;
-            let starts = stream
-                .clone_dtoh(&u.starts)
-                .map_err(|e| cuda_error("copying the cluster sizes back", e))?;
+            let host_sums = download(stream, &u.sums, "copying the sums back")?;
+            let starts = download(stream, &u.starts, "copying the cluster sizes back")?;
             sync(stream, "the k-means update kernels failed")?;
             store_ms(&LAST_SUMS_MS, &start, &end);
             Ok((host_sums, starts))
