@@ -22,18 +22,6 @@
 
 namespace {
 
-float value(float x) { return x; }
-float value(__half x) { return __half2float(x); }
-float value(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <class T>
-T operand(float x);
-template <>
-float operand<float>(float x) { return x; }
-template <>
-__half operand<__half>(float x) { return __float2half_rn(x); }
-template <>
-__nv_bfloat16 operand<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-
 // T = float: the CUDA-core kernel; __half, __nv_bfloat16: the tensor-core one. `bound`: the
 // largest error allowed, relative to the largest output.
 template <class T>
@@ -43,8 +31,8 @@ int run(const char* name, int batch, int seq, int width, int heads, bool causal,
     const long long ld_out = width + 3;
     std::normal_distribution<float> normal(0.0f, 1.0f);
     std::vector<T> qkv((size_t)batch * seq * 3 * width);
-    for (auto& v : qkv) v = operand<T>(normal(rng));
-    const T poison = operand<T>(-12345.0f);
+    for (auto& v : qkv) v = emu::from_float<T>(normal(rng));
+    const T poison = emu::from_float<T>(-12345.0f);
     std::vector<T> out((size_t)batch * seq * ld_out, poison);
     const float scale_log2 = 1.4426950408889634f / std::sqrt((float)hd);
     const dim3 grid{(unsigned)(batch * heads)};
@@ -71,7 +59,7 @@ int run(const char* name, int batch, int seq, int width, int heads, bool causal,
     }
 
     auto at = [&](int b, int j, int part, int c) {
-        return (double)value(qkv[((size_t)b * seq + j) * 3 * width + part * width + c]);
+        return (double)emu::to_float(qkv[((size_t)b * seq + j) * 3 * width + part * width + c]);
     };
     double max_err = 0.0, max_ref = 0.0;
     for (int b = 0; b < batch; ++b) {
@@ -91,7 +79,7 @@ int run(const char* name, int batch, int seq, int width, int heads, bool causal,
                 for (int c = 0; c < hd; ++c) {
                     double o = 0.0;
                     for (int j = 0; j < live; ++j) o += s[j] / z * at(b, j, 2, h * hd + c);
-                    const double got = value(out[((size_t)b * seq + i) * ld_out + h * hd + c]);
+                    const double got = emu::to_float(out[((size_t)b * seq + i) * ld_out + h * hd + c]);
                     if (!std::isfinite(got)) {
                         std::fprintf(stderr, "%s seq=%d hd=%d: out[%d][%d][%d] = %g\n", name, seq, hd, b, i,
                                      h * hd + c, got);
@@ -105,7 +93,7 @@ int run(const char* name, int batch, int seq, int width, int heads, bool causal,
     }
     for (int r = 0; r < batch * seq; ++r)
         for (long long c = width; c < ld_out; ++c)
-            if (value(out[r * ld_out + c]) != value(poison)) {
+            if (emu::to_float(out[r * ld_out + c]) != emu::to_float(poison)) {
                 std::fprintf(stderr, "%s seq=%d hd=%d: padding column %lld of row %d written\n", name, seq,
                              hd, c, r);
                 return 1;

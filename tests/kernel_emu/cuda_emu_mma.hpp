@@ -78,8 +78,19 @@ inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 
 namespace emu {
 
-inline float operand(__half h) { return __half2float(h); }
-inline float operand(__nv_bfloat16 b) { return __bfloat162float(b); }
+// An operand or input element as a float, and a float rounded to one (for the drivers).
+inline float to_float(float v) { return v; }
+inline float to_float(__half h) { return __half2float(h); }
+inline float to_float(__nv_bfloat16 b) { return __bfloat162float(b); }
+
+template <class T>
+T from_float(float v);
+template <>
+inline float from_float<float>(float v) { return v; }
+template <>
+inline __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <>
+inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 // The two 16-bit operands packed in a register, low half first, as floats.
 template <class T>
@@ -88,8 +99,8 @@ void unpack(uint32_t r, float& lo, float& hi) {
     const uint16_t l = (uint16_t)(r & 0xffffu), h = (uint16_t)(r >> 16);
     std::memcpy(&a, &l, 2);
     std::memcpy(&b, &h, 2);
-    lo = operand(a);
-    hi = operand(b);
+    lo = to_float(a);
+    hi = to_float(b);
 }
 
 // mma.sync.m16n8k16.row.col with f32 accumulators, operands of type T.

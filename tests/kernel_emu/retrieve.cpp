@@ -24,26 +24,13 @@ enum class Dt { F32, F16, Bf16 };
 
 size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 
-// Rounds every value to the input type (what the kernel reads).
+// Every value rounded to the input type (what the kernel reads).
 template <class TIn>
-std::vector<TIn> as(const std::vector<float>& v);
-template <>
-std::vector<float> as<float>(const std::vector<float>& v) { return v; }
-template <>
-std::vector<__half> as<__half>(const std::vector<float>& v) {
-    std::vector<__half> o;
-    for (float x : v) o.push_back(__float2half_rn(x));
+std::vector<TIn> as(const std::vector<float>& v) {
+    std::vector<TIn> o;
+    for (float x : v) o.push_back(emu::from_float<TIn>(x));
     return o;
 }
-template <>
-std::vector<__nv_bfloat16> as<__nv_bfloat16>(const std::vector<float>& v) {
-    std::vector<__nv_bfloat16> o;
-    for (float x : v) o.push_back(__float2bfloat16_rn(x));
-    return o;
-}
-float value(float x) { return x; }
-float value(__half x) { return __half2float(x); }
-float value(__nv_bfloat16 x) { return __bfloat162float(x); }
 
 // A packed matrix: planes of rows_padded x dp 16-bit operands and the row values.
 struct Packed {
@@ -116,14 +103,14 @@ int run(const char* name, Dt dt, size_t n, size_t m, int d, bool normalize, std:
     for (size_t i = 0; i < n; ++i) {
         std::vector<double> xi(d);
         double xn = 0.0;
-        for (int c = 0; c < d; ++c) xn += (xi[c] = value(x[i * d + c])) * xi[c];
+        for (int c = 0; c < d; ++c) xn += (xi[c] = emu::to_float(x[i * d + c])) * xi[c];
         xn = std::sqrt(xn);
         std::vector<double> z(m), tn(m);
         double zmax = -INFINITY;
         for (size_t j = 0; j < m; ++j) {
             double dot = 0.0, ss = 0.0;
             for (int c = 0; c < d; ++c) {
-                const double v = value(t[j * d + c]);
+                const double v = emu::to_float(t[j * d + c]);
                 dot += xi[c] * v;
                 ss += v * v;
             }
@@ -137,7 +124,7 @@ int run(const char* name, Dt dt, size_t n, size_t m, int d, bool normalize, std:
             const double e = std::exp(z[j] - zmax);
             l += e;
             const double w = e / (normalize ? tn[j] : 1.0);
-            for (int c = 0; c < d; ++c) f[c] += w * value(t[j * d + c]);
+            for (int c = 0; c < d; ++c) f[c] += w * emu::to_float(t[j * d + c]);
         }
         weights[i].resize(m);
         for (size_t j = 0; j < m; ++j) weights[i][j] = std::exp(z[j] - zmax) / l;
