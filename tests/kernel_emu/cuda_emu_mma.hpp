@@ -154,26 +154,22 @@ inline void cp_async_commit() {}
 template <int N>
 void cp_async_wait() {}
 
-// Lane l gets row l/4, columns 2(l%4) and 2(l%4) + 1 of each matrix.
-inline void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
+// ldmatrix .xN (not transposed): lane l gets row l/4, columns 2(l%4) and 2(l%4) + 1 of each of
+// the N matrices.
+template <int N>
+void ldmatrix_rows(uint32_t (&r)[N], const void* smem) {
     unsigned long long rows[32];
     emu::row_addresses(smem, rows);
     const int l = emu::lane();
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < N; ++i) {
         const unsigned long long row = rows[i * 8 + l / 4];
         r[i] = emu::element(row, 2 * (l % 4)) | (uint32_t)emu::element(row, 2 * (l % 4) + 1) << 16;
     }
 }
 
-inline void ldmatrix_x2(uint32_t (&r)[2], const void* smem) {
-    unsigned long long rows[32];
-    emu::row_addresses(smem, rows);
-    const int l = emu::lane();
-    for (int i = 0; i < 2; ++i) {
-        const unsigned long long row = rows[i * 8 + l / 4];
-        r[i] = emu::element(row, 2 * (l % 4)) | (uint32_t)emu::element(row, 2 * (l % 4) + 1) << 16;
-    }
-}
+inline void ldmatrix_x4(uint32_t (&r)[4], const void* smem) { ldmatrix_rows<4>(r, smem); }
+
+inline void ldmatrix_x2(uint32_t (&r)[2], const void* smem) { ldmatrix_rows<2>(r, smem); }
 
 // Transposed: lane l gets rows 2(l%4) and 2(l%4) + 1 of column l/4 of each matrix.
 inline void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
