@@ -29,7 +29,7 @@ use laic::backend::cuda::{
     set_kmeans_on_device,
 };
 use laic::backend::{Backend, KMeansSteps};
-use laic::kmeans::AssignOut;
+use laic::kmeans::{AssignOut, HostRows};
 use laic::retrieve::RetrieveOut;
 use laic::{BackendKind, Context, Dtype, Error, KMeansOptions, MatrixRef, Metric, RetrieveOptions};
 use rand::rngs::StdRng;
@@ -65,7 +65,13 @@ fn lloyd_iterations(
     for (device, name) in [(false, "host"), (true, "device")] {
         set_kmeans_on_device(Some(device));
         let t0 = Instant::now();
-        let r = steps.lloyd(data, D, centres.to_vec(), &opts, 0.0, &|_| Ok(()));
+        let r = steps.lloyd(
+            &HostRows::new(data, D),
+            centres.to_vec(),
+            &opts,
+            0.0,
+            &|_| Ok(()),
+        );
         let wall = t0.elapsed().as_secs_f64() * 1e3;
         set_kmeans_on_device(None);
         match r {
@@ -95,10 +101,10 @@ fn seeding(steps: &mut dyn KMeansSteps, data: &[f32], dtype: Dtype, label: &str)
         let mut draws = StdRng::seed_from_u64(7);
         let first = draws.random_range(0..n);
         let t0 = Instant::now();
-        let r =
-            steps.kmeans_plus_plus(data, D, SEED_CENTRES, Metric::Spherical, first, &mut || {
-                draws.random::<f64>()
-            });
+        let rows = HostRows::new(data, D);
+        let r = steps.kmeans_plus_plus(&rows, SEED_CENTRES, Metric::Spherical, first, &mut || {
+            draws.random::<f64>()
+        });
         let wall = t0.elapsed().as_secs_f64() * 1e3;
         set_kmeans_on_device(None);
         match r {

@@ -148,7 +148,7 @@ impl Context {
         opts: &KMeansOptions,
         progress: Progress<'_>,
     ) -> Result<KMeansResult> {
-        self.install(|| kmeans::run(self, x, opts, &progress, Stage::Clustering))
+        self.install(|| kmeans::run(self.backend(), x, opts, &progress, Stage::Clustering))
     }
 
     /// Retrieval of `images` (N×D) over `nouns` (M×D) into caller buffers (N×D features,

@@ -9,8 +9,7 @@
 //! the squared centre shift falls to `tol` × the mean per-feature variance, a final assignment
 //! to the last centres, and the restart with the lowest objective wins (earliest on ties).
 
-use crate::backend::KMeansSteps;
-use crate::context::Context;
+use crate::backend::{Backend, KMeansSteps};
 use crate::error::{Error, Result};
 use crate::matrix::MatrixRef;
 use crate::progress::{Progress, Stage};
@@ -26,7 +25,7 @@ pub enum Metric {
     Spherical,
 }
 
-/// Options of [`Context::kmeans`].
+/// Options of [`crate::Context::kmeans`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct KMeansOptions {
     /// Number of clusters K (1 ≤ K ≤ N).
@@ -96,7 +95,7 @@ pub struct AssignOut<'a> {
     pub distances: &'a mut [f32],
 }
 
-/// The result of [`Context::kmeans`].
+/// The result of [`crate::Context::kmeans`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct KMeansResult {
     /// Cluster of each row (N).
@@ -113,9 +112,58 @@ pub struct KMeansResult {
     pub best_run: usize,
 }
 
-/// Runs k-means on validated-shape input `x`, reporting progress under `stage`.
+/// The f32 rows of one k-means call (unit rows for the spherical metric) as the loops read
+/// them: a few at a time, for the seeds and for the points that refill empty clusters. The
+/// rows may live in host memory ([`HostRows`]) or on a device.
+pub trait Rows {
+    /// Number of rows N.
+    fn n_rows(&self) -> usize;
+
+    /// Columns D of each row.
+    fn dim(&self) -> usize;
+
+    /// Copies the rows `idx` (each < N), in that order, into `out` (`idx.len()` × D).
+    fn copy_rows(&self, idx: &[usize], out: &mut [f32]) -> Result<()>;
+}
+
+/// [`Rows`] in host memory: `data` holds N×`d` f32, row-major.
+#[derive(Debug, Clone, Copy)]
+pub struct HostRows<'a> {
+    /// The rows.
+    pub data: &'a [f32],
+    /// Columns per row.
+    pub d: usize,
+}
+
+impl<'a> HostRows<'a> {
+    /// The rows of `data`, `d` columns each (`data.len()` a multiple of `d`).
+    pub fn new(data: &'a [f32], d: usize) -> Self {
+        debug_assert!(d > 0 && data.len().is_multiple_of(d));
+        HostRows { data, d }
+    }
+}
+
+impl Rows for HostRows<'_> {
+    fn n_rows(&self) -> usize {
+        self.data.len() / self.d
+    }
+
+    fn dim(&self) -> usize {
+        self.d
+    }
+
+    fn copy_rows(&self, idx: &[usize], out: &mut [f32]) -> Result<()> {
+        let d = self.d;
+        for (o, &i) in out.chunks_exact_mut(d).zip(idx) {
+            o.copy_from_slice(&self.data[i * d..(i + 1) * d]);
+        }
+        Ok(())
+    }
+}
+
+/// Runs k-means on validated-shape input `x` on `backend`, reporting progress under `stage`.
 pub(crate) fn run(
-    ctx: &Context,
+    backend: &dyn Backend,
     x: &MatrixRef<'_>,
     opts: &KMeansOptions,
     progress: &Progress<'_>,
@@ -137,17 +185,39 @@ pub(crate) fn run(
     } else {
         *x
     };
-    let mut steps = ctx.backend().kmeans_steps(xm)?;
+    let mut steps = backend.kmeans_steps(xm)?;
+    restarts(
+        steps.as_mut(),
+        &HostRows::new(&data, d),
+        opts,
+        tol,
+        progress,
+        stage,
+    )
+}
+
+/// The `opts.n_redo` restarts of k-means (seeding, Lloyd) on the rows `steps` works on, whose
+/// f32 copy `rows` is, with the tolerance `tol` already scaled; the lowest objective wins
+/// (earliest on ties). `opts` has been validated for the rows.
+pub(crate) fn restarts(
+    steps: &mut dyn KMeansSteps,
+    rows: &dyn Rows,
+    opts: &KMeansOptions,
+    tol: f64,
+    progress: &Progress<'_>,
+    stage: Stage,
+) -> Result<KMeansResult> {
+    let n = rows.n_rows();
     let mut best: Option<KMeansResult> = None;
     for run in 0..opts.n_redo {
         let report = |f: f64| progress.report(stage, (run as f64 + f) / opts.n_redo as f64);
         let mut rng = Rng::new(opts.seed, run as u64);
         let first = rng.below(n as u64) as usize;
         let seeds =
-            steps.kmeans_plus_plus(&data, d, opts.n_clusters, opts.metric, first, &mut || {
+            steps.kmeans_plus_plus(rows, opts.n_clusters, opts.metric, first, &mut || {
                 rng.next_f64()
             })?;
-        let mut res = steps.lloyd(&data, d, seeds, opts, tol, &report)?;
+        let mut res = steps.lloyd(rows, seeds, opts, tol, &report)?;
         res.best_run = run;
         if best.as_ref().is_none_or(|b| res.objective < b.objective) {
             best = Some(res);
@@ -167,7 +237,7 @@ fn normalize_rows(buf: &mut [f32], d: usize) {
 }
 
 /// Mean over the columns of the per-column variance (scikit-learn's tolerance scale).
-fn mean_variance(data: &[f32], n: usize, d: usize) -> f64 {
+pub(crate) fn mean_variance(data: &[f32], n: usize, d: usize) -> f64 {
     let mut mean = vec![0f64; d];
     for row in data.chunks_exact(d) {
         mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v as f64);
@@ -187,25 +257,25 @@ fn mean_variance(data: &[f32], n: usize, d: usize) -> f64 {
 /// Greedy k-means++ (as scikit-learn): the first centre uniformly at random; each next one
 /// the best of `2 + ⌊ln K⌋` candidates drawn with probability ∝ distance to the nearest
 /// centre so far, "best" meaning the lowest total distance afterwards. The distances to all
-/// candidates of a step come from one call of the backend's `distances` primitive; `data` is
-/// the f32 copy of the rows `steps` works on (N×`d`), for the chosen rows. `first` is the first
+/// candidates of a step come from one call of the backend's `distances` primitive; `rows` is
+/// the f32 copy of the rows `steps` works on, for the chosen rows. `first` is the first
 /// centre's row (drawn uniformly by the caller) and `uniform` draws the candidates' numbers in
 /// [0, 1) (the host loop of [`KMeansSteps::kmeans_plus_plus`]).
 pub(crate) fn kmeans_plus_plus<S: KMeansSteps + ?Sized>(
     steps: &mut S,
-    data: &[f32],
-    d: usize,
+    rows: &dyn Rows,
     k: usize,
     metric: Metric,
     first: usize,
     uniform: &mut dyn FnMut() -> f64,
 ) -> Result<Vec<f32>> {
-    let n = data.len() / d;
+    let (n, d) = (rows.n_rows(), rows.dim());
     let trials = 2 + (k as f64).ln() as usize;
-    let mut centres = Vec::with_capacity(k * d);
-    centres.extend_from_slice(&data[first * d..(first + 1) * d]);
+    let mut centres = vec![0f32; d];
+    rows.copy_rows(&[first], &mut centres)?;
+    centres.reserve((k - 1) * d);
     let mut closest = vec![0f32; n];
-    steps.distances(&data[first * d..(first + 1) * d], metric, &mut closest)?;
+    steps.distances(&centres, metric, &mut closest)?;
     let mut cand_rows = vec![0f32; trials * d];
     let mut cand_dist = vec![0f32; n * trials];
     let mut cumsum = vec![0f64; n];
@@ -221,9 +291,7 @@ pub(crate) fn kmeans_plus_plus<S: KMeansSteps + ?Sized>(
                 cumsum.partition_point(|&c| c < r).min(n - 1)
             })
             .collect();
-        for (t, &i) in cands.iter().enumerate() {
-            cand_rows[t * d..(t + 1) * d].copy_from_slice(&data[i * d..(i + 1) * d]);
-        }
+        rows.copy_rows(&cands, &mut cand_rows)?;
         steps.distances(&cand_rows, metric, &mut cand_dist)?;
         let mut best: Option<(f64, usize)> = None;
         for t in 0..trials {
@@ -237,8 +305,7 @@ pub(crate) fn kmeans_plus_plus<S: KMeansSteps + ?Sized>(
             }
         }
         let (_, t) = best.expect("at least two trials");
-        let i = cands[t];
-        centres.extend_from_slice(&data[i * d..(i + 1) * d]);
+        centres.extend_from_slice(&cand_rows[t * d..(t + 1) * d]);
         for (j, cl) in closest.iter_mut().enumerate() {
             *cl = cl.min(cand_dist[j * trials + t]);
         }
@@ -251,14 +318,13 @@ pub(crate) fn kmeans_plus_plus<S: KMeansSteps + ?Sized>(
 /// [`KMeansSteps::lloyd`]).
 pub(crate) fn lloyd<S: KMeansSteps + ?Sized>(
     steps: &mut S,
-    data: &[f32],
-    d: usize,
+    rows: &dyn Rows,
     mut centres: Vec<f32>,
     opts: &KMeansOptions,
     tol: f64,
     report: &dyn Fn(f64) -> Result<()>,
 ) -> Result<KMeansResult> {
-    let (n, k) = (data.len() / d, opts.n_clusters);
+    let (n, d, k) = (rows.n_rows(), rows.dim(), opts.n_clusters);
     let mut labels = vec![0u32; n];
     let mut prev = vec![u32::MAX; n];
     let mut dist = vec![0f32; n];
@@ -281,7 +347,7 @@ pub(crate) fn lloyd<S: KMeansSteps + ?Sized>(
             break;
         }
         steps.cluster_sums(&labels, &mut sums, &mut counts)?;
-        repair_empty(data, d, &labels, &dist, &mut sums, &mut counts);
+        repair_empty(rows, &labels, &dist, &mut sums, &mut counts)?;
         let shift = update_centres(&sums, &counts, opts.metric, &mut centres, d);
         std::mem::swap(&mut labels, &mut prev);
         report((it + 1) as f64 / opts.max_iter as f64)?;
@@ -312,35 +378,44 @@ pub(crate) fn lloyd<S: KMeansSteps + ?Sized>(
 
 /// Gives every empty cluster one of the points farthest from their centres (largest distance
 /// first, ties to the lower index), taking it out of its old cluster, as scikit-learn does.
+/// Only the moved points' rows are read from `rows`.
 pub(crate) fn repair_empty(
-    data: &[f32],
-    d: usize,
+    rows: &dyn Rows,
     labels: &[u32],
     dist: &[f32],
     sums: &mut [f64],
     counts: &mut [u64],
-) {
+) -> Result<()> {
+    let d = rows.dim();
     let empty: Vec<usize> = (0..counts.len()).filter(|&c| counts[c] == 0).collect();
     if empty.is_empty() {
-        return;
+        return Ok(());
     }
     let mut order: Vec<usize> = (0..labels.len()).collect();
     order.sort_by(|&a, &b| dist[b].total_cmp(&dist[a]).then(a.cmp(&b)));
     let mut far = order.into_iter();
+    // Which point refills which cluster depends on the counts only; the rows come after.
+    let mut moves = Vec::with_capacity(empty.len());
     for c in empty {
         // A point whose cluster keeps at least one other member.
         let Some(i) = far.by_ref().find(|&i| counts[labels[i] as usize] > 1) else {
-            return;
+            break;
         };
+        counts[labels[i] as usize] -= 1;
+        counts[c] = 1;
+        moves.push((i, c));
+    }
+    let idx: Vec<usize> = moves.iter().map(|&(i, _)| i).collect();
+    let mut moved = vec![0f32; idx.len() * d];
+    rows.copy_rows(&idx, &mut moved)?;
+    for (&(i, c), row) in moves.iter().zip(moved.chunks_exact(d)) {
         let old = labels[i] as usize;
-        let row = &data[i * d..(i + 1) * d];
         for j in 0..d {
             sums[old * d + j] -= row[j] as f64;
             sums[c * d + j] = row[j] as f64;
         }
-        counts[old] -= 1;
-        counts[c] = 1;
     }
+    Ok(())
 }
 
 /// New centres from sums and counts (empty clusters keep their centre); returns the squared
@@ -378,6 +453,7 @@ pub(crate) fn update_centres(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Context;
     use rand::{Rng as _, SeedableRng};
     use rand_distr::{Distribution, Normal};
 
@@ -490,8 +566,7 @@ mod tests {
             let first = rng.below(x.len() as u64 / 13) as usize;
             let seeds = kmeans_plus_plus(
                 steps.as_mut(),
-                &x,
-                13,
+                &HostRows::new(&x, 13),
                 9,
                 Metric::Euclidean,
                 first,
@@ -544,8 +619,7 @@ mod tests {
             let first = rng.below(x.len() as u64 / 11) as usize;
             let seeds = kmeans_plus_plus(
                 steps.as_mut(),
-                &x,
-                11,
+                &HostRows::new(&x, 11),
                 6,
                 Metric::Euclidean,
                 first,
@@ -553,7 +627,8 @@ mod tests {
             )
             .unwrap();
             let tol = base.tol * mean_variance(&x, n, 11);
-            let r = lloyd(steps.as_mut(), &x, 11, seeds, &base, tol, &|_| Ok(())).unwrap();
+            let rows = HostRows::new(&x, 11);
+            let r = lloyd(steps.as_mut(), &rows, seeds, &base, tol, &|_| Ok(())).unwrap();
             singles.push(r.objective);
         }
         let min = singles.iter().copied().fold(f64::INFINITY, f64::min);
@@ -585,7 +660,14 @@ mod tests {
         let dist = [0.0f32, 0.0, 0.0, 0.01];
         let mut sums = vec![0.0, 0.1, 10.0, 10.0, 0.0, 0.0];
         let mut counts = vec![3u64, 1, 0];
-        repair_empty(&x, 2, &labels, &dist, &mut sums, &mut counts);
+        repair_empty(
+            &HostRows::new(&x, 2),
+            &labels,
+            &dist,
+            &mut sums,
+            &mut counts,
+        )
+        .unwrap();
         assert_eq!(counts, vec![2, 1, 1]);
         assert_eq!(&sums[4..6], &[0.0, 0.1f32 as f64]);
         assert!((sums[1]).abs() < 1e-7);

@@ -268,7 +268,7 @@ pub(crate) fn run(
             progress.report(Stage::Centres, 0.0)?;
             let train = input.train.unwrap_or(input.images);
             let centres = kmeans::run(
-                ctx,
+                ctx.backend(),
                 &train,
                 &KMeansOptions {
                     n_clusters: k_c,
@@ -335,7 +335,7 @@ pub(crate) fn run(
     };
     let width = z.len() / n;
     let clusters = kmeans::run(
-        ctx,
+        ctx.backend(),
         &MatrixRef::from_f32(&z, n, width)?,
         &KMeansOptions {
             n_clusters: opts.n_clusters,

@@ -20,7 +20,7 @@ use laic::backend::cpu::CpuBackend;
 use laic::backend::cuda::{
     last_kmeans_assign_kernel, set_kmeans_on_device, set_kmeans_wgmma_disabled,
 };
-use laic::kmeans::AssignOut;
+use laic::kmeans::{AssignOut, HostRows};
 use laic::retrieve::RetrieveOut;
 use laic::{
     BackendKind, Context, Dtype, Error, KMeansOptions, MatrixData, MatrixRef, Metric,
@@ -472,7 +472,13 @@ fn device_lloyd_iterations_follow_the_host_loop() {
             let run = |device: bool| {
                 set_kmeans_on_device(Some(device));
                 let mut steps = ctx.backend().kmeans_steps(xm).unwrap();
-                let r = steps.lloyd(&data, d, seeds.clone(), &opts, 1e-9, &|_| Ok(()));
+                let r = steps.lloyd(
+                    &HostRows::new(&data, d),
+                    seeds.clone(),
+                    &opts,
+                    1e-9,
+                    &|_| Ok(()),
+                );
                 set_kmeans_on_device(None);
                 r.unwrap()
             };
@@ -523,9 +529,13 @@ fn device_seeding_draws_the_host_seeds() {
                     let mut draws = StdRng::seed_from_u64(seed);
                     let first = draws.random_range(0..n);
                     let mut steps = ctx.backend().kmeans_steps(xm).unwrap();
-                    let r = steps.kmeans_plus_plus(&data, d, k, metric, first, &mut || {
-                        draws.random::<f64>()
-                    });
+                    let r = steps.kmeans_plus_plus(
+                        &HostRows::new(&data, d),
+                        k,
+                        metric,
+                        first,
+                        &mut || draws.random::<f64>(),
+                    );
                     set_kmeans_on_device(None);
                     r.unwrap()
                 };

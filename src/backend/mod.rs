@@ -9,7 +9,7 @@ pub mod cuda;
 
 use crate::error::{Error, Result};
 use crate::gradnorm::{GradNormOptions, GradNormOut};
-use crate::kmeans::{AssignOut, KMeansOptions, KMeansResult, Metric};
+use crate::kmeans::{AssignOut, KMeansOptions, KMeansResult, Metric, Rows};
 use crate::matrix::{DeviceGradNormOut, DeviceMatrix, MatrixRef};
 use crate::retrieve::{RetrieveOptions, RetrieveOut};
 
@@ -26,38 +26,37 @@ pub trait KMeansSteps {
     fn cluster_sums(&mut self, labels: &[u32], sums: &mut [f64], counts: &mut [u64]) -> Result<()>;
 
     /// Greedy k-means++ (`crate::kmeans::kmeans_plus_plus`) with `first` as the first centre's
-    /// row and `uniform` drawing the candidates' numbers in [0, 1); `data` is the f32 copy of
-    /// the prepared rows (N×`d`). Returns K×`d` centres. The default loops on the host over
-    /// [`KMeansSteps::distances`]; a device backend may keep the nearest distances on the
-    /// device.
+    /// row and `uniform` drawing the candidates' numbers in [0, 1); `rows` is the f32 copy of
+    /// the prepared rows (N×D), read for the chosen ones. Returns K×D centres. The default
+    /// loops on the host over [`KMeansSteps::distances`]; a device backend may keep the nearest
+    /// distances on the device.
     fn kmeans_plus_plus(
         &mut self,
-        data: &[f32],
-        d: usize,
+        rows: &dyn Rows,
         k: usize,
         metric: Metric,
         first: usize,
         uniform: &mut dyn FnMut() -> f64,
     ) -> Result<Vec<f32>> {
-        crate::kmeans::kmeans_plus_plus(self, data, d, k, metric, first, uniform)
+        crate::kmeans::kmeans_plus_plus(self, rows, k, metric, first, uniform)
     }
 
-    /// The Lloyd iterations of one restart from `centres` (K×`d`, K = `opts.n_clusters`) until
+    /// The Lloyd iterations of one restart from `centres` (K×D, K = `opts.n_clusters`) until
     /// the labels repeat, the squared centre shift falls to `tol` (already scaled), or
-    /// `opts.max_iter`, then the assignment to the final centres; `data` is the f32 copy of the
-    /// prepared rows (N×`d`) and `report` gets the fraction of `max_iter` done. The default
-    /// loops on the host over the primitives above; a device backend may keep the centres and
-    /// labels on the device between iterations.
+    /// `opts.max_iter`, then the assignment to the final centres; `rows` is the f32 copy of
+    /// the prepared rows (N×D), read for the points that refill empty clusters, and `report`
+    /// gets the fraction of `max_iter` done. The default loops on the host over the primitives
+    /// above; a device backend may keep the centres and labels on the device between
+    /// iterations.
     fn lloyd(
         &mut self,
-        data: &[f32],
-        d: usize,
+        rows: &dyn Rows,
         centres: Vec<f32>,
         opts: &KMeansOptions,
         tol: f64,
         report: &dyn Fn(f64) -> Result<()>,
     ) -> Result<KMeansResult> {
-        crate::kmeans::lloyd(self, data, d, centres, opts, tol, report)
+        crate::kmeans::lloyd(self, rows, centres, opts, tol, report)
     }
 }
 

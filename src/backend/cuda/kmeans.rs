@@ -19,7 +19,7 @@ use super::{CudaBackend, cuda_error, launch_kernel};
 use crate::backend::KMeansSteps;
 use crate::error::{Error, Result};
 use crate::kmeans::{
-    self, AssignOut, KMeansOptions, KMeansResult, Metric, repair_empty, update_centres,
+    self, AssignOut, KMeansOptions, KMeansResult, Metric, Rows, repair_empty, update_centres,
 };
 use crate::matrix::{Dtype, MatrixRef};
 use cudarc::driver::{
@@ -921,7 +921,7 @@ impl<'a> CudaKMeans<'a> {
     /// labels, distances and centres come back at the end.
     fn device_lloyd(
         &mut self,
-        data: &[f32],
+        rows: &dyn Rows,
         mut centres: Vec<f32>,
         opts: &KMeansOptions,
         tol: f64,
@@ -981,7 +981,7 @@ impl<'a> CudaKMeans<'a> {
                 std::mem::swap(&mut state.centres, &mut state.next);
                 moved.iter().sum::<f64>()
             } else {
-                self.host_update(data, &mut state, &mut centres, metric)?
+                self.host_update(rows, &mut state, &mut centres, metric)?
             };
             std::mem::swap(&mut self.labels, &mut state.previous);
             report((it + 1) as f64 / opts.max_iter as f64)?;
@@ -1015,7 +1015,7 @@ impl<'a> CudaKMeans<'a> {
     /// repaired centres go up into `state.centres`. Returns the squared shift.
     fn host_update(
         &mut self,
-        data: &[f32],
+        rows: &dyn Rows,
         state: &mut DeviceLloyd,
         centres: &mut Vec<f32>,
         metric: Metric,
@@ -1034,7 +1034,7 @@ impl<'a> CudaKMeans<'a> {
         let mut counts = vec![0u64; k];
         sizes_from_starts(&starts, n, &mut counts)?;
         *centres = current;
-        repair_empty(data, d, &labels, &dist, &mut sums, &mut counts);
+        repair_empty(rows, &labels, &dist, &mut sums, &mut counts)?;
         let shift = update_centres(&sums, &counts, metric, centres, d);
         self.backend.with_stream(|stream| {
             stream
@@ -1103,7 +1103,7 @@ impl CudaKMeans<'_> {
     /// same centres on every run).
     fn device_kmeans_plus_plus(
         &mut self,
-        data: &[f32],
+        rows: &dyn Rows,
         k: usize,
         metric: Metric,
         first: usize,
@@ -1113,9 +1113,9 @@ impl CudaKMeans<'_> {
         let trials = 2 + (k as f64).ln() as usize;
         let (range, blocks) = seed_blocks(n);
         let kernels = &self.backend.kmeans;
-        let mut centres = Vec::with_capacity(k * d);
-        centres.extend_from_slice(&data[first * d..(first + 1) * d]);
-        let row = |i: usize| &data[i * d..(i + 1) * d];
+        let mut centres = vec![0f32; d];
+        rows.copy_rows(&[first], &mut centres)?;
+        centres.reserve((k - 1) * d);
         let bufs = self.backend.with_stream(|stream| {
             let f32s = |len: usize| stream.alloc_zeros::<f32>(len.max(1));
             let f64s = |len: usize| stream.alloc_zeros::<f64>(len.max(1));
@@ -1133,7 +1133,7 @@ impl CudaKMeans<'_> {
                 })
             };
             let bufs = alloc().map_err(|e| cuda_error("the seeding buffers", e))?;
-            let dev_first = self.upload_centres(stream, row(first))?;
+            let dev_first = self.upload_centres(stream, &centres)?;
             self.launch_distances(stream, &dev_first, 1, metric, &bufs.closest)?;
             sync(stream, "the first seed's distances failed")?;
             Ok(bufs)
@@ -1195,12 +1195,10 @@ impl CudaKMeans<'_> {
             })?;
             let cands: Vec<usize> = cands[..trials].iter().map(|&i| i as usize).collect();
             // The candidates' potentials: Σ min(nearest, distance to the candidate).
-            let mut rows = Vec::with_capacity(trials * d);
-            for &i in &cands {
-                rows.extend_from_slice(row(i));
-            }
+            let mut cand_rows = vec![0f32; trials * d];
+            rows.copy_rows(&cands, &mut cand_rows)?;
             let part = self.backend.with_stream(|stream| {
-                let dev_rows = self.upload_centres(stream, &rows)?;
+                let dev_rows = self.upload_centres(stream, &cand_rows)?;
                 self.launch_distances(stream, &dev_rows, trials, metric, &bufs.cand)?;
                 let cfg = seed_grid(blocks);
                 bufs.launch(stream, &kernels.seed_potentials, cfg, n, range, trials, 0)?;
@@ -1216,7 +1214,7 @@ impl CudaKMeans<'_> {
                 }
             }
             let (_, t) = best.expect("at least two trials");
-            centres.extend_from_slice(row(cands[t]));
+            centres.extend_from_slice(&cand_rows[t * d..(t + 1) * d]);
             accepted = Some(t);
         }
         Ok(centres)
@@ -1340,17 +1338,16 @@ impl KMeansSteps for CudaKMeans<'_> {
 
     fn lloyd(
         &mut self,
-        data: &[f32],
-        d: usize,
+        rows: &dyn Rows,
         centres: Vec<f32>,
         opts: &KMeansOptions,
         tol: f64,
         report: &dyn Fn(f64) -> Result<()>,
     ) -> Result<KMeansResult> {
         if on_device_requested() {
-            self.device_lloyd(data, centres, opts, tol, report)
+            self.device_lloyd(rows, centres, opts, tol, report)
         } else {
-            kmeans::lloyd(self, data, d, centres, opts, tol, report)
+            kmeans::lloyd(self, rows, centres, opts, tol, report)
         }
     }
 
@@ -1372,17 +1369,16 @@ impl KMeansSteps for CudaKMeans<'_> {
 
     fn kmeans_plus_plus(
         &mut self,
-        data: &[f32],
-        d: usize,
+        rows: &dyn Rows,
         k: usize,
         metric: Metric,
         first: usize,
         uniform: &mut dyn FnMut() -> f64,
     ) -> Result<Vec<f32>> {
         if on_device_requested() {
-            self.device_kmeans_plus_plus(data, k, metric, first, uniform)
+            self.device_kmeans_plus_plus(rows, k, metric, first, uniform)
         } else {
-            kmeans::kmeans_plus_plus(self, data, d, k, metric, first, uniform)
+            kmeans::kmeans_plus_plus(self, rows, k, metric, first, uniform)
         }
     }
 
