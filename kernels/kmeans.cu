@@ -20,6 +20,7 @@
 #include "kmeans_params.cuh"
 #include "kmeans_seed.cuh"
 #include "operands.cuh"
+#include "rows.cuh"
 
 namespace laic {
 namespace km {
@@ -434,4 +435,19 @@ extern "C" __global__ void __launch_bounds__(laic::km::SUM_THREADS)
         s += p.partial[(size_t)tk * p.d + col];
     }
     p.sums[(size_t)c * p.d + col] = s;
+}
+
+// Row gathers and column sums of the pipeline's device-resident matrices (rows.cuh).
+#define LAIC_ROWS_GATHER(DT, T)                                                           \
+    extern "C" __global__ void __launch_bounds__(laic::rows::GATHER_WARPS * 32)           \
+        laic_rows_gather_##DT(const laic::rows::GatherParams p) {                         \
+        laic::rows::gather_body<T>(p);                                                    \
+    }
+LAIC_ROWS_GATHER(f32, float)
+LAIC_ROWS_GATHER(f16, __half)
+LAIC_ROWS_GATHER(bf16, __nv_bfloat16)
+
+extern "C" __global__ void __launch_bounds__(laic::rows::COLUMN_THREADS)
+    laic_rows_column_sums(const laic::rows::ColumnParams p) {
+    laic::rows::column_sums_body(p);
 }

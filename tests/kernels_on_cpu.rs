@@ -4,7 +4,8 @@
 //! driver checks them against a sequential or f64 reference: the k-means update's counting
 //! sort, the device Lloyd step and k-means++ kernels, the CLIP encoders' CUDA-core passes, both
 //! fused attention kernels (CUDA cores for f32, tensor cores for f16 and bf16), and the
-//! tensor-core retrieval with its top nouns
+//! tensor-core retrieval with its top nouns, and the row gathers and column sums of the
+//! pipeline's device-resident matrices
 //! (`tests/kernel_emu/cuda_emu_mma.hpp` emulates the half types, cp.async, ldmatrix and
 //! mma.sync). This is how CI, which has no GPU, tests their indexing, synchronisation and
 //! arithmetic; the GPU runs them in `scripts/gpu-check.sh`. wgmma kernels are not emulated.
@@ -106,4 +107,9 @@ fn the_clip_passes_match_f64() {
 #[test]
 fn the_tensor_core_retrieval_matches_f64_retrieval() {
     run("retrieve", 6);
+}
+
+#[test]
+fn the_row_gathers_and_column_sums_match_the_host() {
+    run("rows", 8);
 }

@@ -8,9 +8,11 @@ pub mod cpu;
 pub mod cuda;
 
 use crate::error::{Error, Result};
-use crate::gradnorm::{GradNormOptions, GradNormOut};
+use crate::gradnorm::{GradNormOptions, GradNormOut, GradNormScores};
 use crate::kmeans::{AssignOut, KMeansOptions, KMeansResult, Metric, Rows};
 use crate::matrix::{DeviceGradNormOut, DeviceMatrix, MatrixRef};
+use crate::pipeline::PipelineInput;
+use crate::progress::{Progress, Stage};
 use crate::retrieve::{RetrieveOptions, RetrieveOut};
 
 /// The k-means primitives on one fixed set of rows (see [`Backend::kmeans_steps`]); each
@@ -80,6 +82,45 @@ impl KMeansSteps for HostSteps<'_> {
     fn cluster_sums(&mut self, labels: &[u32], sums: &mut [f64], counts: &mut [u64]) -> Result<()> {
         self.backend.cluster_sums(&self.x, labels, sums, counts)
     }
+}
+
+/// The steps of one pipeline run (`crate::pipeline`, DESIGN.md §1) on matrices kept where the
+/// backend computes (see [`Backend::pipeline_stages`]): the CPU keeps them in host memory; a
+/// device backend uploads the inputs once and keeps the images' unit rows, the nouns and the
+/// joined rows `[x, t̃]` on the device, so that only inputs and results cross the bus. The
+/// pipeline calls [`PipelineStages::centres`], `scores`, `retrieve` and `cluster` in that
+/// order (the first three only when it filters nouns), with validated options.
+pub trait PipelineStages {
+    /// Step 2: k-means of the training rows (the images when there are none) as `opts` say,
+    /// reporting progress under `stage`.
+    fn centres(
+        &mut self,
+        opts: &KMeansOptions,
+        progress: &Progress<'_>,
+        stage: Stage,
+    ) -> Result<KMeansResult>;
+
+    /// Step 3: the scores of every noun against `centres` (K×D f32, contiguous).
+    fn scores(&mut self, centres: &[f32], opts: &GradNormOptions) -> Result<GradNormScores>;
+
+    /// Steps 5–6: retrieval of each image's unit row over the nouns `selected` (indices into
+    /// the nouns, in that order); the joined rows `[x, t̃]` become the rows of
+    /// [`PipelineStages::cluster`]. Returns the `opts.top_n` heaviest nouns per image (N ×
+    /// top_n indices into `selected`, best first) and their weights.
+    fn retrieve(
+        &mut self,
+        selected: &[u32],
+        opts: &RetrieveOptions,
+    ) -> Result<(Vec<u32>, Vec<f32>)>;
+
+    /// The final k-means, on the joined rows (on the images' unit rows when `retrieve` has not
+    /// run), reporting progress under `stage`.
+    fn cluster(
+        &mut self,
+        opts: &KMeansOptions,
+        progress: &Progress<'_>,
+        stage: Stage,
+    ) -> Result<KMeansResult>;
 }
 
 /// Which backend a [`crate::Context`] uses.
@@ -157,6 +198,14 @@ pub trait Backend: Send + Sync {
     /// iteration): a device backend uploads and packs the rows once here and keeps them on the
     /// device until the returned object is dropped; the CPU reads them in place.
     fn kmeans_steps<'a>(&'a self, x: MatrixRef<'a>) -> Result<Box<dyn KMeansSteps + 'a>>;
+
+    /// The pipeline's steps on `input` (validated by the pipeline): the CPU runs them on host
+    /// matrices ([`crate::pipeline::HostStages`]); a device backend uploads the inputs here and
+    /// keeps the intermediates on the device until the returned object is dropped.
+    fn pipeline_stages<'a>(
+        &'a self,
+        input: &PipelineInput<'a>,
+    ) -> Result<Box<dyn PipelineStages + 'a>>;
 
     /// Retrieval (DESIGN.md §1.5): for every image x (N×D), t̃ = normalize(softmax(x·Tᵀ/τ)·T)
     /// over the nouns T (M×D) into `out.features` (N×D), and, when `opts.top_n > 0`, the

@@ -202,6 +202,7 @@ T atomicAdd(T* address, T v) {
 }
 
 inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dsub_rn(double a, double b) { return a - b; }
 
 inline double __dmul_rn(double a, double b) { return a * b; }
 

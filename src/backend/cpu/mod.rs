@@ -7,11 +7,12 @@ mod packed_gemm;
 mod retrieve;
 pub(crate) mod vecmath;
 
-use super::{Backend, BackendKind, HostSteps, KMeansSteps};
+use super::{Backend, BackendKind, HostSteps, KMeansSteps, PipelineStages};
 use crate::error::Result;
 use crate::gradnorm::{GradNormOptions, GradNormOut};
 use crate::kmeans::{AssignOut, Metric};
 use crate::matrix::{MatrixData, MatrixRef};
+use crate::pipeline::{HostStages, PipelineInput};
 use crate::retrieve::{RetrieveOptions, RetrieveOut};
 
 /// The CPU backend. Always available; the reference every other backend is tested against.
@@ -91,6 +92,13 @@ impl Backend for CpuBackend {
 
     fn kmeans_steps<'a>(&'a self, x: MatrixRef<'a>) -> Result<Box<dyn KMeansSteps + 'a>> {
         Ok(Box::new(HostSteps { backend: self, x }))
+    }
+
+    fn pipeline_stages<'a>(
+        &'a self,
+        input: &PipelineInput<'a>,
+    ) -> Result<Box<dyn PipelineStages + 'a>> {
+        Ok(Box::new(HostStages::new(self, input)))
     }
 
     fn retrieve(

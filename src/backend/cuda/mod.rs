@@ -27,11 +27,12 @@ pub use kmeans::{
 pub use retrieve::last_retrieve_kernel_ms;
 
 use super::cpu::CpuBackend;
-use super::{Backend, BackendKind, HostSteps, KMeansSteps};
+use super::{Backend, BackendKind, HostSteps, KMeansSteps, PipelineStages};
 use crate::error::{Error, Result};
 use crate::gradnorm::{GradNormOptions, GradNormOut};
 use crate::kmeans::{AssignOut, Metric};
 use crate::matrix::{DeviceGradNormOut, DeviceMatrix, MatrixRef};
+use crate::pipeline::PipelineInput;
 use crate::retrieve::{RetrieveOptions, RetrieveOut};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaStream, DeviceRepr, DriverError, LaunchConfig, PushKernelArg,
@@ -281,6 +282,13 @@ impl Backend for CudaBackend {
             }));
         }
         Ok(Box::new(kmeans::CudaKMeans::new(self, &x)?))
+    }
+
+    fn pipeline_stages<'a>(
+        &'a self,
+        input: &PipelineInput<'a>,
+    ) -> Result<Box<dyn PipelineStages + 'a>> {
+        Ok(Box::new(crate::pipeline::HostStages::new(self, input)))
     }
 
     fn retrieve(

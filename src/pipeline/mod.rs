@@ -1,12 +1,18 @@
 //! The LaIC pipeline on embeddings (DESIGN.md §1, steps 2–8): image centres by k-means on
 //! the training images → noun scores (GradNorm, or TAC's confidence) → selection of positive
 //! nouns → retrieval of noun semantics per image → k-means on `[x, t̃]` → cluster names →
-//! metrics. It speaks to the compute backend only through [`Context`].
+//! metrics. It speaks to the compute backend only through [`Context`] and the backend's
+//! [`crate::backend::PipelineStages`], which keep the matrices where the backend computes.
+
+mod stages;
+
+pub use stages::HostStages;
+pub(crate) use stages::{gather_nouns, join_rows, unit_rows};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::gradnorm::{GradNormOptions, Order, Target, select_nouns};
-use crate::kmeans::{self, KMeansOptions, Metric};
+use crate::kmeans::{KMeansOptions, Metric};
 use crate::matrix::MatrixRef;
 use crate::metrics::{ClusterMetrics, cluster_metrics};
 use crate::progress::{Progress, Stage};
@@ -234,21 +240,6 @@ fn validate(input: &PipelineInput<'_>, opts: &PipelineOptions) -> Result<usize> 
     Ok(k_c)
 }
 
-/// Row-normalised contiguous f32 copy of `m`.
-fn unit_rows(m: &MatrixRef<'_>) -> Vec<f32> {
-    let mut v = m.to_f32_vec();
-    for row in v.chunks_exact_mut(m.cols()) {
-        let s = row
-            .iter()
-            .map(|&a| (a as f64) * (a as f64))
-            .sum::<f64>()
-            .sqrt();
-        let inv = (1.0 / s) as f32;
-        row.iter_mut().for_each(|a| *a *= inv);
-    }
-    v
-}
-
 /// Runs the pipeline (inside the context's thread pool).
 pub(crate) fn run(
     ctx: &Context,
@@ -257,86 +248,61 @@ pub(crate) fn run(
     progress: &Progress<'_>,
 ) -> Result<PipelineResult> {
     let k_c = validate(input, opts)?;
-    let (n, d) = (input.images.rows(), input.images.cols());
-    let x = unit_rows(&input.images);
+    let n = input.images.rows();
+    let mut stages = ctx.backend().pipeline_stages(input)?;
     let mut selected = Vec::new();
     let mut top = None;
-    let z = match (opts.filter, input.nouns) {
-        (Filter::None, _) | (_, None) => x,
-        (filter, Some(nouns)) => {
-            // 2. Image centres.
-            progress.report(Stage::Centres, 0.0)?;
-            let train = input.train.unwrap_or(input.images);
-            let centres = kmeans::run(
-                ctx.backend(),
-                &train,
-                &KMeansOptions {
-                    n_clusters: k_c,
-                    metric: opts.centres_metric,
-                    max_iter: opts.max_iter,
-                    n_redo: opts.centres_n_redo,
-                    seed: opts.seed,
-                    ..Default::default()
-                },
-                progress,
-                Stage::Centres,
-            )?;
-            let w = MatrixRef::from_f32(&centres.centres, k_c, d)?;
-            // 3.–4. Scores and selection.
-            progress.report(Stage::Scores, 0.0)?;
-            let (tau, order) = match filter {
-                Filter::Tac => (1.0, Order::Largest),
-                _ => (opts.tau, Order::Smallest),
-            };
-            let scores = ctx.gradnorm_scores(
-                &nouns,
-                &w,
-                &GradNormOptions {
-                    tau,
-                    q: opts.q,
-                    target: Target::OneHot,
-                    normalize: true,
-                },
-            )?;
-            let values = match filter {
-                Filter::Tac => &scores.confidence,
-                _ => &scores.scores,
-            };
-            selected = select_nouns(values, &scores.assignment, k_c, opts.top_k, order)?;
-            progress.report(Stage::Scores, 1.0)?;
-            // 5. Retrieval over the selected nouns.
-            progress.report(Stage::Retrieval, 0.0)?;
-            let mut t_sel = Vec::with_capacity(selected.len() * d);
-            let mut row = vec![0f32; d];
-            for &j in &selected {
-                nouns.row_to_f32(j as usize, &mut row);
-                t_sel.extend_from_slice(&row);
-            }
-            let top_n = NAME_CANDIDATES.min(selected.len());
-            let r = ctx.retrieve(
-                &MatrixRef::from_f32(&x, n, d)?,
-                &MatrixRef::from_f32(&t_sel, selected.len(), d)?,
-                &RetrieveOptions {
-                    tau: opts.tau_r,
-                    normalize: true,
-                    top_n,
-                },
-            )?;
-            progress.report(Stage::Retrieval, 1.0)?;
-            // 6. The joint features [x, t̃].
-            let mut z = Vec::with_capacity(n * 2 * d);
-            for i in 0..n {
-                z.extend_from_slice(&x[i * d..(i + 1) * d]);
-                z.extend_from_slice(&r.features[i * d..(i + 1) * d]);
-            }
-            top = Some((top_n, r.top_indices, r.top_weights));
-            z
-        }
-    };
-    let width = z.len() / n;
-    let clusters = kmeans::run(
-        ctx.backend(),
-        &MatrixRef::from_f32(&z, n, width)?,
+    if let (Filter::GradNorm | Filter::Tac, Some(_)) = (opts.filter, input.nouns) {
+        // 2. Image centres.
+        progress.report(Stage::Centres, 0.0)?;
+        let centres = stages.centres(
+            &KMeansOptions {
+                n_clusters: k_c,
+                metric: opts.centres_metric,
+                max_iter: opts.max_iter,
+                n_redo: opts.centres_n_redo,
+                seed: opts.seed,
+                ..Default::default()
+            },
+            progress,
+            Stage::Centres,
+        )?;
+        // 3.–4. Scores and selection.
+        progress.report(Stage::Scores, 0.0)?;
+        let (tau, order) = match opts.filter {
+            Filter::Tac => (1.0, Order::Largest),
+            _ => (opts.tau, Order::Smallest),
+        };
+        let scores = stages.scores(
+            &centres.centres,
+            &GradNormOptions {
+                tau,
+                q: opts.q,
+                target: Target::OneHot,
+                normalize: true,
+            },
+        )?;
+        let values = match opts.filter {
+            Filter::Tac => &scores.confidence,
+            _ => &scores.scores,
+        };
+        selected = select_nouns(values, &scores.assignment, k_c, opts.top_k, order)?;
+        progress.report(Stage::Scores, 1.0)?;
+        // 5.–6. Retrieval over the selected nouns, and the joint features [x, t̃].
+        progress.report(Stage::Retrieval, 0.0)?;
+        let top_n = NAME_CANDIDATES.min(selected.len());
+        let (idx, wts) = stages.retrieve(
+            &selected,
+            &RetrieveOptions {
+                tau: opts.tau_r,
+                normalize: true,
+                top_n,
+            },
+        )?;
+        progress.report(Stage::Retrieval, 1.0)?;
+        top = Some((top_n, idx, wts));
+    }
+    let clusters = stages.cluster(
         &KMeansOptions {
             n_clusters: opts.n_clusters,
             metric: Metric::Euclidean,
@@ -348,6 +314,8 @@ pub(crate) fn run(
         progress,
         Stage::Clustering,
     )?;
+    // The stages' buffers (device memory on a device backend) are not needed for the names.
+    drop(stages);
     // 7. Names: summed retrieval weight of each selected noun over a cluster's members.
     progress.report(Stage::Naming, 0.0)?;
     let mut cluster_nouns = vec![Vec::new(); opts.n_clusters];
