@@ -1,7 +1,8 @@
 //! CUDA k-means and retrieval against the CPU backend (issue 8): the assignment, distance and
 //! update-step primitives on fresh random inputs of awkward sizes (N, K, D not multiples of
 //! the tiles; K = 1; D ∈ {64, 512, 768}), whole k-means runs from the same seeds, retrieval,
-//! and the pipeline on the bundled Oxford-IIIT Pets features.
+//! the pipeline's steps on data kept on the device against the same steps on host copies, and
+//! the pipeline on the bundled Oxford-IIIT Pets features.
 //!
 //! With `LAIC_CUDA_KMEANS_WGMMA=1` the assignment parity test runs twice, with the mma.sync
 //! kernel and with the wgmma kernel (H100/H200; kernels/kmeans_wgmma.cu), and every other test
@@ -15,16 +16,18 @@
 //! on the GPU machine is enough to debug from.
 
 use half::{bf16, f16};
-use laic::backend::Backend;
 use laic::backend::cpu::CpuBackend;
 use laic::backend::cuda::{
     last_kmeans_assign_kernel, set_kmeans_on_device, set_kmeans_wgmma_disabled,
 };
-use laic::kmeans::{AssignOut, HostRows};
+use laic::backend::{Backend, PipelineStages};
+use laic::gradnorm::{GradNormOptions, GradNormScores, Order, select_nouns};
+use laic::kmeans::{AssignOut, HostRows, KMeansResult};
+use laic::pipeline::{HostStages, PipelineInput};
 use laic::retrieve::RetrieveOut;
 use laic::{
-    BackendKind, Context, Dtype, Error, KMeansOptions, MatrixData, MatrixRef, Metric,
-    RetrieveOptions,
+    BackendKind, Context, Dtype, Error, KMeansOptions, MatrixData, MatrixRef, Metric, Progress,
+    RetrieveOptions, Stage,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -805,5 +808,135 @@ fn the_pipeline_on_oxford_pets_matches_the_cpu_pipeline() {
             "{}: NMI {gn:.2} on CUDA vs {cn:.2} on the CPU",
             f.name()
         );
+    }
+}
+
+/// The results of one pipeline run's steps.
+#[derive(Debug, PartialEq)]
+struct StepResults {
+    centres: KMeansResult,
+    scores: GradNormScores,
+    selected: Vec<u32>,
+    top: (Vec<u32>, Vec<f32>),
+    clusters: KMeansResult,
+}
+
+/// One pipeline run's steps, as `laic::pipeline` calls them: the centres, the scores of the
+/// nouns against them, the selection, retrieval over the selected nouns, the final k-means.
+fn pipeline_steps(
+    stages: &mut dyn PipelineStages,
+    k_c: usize,
+    k: usize,
+    top_n: usize,
+) -> StepResults {
+    let progress = Progress::none();
+    let centres = stages
+        .centres(
+            &KMeansOptions {
+                n_clusters: k_c,
+                metric: Metric::Spherical,
+                n_redo: 2,
+                ..Default::default()
+            },
+            &progress,
+            Stage::Centres,
+        )
+        .unwrap();
+    let scores = stages
+        .scores(&centres.centres, &GradNormOptions::default())
+        .unwrap();
+    let selected =
+        select_nouns(&scores.scores, &scores.assignment, k_c, 3, Order::Smallest).unwrap();
+    let top = stages
+        .retrieve(
+            &selected,
+            &RetrieveOptions {
+                top_n,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let clusters = stages
+        .cluster(
+            &KMeansOptions {
+                n_clusters: k,
+                n_redo: 2,
+                ..Default::default()
+            },
+            &progress,
+            Stage::Clustering,
+        )
+        .unwrap();
+    StepResults {
+        centres,
+        scores,
+        selected,
+        top,
+        clusters,
+    }
+}
+
+/// The CUDA backend's pipeline steps keep the images' unit rows, the nouns and the joined rows
+/// on the device (`src/backend/cuda/pipeline.rs`); run on the same backend, the host steps
+/// upload host copies for every call. Both use the same kernels on the same values, so every
+/// result must be equal: the centres k-means (seeds and refills read from device rows, the
+/// tolerance from device column sums), the scores, the retrieval (device gather of the
+/// selected nouns, or the CPU while its kernel is gated), and the final k-means on `[x, t̃]`
+/// joined on the device. Also the k-means of the images alone (no retrieval).
+#[test]
+fn pipeline_steps_on_device_data_give_the_host_steps_results() {
+    let Some(ctx) = cuda_context("pipeline_steps") else {
+        return;
+    };
+    let mut rng = rng("pipeline_steps");
+    for (n, m, d, dtype) in [
+        (1501, 803, 100, Dtype::F16),
+        (700, 333, 64, Dtype::F32),
+        (257, 130, 77, Dtype::Bf16),
+    ] {
+        let x = normal_rows(&mut rng, n, d, 1.0);
+        let t = normal_rows(&mut rng, m, d, 3.0);
+        let (xs, ts) = (Store::new(&x, dtype), Store::new(&t, dtype));
+        let mut input = PipelineInput::new(xs.view(n, d));
+        input.nouns = Some(ts.view(m, d));
+        let (k_c, k, top_n) = (n / 20, 7, 5);
+        let backend = ctx.backend();
+        let dev = pipeline_steps(
+            backend.pipeline_stages(&input).unwrap().as_mut(),
+            k_c,
+            k,
+            top_n,
+        );
+        let host = pipeline_steps(&mut HostStages::new(backend, &input), k_c, k, top_n);
+        report(&format!(
+            "pipeline steps {dtype:?} n={n} m={m} d={d}: centres objective {:.6} / {:.6} (host), {} / {} nouns selected, clusters objective {:.6} / {:.6}",
+            dev.centres.objective,
+            host.centres.objective,
+            dev.selected.len(),
+            host.selected.len(),
+            dev.clusters.objective,
+            host.clusters.objective
+        ));
+        assert_eq!(dev.centres, host.centres, "centres k-means, {dtype:?}");
+        assert_eq!(dev.scores, host.scores, "scores, {dtype:?}");
+        assert_eq!(dev.selected, host.selected, "selection, {dtype:?}");
+        assert_eq!(dev.top, host.top, "top nouns, {dtype:?}");
+        assert_eq!(dev.clusters, host.clusters, "final k-means, {dtype:?}");
+        // The images alone (the pipeline without a noun filter).
+        let opts = KMeansOptions {
+            n_clusters: k,
+            n_redo: 2,
+            ..Default::default()
+        };
+        let progress = Progress::none();
+        let dev = backend
+            .pipeline_stages(&input)
+            .unwrap()
+            .cluster(&opts, &progress, Stage::Clustering)
+            .unwrap();
+        let host = HostStages::new(backend, &input)
+            .cluster(&opts, &progress, Stage::Clustering)
+            .unwrap();
+        assert_eq!(dev, host, "k-means of the images, {dtype:?}");
     }
 }

@@ -2,7 +2,7 @@
 //! Rust API, and turns the result into a [`LaicStatus`]. No logic lives here.
 //!
 //! Conventions (DESIGN.md §3): every function returns a status; `laic_last_error()` holds the
-//! message of the last failure on the calling thread; every body runs under [`guard`], so a
+//! message of the last failure on the calling thread; every body runs under `guard`, so a
 //! panic becomes `LAIC_STATUS_INTERNAL` and never unwinds into C; outputs are caller-allocated
 //! and written only on success.
 

@@ -3,7 +3,7 @@
 //! on its device).
 
 use crate::backend::{Backend, PipelineStages};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gradnorm::{self, GradNormOptions, GradNormScores};
 use crate::kmeans::{self, KMeansOptions, KMeansResult};
 use crate::matrix::MatrixRef;
@@ -35,6 +35,19 @@ pub(crate) fn gather_nouns(nouns: &MatrixRef<'_>, selected: &[u32]) -> Vec<f32> 
         nouns.row_to_f32(j as usize, row);
     }
     rows
+}
+
+/// Checks the nouns `selected` for retrieval among `m` nouns: at least one, each below `m`.
+pub(crate) fn check_selected(selected: &[u32], m: usize) -> Result<()> {
+    if selected.is_empty() {
+        return Err(Error::invalid("retrieval needs at least one selected noun"));
+    }
+    match selected.iter().find(|&&j| j as usize >= m) {
+        Some(j) => Err(Error::invalid(format!(
+            "selected noun {j} is not below the number of nouns {m}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// `[x_i, t_i]` for every row: N×2D from two N×D matrices.
@@ -71,7 +84,7 @@ impl<'a> HostStages<'a> {
     fn nouns(&self) -> Result<MatrixRef<'a>> {
         self.input
             .nouns
-            .ok_or_else(|| crate::Error::invalid("nouns: the noun set is empty"))
+            .ok_or_else(|| Error::invalid("nouns: the noun set is empty"))
     }
 }
 
@@ -102,6 +115,7 @@ impl PipelineStages for HostStages<'_> {
         opts: &RetrieveOptions,
     ) -> Result<(Vec<u32>, Vec<f32>)> {
         let nouns = self.nouns()?;
+        check_selected(selected, nouns.rows())?;
         let (n, d) = (self.input.images.rows(), self.input.images.cols());
         let t_sel = gather_nouns(&nouns, selected);
         let x = MatrixRef::from_f32(&self.x, n, d)?;
@@ -123,5 +137,35 @@ impl PipelineStages for HostStages<'_> {
         let z = self.joined.as_deref().unwrap_or(&self.x);
         let z = MatrixRef::from_f32(z, n, z.len() / n)?;
         kmeans::run(self.backend, &z, opts, progress, stage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+
+    #[test]
+    fn retrieval_over_bad_selections_is_an_error_and_joins_nothing() {
+        let x = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let t = [1.0f32, 0.5, -0.5, 1.0];
+        let mut input = PipelineInput::new(MatrixRef::from_f32(&x, 3, 2).unwrap());
+        input.nouns = Some(MatrixRef::from_f32(&t, 2, 2).unwrap());
+        let mut stages = HostStages::new(&CpuBackend, &input);
+        let opts = RetrieveOptions::default();
+        for bad in [&[][..], &[0, 2][..]] {
+            let e = stages.retrieve(bad, &opts).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{bad:?}: {e}");
+        }
+        assert!(stages.joined.is_none());
+        let (idx, wts) = stages
+            .retrieve(&[1, 0], &RetrieveOptions { top_n: 1, ..opts })
+            .unwrap();
+        assert_eq!((idx.len(), wts.len()), (3, 3));
+        let z = stages.joined.as_ref().unwrap();
+        assert_eq!(z.len(), 3 * 4);
+        // Each joined row starts with the image's unit row.
+        assert_eq!(&z[0..2], &[1.0, 0.0]);
+        assert_eq!(&z[4..6], &[0.0, 1.0]);
     }
 }

@@ -549,7 +549,7 @@ impl KMeansKernels {
 impl<'a> CudaKMeans<'a> {
     /// Uploads and packs the rows of `x` (validated, finite).
     pub(super) fn new(backend: &'a CudaBackend, x: &MatrixRef<'_>) -> Result<Self> {
-        let (n, d, dtype) = (x.rows(), x.cols(), x.dtype());
+        let (d, dtype) = (x.cols(), x.dtype());
         let plan = backend.kmeans.choose(dtype, d, backend.max_smem)?;
         backend.with_stream(|stream| {
             let points = operands::pack_host(
@@ -562,24 +562,82 @@ impl<'a> CudaKMeans<'a> {
                 RowValue::One,
                 1.0,
             )?;
-            let labels = stream
-                .alloc_zeros::<u32>(n)
-                .map_err(|e| cuda_error("labels", e))?;
-            let dist = stream
-                .alloc_zeros::<f32>(n)
-                .map_err(|e| cuda_error("distances", e))?;
-            sync(stream, "packing the points")?;
-            Ok(CudaKMeans {
-                backend,
-                points,
-                dtype,
+            Self::with_points(backend, stream, points, dtype, d, plan)
+        })
+    }
+
+    /// Packs `n` rows of `d` f32 (finite) that already live on the device, contiguous in
+    /// `rows`: nothing crosses the bus.
+    pub(super) fn from_device(
+        backend: &'a CudaBackend,
+        rows: &CudaSlice<f32>,
+        n: usize,
+        d: usize,
+    ) -> Result<Self> {
+        if rows.len() < n * d {
+            return Err(Error::Internal(format!(
+                "k-means on device rows: {} floats hold fewer than {n} rows of {d}",
+                rows.len()
+            )));
+        }
+        let plan = backend.kmeans.choose(Dtype::F32, d, backend.max_smem)?;
+        backend.with_stream(|stream| {
+            let layout = Layout::of(Dtype::F32);
+            let mut points = operands::alloc_packed(
+                stream,
+                layout,
                 n,
-                d,
-                plan,
-                labels,
-                dist,
-                update: None,
-            })
+                operands::round_up(n, ROW_MULTIPLE),
+                operands::round_up(d, BK),
+            )?;
+            let (src, _g) = rows.device_ptr(stream);
+            // SAFETY: `rows` holds n × d contiguous f32 (checked above), the packed matrix
+            // was allocated for n rows of d columns.
+            unsafe {
+                operands::pack_rows(
+                    stream,
+                    &backend.kmeans.pack,
+                    &mut points,
+                    0,
+                    src,
+                    n,
+                    d,
+                    d,
+                    RowValue::One,
+                    1.0,
+                )
+            }?;
+            Self::with_points(backend, stream, points, Dtype::F32, d, plan)
+        })
+    }
+
+    /// The steps on packed points, with their label and distance buffers.
+    fn with_points(
+        backend: &'a CudaBackend,
+        stream: &Arc<CudaStream>,
+        points: Packed,
+        dtype: Dtype,
+        d: usize,
+        plan: Plan,
+    ) -> Result<Self> {
+        let n = points.rows;
+        let labels = stream
+            .alloc_zeros::<u32>(n)
+            .map_err(|e| cuda_error("labels", e))?;
+        let dist = stream
+            .alloc_zeros::<f32>(n)
+            .map_err(|e| cuda_error("distances", e))?;
+        sync(stream, "packing the points")?;
+        Ok(CudaKMeans {
+            backend,
+            points,
+            dtype,
+            n,
+            d,
+            plan,
+            labels,
+            dist,
+            update: None,
         })
     }
 

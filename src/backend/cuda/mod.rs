@@ -15,6 +15,7 @@ mod gradnorm;
 mod kernels;
 mod kmeans;
 mod operands;
+mod pipeline;
 mod retrieve;
 
 pub use clip::{last_clip_encode_ms, take_clip_profile};
@@ -51,6 +52,7 @@ pub struct CudaBackend {
     gradnorm: gradnorm::GradNormKernels,
     kmeans: kmeans::KMeansKernels,
     retrieve: retrieve::RetrieveKernels,
+    rows: pipeline::RowKernels,
     /// Largest dynamic shared memory a block may opt into, in bytes.
     max_smem: usize,
     device_name: String,
@@ -156,11 +158,13 @@ impl CudaBackend {
             return Err(Error::NoDevice("this build of laic lacks kernels".into()));
         };
         // The wgmma assignment kernels are used when LAIC_CUDA_KMEANS_WGMMA=1.
+        let km_module = module(km_ptx, kernels::KMEANS_SM90, "kmeans")?;
         let kmeans = kmeans::KMeansKernels::load(
-            &module(km_ptx, kernels::KMEANS_SM90, "kmeans")?,
+            &km_module,
             hopper_module(kernels::KMEANS_WGMMA_SM90A).as_ref(),
         )
         .map_err(missing)?;
+        let rows = pipeline::RowKernels::load(&km_module).map_err(missing)?;
         let retrieve =
             retrieve::RetrieveKernels::load(&module(rt_ptx, kernels::RETRIEVE_SM90, "retrieve")?)
                 .map_err(missing)?;
@@ -173,6 +177,7 @@ impl CudaBackend {
             gradnorm,
             kmeans,
             retrieve,
+            rows,
             max_smem,
             device_name,
             lock: Mutex::new(()),
@@ -288,7 +293,7 @@ impl Backend for CudaBackend {
         &'a self,
         input: &PipelineInput<'a>,
     ) -> Result<Box<dyn PipelineStages + 'a>> {
-        Ok(Box::new(crate::pipeline::HostStages::new(self, input)))
+        Ok(Box::new(pipeline::CudaStages::new(self, input)?))
     }
 
     fn retrieve(

@@ -8,13 +8,14 @@
 //! nouns per image (`0 < top_n <= 8`) come from a second kernel over the same packed operands
 //! (`laic_retrieve_top_<dt>`); larger `top_n` runs on the CPU.
 
-use super::operands::{self, Layout, PackKernels, RowValue};
+use super::operands::{self, Layout, PackKernels, Packed, RowValue};
 use super::{CudaBackend, cuda_error};
 use crate::error::{Error, Result};
 use crate::matrix::{Dtype, MatrixRef};
 use crate::retrieve::{RetrieveOptions, RetrieveOut};
 use cudarc::driver::{
-    CudaFunction, CudaModule, CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg, sys,
+    CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+    LaunchConfig, PushKernelArg, sys,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -221,20 +222,13 @@ pub(super) fn plan(dtype: Dtype, d: usize, max_smem: usize) -> Result<Plan> {
         })
 }
 
-/// Whether the GPU kernel can run this call (else the backend uses the CPU).
-pub(super) fn supported(
-    images: &MatrixRef<'_>,
-    nouns: &MatrixRef<'_>,
-    opts: &RetrieveOptions,
-    max_smem: usize,
-) -> bool {
-    let dtype = images.dtype();
-    let top_fits = opts.top_n == 0
-        || (opts.top_n <= TOPK
-            && top_smem_bytes(
-                operands::round_up(images.cols(), COL_MULTIPLE),
-                layout(dtype).planes(),
-            ) <= max_smem);
+/// Whether the GPU kernels can run a call on `dtype` images and nouns of `d` columns with
+/// `top_n` top nouns (else the backend uses the CPU).
+pub(super) fn supported_shape(dtype: Dtype, d: usize, top_n: usize, max_smem: usize) -> bool {
+    let top_fits = top_n == 0
+        || (top_n <= TOPK
+            && top_smem_bytes(operands::round_up(d, COL_MULTIPLE), layout(dtype).planes())
+                <= max_smem);
     // Off until verified: on the GPU (H200, 2026-11-27) the kernel was 4.5-12 % off the CPU
     // (it summed the raw noun rows, not the unit ones; kernels/NOTES.md). The fix (exponent
     // z + log2 s_t, f32 as unit rows in f16 hi + lo) agrees with an f64 reference in the NumPy
@@ -245,8 +239,155 @@ pub(super) fn supported(
     // (scripts/gpu-check.sh sets it, to test and time it).
     std::env::var_os("LAIC_CUDA_RETRIEVE_UNVERIFIED").is_some()
         && top_fits
-        && dtype == nouns.dtype()
-        && plan(dtype, images.cols(), max_smem).is_ok()
+        && plan(dtype, d, max_smem).is_ok()
+}
+
+/// Whether the GPU kernels can run this call (else the backend uses the CPU).
+pub(super) fn supported(
+    images: &MatrixRef<'_>,
+    nouns: &MatrixRef<'_>,
+    opts: &RetrieveOptions,
+    max_smem: usize,
+) -> bool {
+    images.dtype() == nouns.dtype()
+        && supported_shape(images.dtype(), images.cols(), opts.top_n, max_smem)
+}
+
+fn event(stream: &Arc<CudaStream>) -> Result<CudaEvent> {
+    stream
+        .record_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+        .map_err(|e| cuda_error("recording a CUDA event", e))
+}
+
+/// The top nouns of every image on the device: N × top_n indices and weights.
+type TopBuffers = (CudaSlice<u32>, CudaSlice<f32>);
+
+/// Enqueues the retrieval kernel on packed operands (images `x`, n of them, packed with the
+/// row values of [`row_value`] times log₂e/τ; nouns `t`, m of them, packed to a multiple of
+/// [`TBN`] rows), writing t̃ into `features` (n × d f32), and, when `top_n > 0`, the top-nouns
+/// kernel. Returns the top-noun buffers and the events around the retrieval kernel.
+#[allow(clippy::too_many_arguments)]
+fn launch_packed(
+    stream: &Arc<CudaStream>,
+    kernels: &RetrieveKernels,
+    plan: &Plan,
+    dtype: Dtype,
+    x: &Packed,
+    t: &Packed,
+    d: usize,
+    top_n: usize,
+    features: &CudaSlice<f32>,
+) -> Result<(Option<TopBuffers>, CudaEvent, CudaEvent)> {
+    let (n, m) = (x.rows, t.rows);
+    let (xp, _g1) = x.data.device_ptr(stream);
+    let (xs, _g2) = x.row_value.device_ptr(stream);
+    let (tp, _g3) = t.data.device_ptr(stream);
+    let (ts, _g4) = t.row_value.device_ptr(stream);
+    let (fp, _g5) = features.device_ptr(stream);
+    let params = RetrieveParams {
+        images: xp,
+        image_scale: xs,
+        nouns: tp,
+        noun_scale: ts,
+        features: fp,
+        n: n as u64,
+        np: x.rows_padded as u64,
+        mp: t.rows_padded as u64,
+        m: m as i32,
+        d: d as i32,
+        dp: plan.dp as i32,
+        reserved: 0,
+    };
+    let f = &kernels.main[dtype_index(dtype)][plan.config];
+    f.set_attribute(
+        sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+        plan.smem as i32,
+    )
+    .map_err(|e| cuda_error("raising the kernel's shared-memory limit", e))?;
+    let cfg = LaunchConfig {
+        grid_dim: ((x.rows_padded / plan.bm) as u32, 1, 1),
+        block_dim: (plan.threads, 1, 1),
+        shared_mem_bytes: plan.smem as u32,
+    };
+    let start = event(stream)?;
+    // SAFETY: the parameters match the kernel's struct: images packed to np rows (a
+    // multiple of every block's rows) and plan.dp columns with np scales, nouns to mp
+    // rows (multiple of BN) with mp scales, features hold n × d f32.
+    unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
+        .map_err(|e| cuda_error("launching the retrieval kernel", e))?;
+    let end = event(stream)?;
+    if top_n == 0 {
+        return Ok((None, start, end));
+    }
+    let ti = stream
+        .alloc_zeros::<u32>(n * top_n)
+        .map_err(|e| cuda_error("top indices", e))?;
+    let tw = stream
+        .alloc_zeros::<f32>(n * top_n)
+        .map_err(|e| cuda_error("top weights", e))?;
+    {
+        let (ip, _g6) = ti.device_ptr(stream);
+        let (wp, _g7) = tw.device_ptr(stream);
+        let params = TopParams {
+            images: xp,
+            image_scale: xs,
+            nouns: tp,
+            noun_scale: ts,
+            top_index: ip,
+            top_weight: wp,
+            n: n as u64,
+            np: x.rows_padded as u64,
+            mtp: t.rows_padded as u64,
+            m: m as i32,
+            d: d as i32,
+            dp: plan.dp as i32,
+            top_n: top_n as i32,
+        };
+        let smem = top_smem_bytes(plan.dp, x.layout.planes());
+        let f = &kernels.top[dtype_index(dtype)];
+        f.set_attribute(
+            sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            smem as i32,
+        )
+        .map_err(|e| cuda_error("raising the kernel's shared-memory limit", e))?;
+        let cfg = LaunchConfig {
+            grid_dim: ((x.rows_padded / TOP_BM) as u32, 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: smem as u32,
+        };
+        // SAFETY: as above; the nouns are packed to mtp rows (a multiple of TBN) with mtp
+        // scales, the images to np rows (a multiple of TOP_BM), and the outputs hold
+        // n × top_n elements with 1 <= top_n <= TOPK (checked by `supported_shape`).
+        unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
+            .map_err(|e| cuda_error("launching the top-nouns kernel", e))?;
+    }
+    Ok((Some((ti, tw)), start, end))
+}
+
+/// Enqueues the copies of the top-noun buffers to the host (empty without them).
+fn download_top(stream: &Arc<CudaStream>, top: Option<TopBuffers>) -> Result<(Vec<u32>, Vec<f32>)> {
+    let Some((ti, tw)) = top else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    Ok((
+        stream
+            .clone_dtoh(&ti)
+            .map_err(|e| cuda_error("copying the top nouns back", e))?,
+        stream
+            .clone_dtoh(&tw)
+            .map_err(|e| cuda_error("copying the top weights back", e))?,
+    ))
+}
+
+/// Waits for the retrieval and records the retrieval kernel's time.
+fn finish(stream: &Arc<CudaStream>, start: &CudaEvent, end: &CudaEvent) -> Result<()> {
+    stream
+        .synchronize()
+        .map_err(|e| cuda_error("the retrieval kernels failed", e))?;
+    if let Ok(ms) = start.elapsed_ms(end) {
+        LAST_MS.store(ms.to_bits(), Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// Host inputs (validated, `supported`): packs both, runs the kernel, writes `out.features`.
@@ -257,14 +398,14 @@ pub(super) fn retrieve_host(
     opts: &RetrieveOptions,
     out: RetrieveOut<'_>,
 ) -> Result<()> {
-    let (n, d, m) = (images.rows(), images.cols(), nouns.rows());
+    let (n, d) = (images.rows(), images.cols());
     let dtype = images.dtype();
     let plan = plan(dtype, d, backend.max_smem)?;
     let kernels = &backend.retrieve;
     let layout = layout(dtype);
     let kind = row_value(layout, opts.normalize);
     let logit_scale = (std::f64::consts::LOG2_E / opts.tau as f64) as f32;
-    let host = backend.with_stream(|stream: &Arc<CudaStream>| {
+    let (host, (ti, tw)) = backend.with_stream(|stream: &Arc<CudaStream>| {
         let x = operands::pack_host(
             stream,
             &kernels.pack,
@@ -288,116 +429,87 @@ pub(super) fn retrieve_host(
         let features = stream
             .alloc_zeros::<f32>(n * d)
             .map_err(|e| cuda_error("features", e))?;
-        let (xp, _g1) = x.data.device_ptr(stream);
-        let (xs, _g2) = x.row_value.device_ptr(stream);
-        let (tp, _g3) = t.data.device_ptr(stream);
-        let (ts, _g4) = t.row_value.device_ptr(stream);
-        let (fp, _g5) = features.device_ptr(stream);
-        let params = RetrieveParams {
-            images: xp,
-            image_scale: xs,
-            nouns: tp,
-            noun_scale: ts,
-            features: fp,
-            n: n as u64,
-            np: x.rows_padded as u64,
-            mp: t.rows_padded as u64,
-            m: m as i32,
-            d: d as i32,
-            dp: plan.dp as i32,
-            reserved: 0,
-        };
-        let f = &kernels.main[dtype_index(dtype)][plan.config];
-        f.set_attribute(
-            sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            plan.smem as i32,
-        )
-        .map_err(|e| cuda_error("raising the kernel's shared-memory limit", e))?;
-        let cfg = LaunchConfig {
-            grid_dim: ((x.rows_padded / plan.bm) as u32, 1, 1),
-            block_dim: (plan.threads, 1, 1),
-            shared_mem_bytes: plan.smem as u32,
-        };
-        let ev = || {
-            stream
-                .record_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
-                .map_err(|e| cuda_error("recording a CUDA event", e))
-        };
-        let start = ev()?;
-        // SAFETY: the parameters match the kernel's struct: images packed to np rows (a
-        // multiple of every block's rows) and plan.dp columns with np scales, nouns to mp
-        // rows (multiple of BN) with mp scales, features hold n × d f32.
-        unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
-            .map_err(|e| cuda_error("launching the retrieval kernel", e))?;
-        let end = ev()?;
-        let top_n = opts.top_n;
-        let mut top = (Vec::new(), Vec::new());
-        if top_n > 0 {
-            let ti = stream
-                .alloc_zeros::<u32>(n * top_n)
-                .map_err(|e| cuda_error("top indices", e))?;
-            let tw = stream
-                .alloc_zeros::<f32>(n * top_n)
-                .map_err(|e| cuda_error("top weights", e))?;
-            let (ip, _g6) = ti.device_ptr(stream);
-            let (wp, _g7) = tw.device_ptr(stream);
-            let params = TopParams {
-                images: xp,
-                image_scale: xs,
-                nouns: tp,
-                noun_scale: ts,
-                top_index: ip,
-                top_weight: wp,
-                n: n as u64,
-                np: x.rows_padded as u64,
-                mtp: t.rows_padded as u64,
-                m: m as i32,
-                d: d as i32,
-                dp: plan.dp as i32,
-                top_n: top_n as i32,
-            };
-            let smem = top_smem_bytes(plan.dp, layout.planes());
-            let f = &kernels.top[dtype_index(dtype)];
-            f.set_attribute(
-                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                smem as i32,
-            )
-            .map_err(|e| cuda_error("raising the kernel's shared-memory limit", e))?;
-            let cfg = LaunchConfig {
-                grid_dim: ((x.rows_padded / TOP_BM) as u32, 1, 1),
-                block_dim: (128, 1, 1),
-                shared_mem_bytes: smem as u32,
-            };
-            // SAFETY: as above; the nouns are packed to mtp rows (a multiple of TBN) with mtp
-            // scales, the images to np rows (a multiple of TOP_BM), and the outputs hold
-            // n × top_n elements with 1 <= top_n <= TOPK (checked by `supported`).
-            unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
-                .map_err(|e| cuda_error("launching the top-nouns kernel", e))?;
-            top = (
-                stream
-                    .clone_dtoh(&ti)
-                    .map_err(|e| cuda_error("copying the top nouns back", e))?,
-                stream
-                    .clone_dtoh(&tw)
-                    .map_err(|e| cuda_error("copying the top weights back", e))?,
-            );
-        }
+        let (top, start, end) = launch_packed(
+            stream, kernels, &plan, dtype, &x, &t, d, opts.top_n, &features,
+        )?;
+        let top = download_top(stream, top)?;
         let host = stream
             .clone_dtoh(&features)
             .map_err(|e| cuda_error("copying the features back", e))?;
-        stream
-            .synchronize()
-            .map_err(|e| cuda_error("the retrieval kernels failed", e))?;
-        if let Ok(ms) = start.elapsed_ms(&end) {
-            LAST_MS.store(ms.to_bits(), Ordering::Relaxed);
-        }
+        finish(stream, &start, &end)?;
         Ok((host, top))
     })?;
-    let (host, (ti, tw)) = host;
     out.features[..n * d].copy_from_slice(&host);
     out.top_indices[..ti.len()].copy_from_slice(&ti);
     out.top_weights[..tw.len()].copy_from_slice(&tw);
     Ok(())
+}
+
+/// Retrieval of f32 rows that live on the device (`supported_shape` for f32): the images
+/// (n × d) over the nouns (m × d), both contiguous and exactly that long. Returns t̃ on the
+/// device (n × d f32) and the top nouns on the host (n × `opts.top_n`).
+pub(super) fn retrieve_device(
+    backend: &CudaBackend,
+    stream: &Arc<CudaStream>,
+    images: &CudaSlice<f32>,
+    nouns: &CudaSlice<f32>,
+    d: usize,
+    opts: &RetrieveOptions,
+) -> Result<(CudaSlice<f32>, Vec<u32>, Vec<f32>)> {
+    if !images.len().is_multiple_of(d) || !nouns.len().is_multiple_of(d) {
+        return Err(Error::Internal(format!(
+            "device retrieval: {} and {} floats are not rows of {d}",
+            images.len(),
+            nouns.len()
+        )));
+    }
+    let (n, m) = (images.len() / d, nouns.len() / d);
+    let plan = plan(Dtype::F32, d, backend.max_smem)?;
+    let kernels = &backend.retrieve;
+    let layout = layout(Dtype::F32);
+    let kind = row_value(layout, opts.normalize);
+    let logit_scale = (std::f64::consts::LOG2_E / opts.tau as f64) as f32;
+    let x = operands::pack_f32(
+        stream,
+        &kernels.pack,
+        images,
+        n,
+        d,
+        layout,
+        ROW_MULTIPLE,
+        COL_MULTIPLE,
+        kind,
+        logit_scale,
+    )?;
+    let t = operands::pack_f32(
+        stream,
+        &kernels.pack,
+        nouns,
+        m,
+        d,
+        layout,
+        TBN,
+        COL_MULTIPLE,
+        kind,
+        1.0,
+    )?;
+    let features = stream
+        .alloc_zeros::<f32>(n * d)
+        .map_err(|e| cuda_error("features", e))?;
+    let (top, start, end) = launch_packed(
+        stream,
+        kernels,
+        &plan,
+        Dtype::F32,
+        &x,
+        &t,
+        d,
+        opts.top_n,
+        &features,
+    )?;
+    let (ti, tw) = download_top(stream, top)?;
+    finish(stream, &start, &end)?;
+    Ok((features, ti, tw))
 }
 
 #[cfg(test)]
