@@ -4,8 +4,8 @@
 //! driver checks them against a sequential or f64 reference: the k-means update's counting
 //! sort, the device Lloyd step and k-means++ kernels, the CLIP encoders' CUDA-core passes, both
 //! fused attention kernels (CUDA cores for f32, tensor cores for f16 and bf16), and the
-//! tensor-core retrieval with its top nouns, and the row gathers and column sums of the
-//! pipeline's device-resident matrices
+//! tensor-core retrieval with its top nouns, the mma.sync GradNorm kernel with its centre
+//! packing, and the row gathers and column sums of the pipeline's device-resident matrices
 //! (`tests/kernel_emu/cuda_emu_mma.hpp` emulates the half types, cp.async, ldmatrix and
 //! mma.sync). This is how CI, which has no GPU, tests their indexing, synchronisation and
 //! arithmetic; the GPU runs them in `scripts/gpu-check.sh`. wgmma kernels are not emulated.
@@ -112,4 +112,9 @@ fn the_tensor_core_retrieval_matches_f64_retrieval() {
 #[test]
 fn the_row_gathers_and_column_sums_match_the_host() {
     run("rows", 8);
+}
+
+#[test]
+fn the_gradnorm_kernel_matches_f64_gradnorm() {
+    run("gradnorm", 7);
 }

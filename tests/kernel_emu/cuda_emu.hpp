@@ -37,6 +37,8 @@ inline dim3 gridDim;
 #define __forceinline__ inline
 #define __shared__ static
 #define __launch_bounds__(...)
+// Empty: a later library header's __attribute__((__noinline__)) still parses.
+#define __noinline__
 #define __restrict__
 
 struct alignas(16) float4 {
@@ -46,6 +48,7 @@ struct alignas(16) float4 {
 struct alignas(16) uint4 {
     unsigned x, y, z, w;
 };
+
 
 inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
 
@@ -188,6 +191,14 @@ unsigned __match_any_sync(unsigned mask, T v) {
     return group;
 }
 
+inline int __any_sync(unsigned mask, int pred) {
+    unsigned long long all[32];
+    emu::exchange(mask, pred != 0, all);
+    for (unsigned l = 0; l < 32; ++l)
+        if (all[l]) return 1;
+    return 0;
+}
+
 inline unsigned __ballot_sync(unsigned mask, int pred) {
     unsigned long long all[32];
     emu::exchange(mask, pred != 0, all);
@@ -199,6 +210,24 @@ inline unsigned __ballot_sync(unsigned mask, int pred) {
 template <class T>
 T atomicAdd(T* address, T v) {
     return std::atomic_ref<T>(*address).fetch_add(v);
+}
+
+inline unsigned atomicOr(unsigned* address, unsigned v) {
+    return std::atomic_ref<unsigned>(*address).fetch_or(v);
+}
+
+inline unsigned atomicMax(unsigned* address, unsigned v) {
+    std::atomic_ref<unsigned> a(*address);
+    unsigned old = a.load();
+    while (old < v && !a.compare_exchange_weak(old, v)) {
+    }
+    return old;
+}
+
+inline unsigned __float_as_uint(float v) {
+    unsigned u;
+    std::memcpy(&u, &v, 4);
+    return u;
 }
 
 inline double __dadd_rn(double a, double b) { return a + b; }
