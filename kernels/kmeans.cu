@@ -43,7 +43,7 @@ __device__ __forceinline__ void assign_body(const AssignParams& p) {
     constexpr int B_STAGE = CPL * B_PLANE;
     constexpr int SEGS = BK / 8;
 
-    extern __shared__ __align__(16) unsigned char smem_raw[];
+    LAIC_DYNAMIC_SMEM(unsigned char, smem_raw);
     const int astride = p.dp + PAD;
     const size_t a_plane = (size_t)BM * astride;
     TM* As = reinterpret_cast<TM*>(smem_raw);

@@ -2,10 +2,11 @@
 //! compiler builds their real source (`kernels/*.cuh`) against a small emulation of CUDA's
 //! thread model (`tests/kernel_emu/cuda_emu.hpp`) with AddressSanitizer and UBSan, and a
 //! driver checks them against a sequential or f64 reference: the k-means update's counting
-//! sort, the device Lloyd step and k-means++ kernels, the CLIP encoders' CUDA-core passes, both
-//! fused attention kernels (CUDA cores for f32, tensor cores for f16 and bf16), and the
-//! tensor-core retrieval with its top nouns, the mma.sync GradNorm kernel with its centre
-//! packing, and the row gathers and column sums of the pipeline's device-resident matrices
+//! sort, the fused k-means assignment, the device Lloyd step and k-means++ kernels, the mma.sync
+//! GradNorm kernel with its centre packing, the CLIP encoders' CUDA-core passes, both fused
+//! attention kernels (CUDA cores for f32, tensor cores for f16 and bf16), the tensor-core
+//! retrieval with its top nouns, and the row gathers and column sums of the pipeline's
+//! device-resident matrices
 //! (`tests/kernel_emu/cuda_emu_mma.hpp` emulates the half types, cp.async, ldmatrix and
 //! mma.sync). This is how CI, which has no GPU, tests their indexing, synchronisation and
 //! arithmetic; the GPU runs them in `scripts/gpu-check.sh`. wgmma kernels are not emulated.
@@ -117,4 +118,9 @@ fn the_row_gathers_and_column_sums_match_the_host() {
 #[test]
 fn the_gradnorm_kernel_matches_f64_gradnorm() {
     run("gradnorm", 7);
+}
+
+#[test]
+fn the_kmeans_assignment_kernel_finds_the_nearest_centres() {
+    run("kmeans_assign", 5);
 }
