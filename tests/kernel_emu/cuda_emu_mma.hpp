@@ -92,6 +92,17 @@ inline __half from_float<__half>(float v) { return __float2half_rn(v); }
 template <>
 inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
+// Every value rounded to the input type T (what a kernel reads).
+template <class T>
+std::vector<T> rounded(const std::vector<float>& v) {
+    std::vector<T> o;
+    o.reserve(v.size());
+    for (float x : v) o.push_back(from_float<T>(x));
+    return o;
+}
+
+inline size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
 // The two 16-bit operands packed in a register, low half first, as floats.
 template <class T>
 void unpack(uint32_t r, float& lo, float& hi) {

@@ -21,15 +21,6 @@
 
 namespace {
 
-size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
-
-template <class TIn>
-std::vector<TIn> as(const std::vector<float>& v) {
-    std::vector<TIn> o;
-    for (float x : v) o.push_back(emu::from_float<TIn>(x));
-    return o;
-}
-
 struct Case {
     const char* dtype;
     int m, k, d;
@@ -104,11 +95,11 @@ int run_case(const Case& c, std::mt19937_64& rng) {
     }
     if (!c.normalize)
         for (auto& v : tf) v /= std::sqrt((float)d);
-    const auto t_in = as<TIn>(tf);
-    const auto w_in = as<TIn>(wf);
+    const auto t_in = emu::rounded<TIn>(tf);
+    const auto w_in = emu::rounded<TIn>(wf);
 
     constexpr int BM = WM * WARPS;
-    const int dp = (int)round_up(d, BK), kp = (int)round_up(k, BN);
+    const int dp = (int)emu::round_up(d, BK), kp = (int)emu::round_up(k, BN);
     std::vector<uint16_t> packed((size_t)PLANES * kp * dp, 0xffff);
     std::vector<float> scale(kp, NAN);
     std::vector<unsigned> flags(4, 0);

@@ -18,38 +18,21 @@
 
 #include "cuda_emu_mma.hpp"
 #include "kmeans.cu"
+#include "packing.hpp"
 
 namespace {
 
-size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
-
-template <class TIn>
-std::vector<TIn> as(const std::vector<float>& v) {
-    std::vector<TIn> o;
-    for (float x : v) o.push_back(emu::from_float<TIn>(x));
-    return o;
-}
-
-// Packs rows x d of `src` (stride d) as PLANES planes of rows_padded x dp operands of TM, with
-// the row values of `kind` times `scale`, by operands.cuh's packing kernel.
-template <class TIn, class TM, int PLANES>
-void pack(const TIn* src, size_t rows, size_t rows_padded, int d, int dp, int kind, float scale,
-          std::vector<uint16_t>& data, std::vector<float>& row_value) {
-    data.assign((size_t)PLANES * rows_padded * dp, 0xffff);
-    row_value.assign(rows_padded, NAN);
-    const laic::PackParams p{src, data.data(), row_value.data(), (unsigned long long)d, rows,
-                             rows_padded, (unsigned long long)(rows_padded * dp), d, dp, kind, scale};
-    emu::launch({(unsigned)((rows_padded + 7) / 8)}, {256}, [&] { laic::pack_body<TIn, TM, PLANES>(p); });
-}
+using PackKernel = void (*)(const laic::PackParams);
 
 struct Case {
     const char* dtype;
     int n, k, d;
     bool spherical;
     int wm, warps;
+    PackKernel pack_points, pack_centres;  // kmeans.cu's packing entry points for the layouts
 };
 
-template <class TIn, class TM, int XPL, int CPL, class TC, int WM, int WARPS>
+template <class TIn, class TM, int XPL, int CPL, int WM, int WARPS>
 int run_case(const Case& c, std::mt19937_64& rng) {
     using namespace laic::km;
     const int n = c.n, k = c.k, d = c.d;
@@ -68,24 +51,22 @@ int run_case(const Case& c, std::mt19937_64& rng) {
         unit(xf);
         unit(cf);
     }
-    const auto x_in = as<TIn>(xf);
+    const auto x_in = emu::rounded<TIn>(xf);
     constexpr int BM = WM * WARPS;
-    const size_t np = round_up(n, 128);  // ROW_MULTIPLE
-    const int dp = (int)round_up(d, BK);
-    const size_t kp = round_up(k, BN);
-    std::vector<uint16_t> points, centres;
-    std::vector<float> unused, bias;
-    pack<TIn, TM, XPL>(x_in.data(), n, np, d, dp, laic::ROW_ONE, 1.f, points, unused);
-    pack<float, TC, CPL>(cf.data(), k, kp, d, dp, laic::ROW_HALF_SQNORM, c.spherical ? 0.f : 1.f,
-                         centres, bias);
+    const int dp = (int)emu::round_up(d, BK);
+    const emu::Packed points = emu::pack(c.pack_points, x_in, n, d, dp, XPL, 128, laic::ROW_ONE, 1.f);
+    const emu::Packed centres =
+        emu::pack(c.pack_centres, cf, k, d, dp, CPL, BN, laic::ROW_HALF_SQNORM, c.spherical ? 0.f : 1.f);
     std::vector<unsigned> labels(n, ~0u);
     std::vector<float> dist(n, NAN);
-    const AssignParams p{points.data(), centres.data(), bias.data(), cf.data(), labels.data(),
-                         dist.data(), (unsigned long long)n, np, k, (int)kp, d, dp,
-                         c.spherical ? 1 : 0, 0};
+    // Points packed to a multiple of 128 rows (ROW_MULTIPLE of src/backend/cuda/kmeans.rs),
+    // centres to a multiple of the tile.
+    const AssignParams p{points.data.data(), centres.data.data(), centres.row_value.data(), cf.data(),
+                         labels.data(), dist.data(), (unsigned long long)n, points.rows_padded, k,
+                         (int)centres.rows_padded, d, dp, c.spherical ? 1 : 0, 0};
     const size_t smem = (size_t)XPL * BM * (dp + PAD) * 2 + (size_t)STAGES * CPL * BN * (BK + PAD) * 2 +
                         (size_t)BM * 4;
-    emu::launch({(unsigned)(np / BM)}, {WARPS * 32},
+    emu::launch({(unsigned)(points.rows_padded / BM)}, {WARPS * 32},
                 [&] { assign_body<TM, XPL, CPL, WM, WARPS>(p); }, smem);
 
     double worst = 0;
@@ -137,11 +118,11 @@ int run_case(const Case& c, std::mt19937_64& rng) {
     return 0;
 }
 
-template <class TIn, class TM, int XPL, int CPL, class TC>
+template <class TIn, class TM, int XPL, int CPL>
 int run(const Case& c, std::mt19937_64& rng) {
-    if (c.wm == 32) return run_case<TIn, TM, XPL, CPL, TC, 32, 4>(c, rng);
-    if (c.warps == 4) return run_case<TIn, TM, XPL, CPL, TC, 16, 4>(c, rng);
-    return run_case<TIn, TM, XPL, CPL, TC, 16, 2>(c, rng);
+    if (c.wm == 32) return run_case<TIn, TM, XPL, CPL, 32, 4>(c, rng);
+    if (c.warps == 4) return run_case<TIn, TM, XPL, CPL, 16, 4>(c, rng);
+    return run_case<TIn, TM, XPL, CPL, 16, 2>(c, rng);
 }
 
 }  // namespace
@@ -150,10 +131,12 @@ int main() {
     std::mt19937_64 rng(20261127);
     int bad = 0;
     // f16 points meet f16 centres; bf16 points bf16 hi + lo centres; f32 points (hi + lo) too.
-    bad += run<__half, __half, 1, 1, __half>({"f16", 300, 150, 64, false, 32, 4}, rng);
-    bad += run<__half, __half, 1, 1, __half>({"f16", 131, 1, 77, true, 16, 4}, rng);
-    bad += run<__nv_bfloat16, __nv_bfloat16, 1, 2, __nv_bfloat16>({"bf16", 200, 70, 100, true, 16, 2}, rng);
-    bad += run<float, __nv_bfloat16, 2, 2, __nv_bfloat16>({"f32", 150, 65, 129, false, 32, 4}, rng);
-    bad += run<float, __nv_bfloat16, 2, 2, __nv_bfloat16>({"f32", 70, 20, 1024, false, 16, 2}, rng);
+    const PackKernel f16 = laic_km_pack_f16, bf16 = laic_km_pack_bf16, f32 = laic_km_pack_f32,
+                     f32_as_f16 = laic_km_pack_f32_as_f16;
+    bad += run<__half, __half, 1, 1>({"f16", 300, 150, 64, false, 32, 4, f16, f32_as_f16}, rng);
+    bad += run<__half, __half, 1, 1>({"f16", 131, 1, 77, true, 16, 4, f16, f32_as_f16}, rng);
+    bad += run<__nv_bfloat16, __nv_bfloat16, 1, 2>({"bf16", 200, 70, 100, true, 16, 2, bf16, f32}, rng);
+    bad += run<float, __nv_bfloat16, 2, 2>({"f32", 150, 65, 129, false, 32, 4, f32, f32}, rng);
+    bad += run<float, __nv_bfloat16, 2, 2>({"f32", 70, 20, 1024, false, 16, 2, f32, f32}, rng);
     return bad ? 1 : 0;
 }

@@ -11,6 +11,7 @@
 
 #include "cuda_emu_mma.hpp"
 #include "retrieve.cu"
+#include "packing.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -21,37 +22,6 @@
 namespace {
 
 enum class Dt { F32, F16, Bf16 };
-
-size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
-
-// Every value rounded to the input type (what the kernel reads).
-template <class TIn>
-std::vector<TIn> as(const std::vector<float>& v) {
-    std::vector<TIn> o;
-    for (float x : v) o.push_back(emu::from_float<TIn>(x));
-    return o;
-}
-
-// A packed matrix: planes of rows_padded x dp 16-bit operands and the row values.
-struct Packed {
-    std::vector<uint16_t> data;
-    std::vector<float> row_value;
-    size_t rows_padded;
-};
-
-template <class TIn>
-Packed pack(void (*kernel)(const laic::PackParams), const std::vector<TIn>& src, size_t rows, int d,
-            int dp, int planes, size_t row_multiple, int kind, float scale) {
-    Packed p;
-    p.rows_padded = round_up(rows, row_multiple);
-    p.data.assign((size_t)planes * p.rows_padded * dp, 0xffff);
-    p.row_value.assign(p.rows_padded, NAN);
-    const laic::PackParams params{src.data(), p.data.data(), p.row_value.data(), (unsigned long long)d,
-                                  rows, p.rows_padded, (unsigned long long)(p.rows_padded * dp), d, dp,
-                                  kind, scale};
-    emu::launch({(unsigned)((p.rows_padded + 7) / 8)}, {256}, [&] { kernel(params); });
-    return p;
-}
 
 struct Config {
     void (*kernel)(const laic::rt::RetrieveParams);
@@ -72,10 +42,10 @@ int run(const char* name, Dt dt, size_t n, size_t m, int d, bool normalize, std:
         const float s = std::exp2(spread(rng));
         for (int c = 0; c < d; ++c) tf[j * d + c] = s * normal(rng);
     }
-    const std::vector<TIn> x = as<TIn>(xf), t = as<TIn>(tf);
+    const std::vector<TIn> x = emu::rounded<TIn>(xf), t = emu::rounded<TIn>(tf);
 
     // retrieve_host: layouts, row values, packing multiples, block shape.
-    const int dp = (int)round_up(d, 64);
+    const int dp = (int)emu::round_up(d, 64);
     const int planes = dt == Dt::F32 ? 2 : 1, ppl = dt == Dt::F16 ? 1 : 2;
     const int kind = dt == Dt::F32 ? (normalize ? laic::ROW_ONE : laic::ROW_NORM)
                                    : (normalize ? laic::ROW_INV_NORM : laic::ROW_ONE);
@@ -83,8 +53,8 @@ int run(const char* name, Dt dt, size_t n, size_t m, int d, bool normalize, std:
     void (*pack_kernel)(const laic::PackParams) = dt == Dt::F32   ? laic_rt_pack_f32_unit
                                                   : dt == Dt::F16 ? laic_rt_pack_f16
                                                                   : laic_rt_pack_bf16;
-    const Packed xp = pack(pack_kernel, x, n, d, dp, planes, 64, kind, logit_scale);
-    const Packed tp = pack(pack_kernel, t, m, d, dp, planes, 64, kind, 1.0f);
+    const emu::Packed xp = emu::pack(pack_kernel, x, n, d, dp, planes, 64, kind, logit_scale);
+    const emu::Packed tp = emu::pack(pack_kernel, t, m, d, dp, planes, 64, kind, 1.0f);
     Config cfg;
     const bool wide = dp > 512;
     if (dt == Dt::F16) cfg = wide ? Config{laic_retrieve_f16_16x2_d1024, 32, 256} : Config{laic_retrieve_f16_32x2_d512, 64, 256};
