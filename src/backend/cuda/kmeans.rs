@@ -15,7 +15,7 @@
 //! a GPU), `laic_km_wg_assign_*` (kmeans_wgmma.cu, wgmma): same parameters, same results.
 
 use super::operands::{self, Layout, PackKernels, Packed, RowValue};
-use super::{CudaBackend, cuda_error, launch_kernel};
+use super::{CudaBackend, cuda_error, download, launch_kernel, sync};
 use crate::backend::KMeansSteps;
 use crate::error::{Error, Result};
 use crate::kmeans::{
@@ -519,19 +519,6 @@ fn store_ms(cell: &AtomicU32, start: &CudaEvent, end: &CudaEvent) {
     }
 }
 
-/// Enqueues the copy of a device buffer into a new host vector (complete after a sync).
-fn download<T: DeviceRepr + Default + Clone>(
-    stream: &Arc<CudaStream>,
-    buf: &CudaSlice<T>,
-    what: &str,
-) -> Result<Vec<T>> {
-    stream.clone_dtoh(buf).map_err(|e| cuda_error(what, e))
-}
-
-fn sync(stream: &Arc<CudaStream>, what: &str) -> Result<()> {
-    stream.synchronize().map_err(|e| cuda_error(what, e))
-}
-
 impl KMeansKernels {
     /// The assignment plan for `d` columns of `dtype`: a wgmma kernel when one is loaded, fits,
     /// and `LAIC_CUDA_KMEANS_WGMMA=1` asks for it (see [`set_kmeans_wgmma_disabled`]), else
@@ -582,31 +569,18 @@ impl<'a> CudaKMeans<'a> {
         }
         let plan = backend.kmeans.choose(Dtype::F32, d, backend.max_smem)?;
         backend.with_stream(|stream| {
-            let layout = Layout::of(Dtype::F32);
-            let mut points = operands::alloc_packed(
+            let points = operands::pack_f32(
                 stream,
-                layout,
+                &backend.kmeans.pack,
+                rows,
                 n,
-                operands::round_up(n, ROW_MULTIPLE),
-                operands::round_up(d, BK),
+                d,
+                Layout::of(Dtype::F32),
+                ROW_MULTIPLE,
+                BK,
+                RowValue::One,
+                1.0,
             )?;
-            let (src, _g) = rows.device_ptr(stream);
-            // SAFETY: `rows` holds n × d contiguous f32 (checked above), the packed matrix
-            // was allocated for n rows of d columns.
-            unsafe {
-                operands::pack_rows(
-                    stream,
-                    &backend.kmeans.pack,
-                    &mut points,
-                    0,
-                    src,
-                    n,
-                    d,
-                    d,
-                    RowValue::One,
-                    1.0,
-                )
-            }?;
             Self::with_points(backend, stream, points, Dtype::F32, d, plan)
         })
     }

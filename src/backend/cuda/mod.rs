@@ -36,8 +36,8 @@ use crate::matrix::{DeviceGradNormOut, DeviceMatrix, MatrixRef};
 use crate::pipeline::PipelineInput;
 use crate::retrieve::{RetrieveOptions, RetrieveOut};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaStream, DeviceRepr, DriverError, LaunchConfig, PushKernelArg,
-    sys,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchConfig,
+    PushKernelArg, sys,
 };
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
@@ -342,6 +342,21 @@ pub(crate) fn cuda_error(what: &str, e: DriverError) -> Error {
     } else {
         Error::Cuda(format!("{what}: {e}"))
     }
+}
+
+/// Enqueues the copy of a device buffer into a new host vector (complete after a sync); a
+/// failure says `what` failed.
+pub(super) fn download<T: DeviceRepr + Default + Clone>(
+    stream: &Arc<CudaStream>,
+    buf: &CudaSlice<T>,
+    what: &str,
+) -> Result<Vec<T>> {
+    stream.clone_dtoh(buf).map_err(|e| cuda_error(what, e))
+}
+
+/// Waits for `stream`; a failure says `what` failed.
+pub(super) fn sync(stream: &Arc<CudaStream>, what: &str) -> Result<()> {
+    stream.synchronize().map_err(|e| cuda_error(what, e))
 }
 
 /// Launches `f` on `stream` with one parameter struct; a failed launch says `what` failed.

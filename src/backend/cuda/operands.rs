@@ -291,7 +291,8 @@ pub(super) fn pack_host(
     Ok(packed)
 }
 
-/// Packs a contiguous f32 host matrix (`rows × d`, e.g. k-means centres) in `layout`.
+/// Packs a contiguous f32 matrix already on the device (`rows × d`: k-means centres, the
+/// pipeline's rows) in `layout`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn pack_f32(
     stream: &Arc<CudaStream>,

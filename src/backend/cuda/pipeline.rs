@@ -18,7 +18,7 @@
 
 use super::kmeans::{self as cuda_kmeans, CudaKMeans};
 use super::retrieve;
-use super::{CudaBackend, cuda_error, launch_kernel};
+use super::{CudaBackend, cuda_error, download, launch_kernel, sync};
 use crate::backend::{Backend, PipelineStages};
 use crate::error::{Error, Result};
 use crate::gradnorm::{self, GradNormOptions, GradNormScores};
@@ -193,12 +193,8 @@ impl Rows for DeviceRows<'_> {
                     d,
                 )
             }?;
-            let host = stream
-                .clone_dtoh(&rows)
-                .map_err(|e| cuda_error("copying rows back", e))?;
-            stream
-                .synchronize()
-                .map_err(|e| cuda_error("the row gather failed", e))?;
+            let host = download(stream, &rows, "copying rows back")?;
+            sync(stream, "the row gather failed")?;
             Ok(host)
         })?;
         out[..host.len()].copy_from_slice(&host);
@@ -263,12 +259,8 @@ impl DeviceRows<'_> {
                         "launching the column sums",
                     )
                 }?;
-                let host = stream
-                    .clone_dtoh(&out)
-                    .map_err(|e| cuda_error("copying the column sums back", e))?;
-                stream
-                    .synchronize()
-                    .map_err(|e| cuda_error("the column sums failed", e))?;
+                let host = download(stream, &out, "copying the column sums back")?;
+                sync(stream, "the column sums failed")?;
                 Ok(host)
             })
         };
@@ -353,12 +345,8 @@ impl<'a> CudaStages<'a> {
         };
         if cuda_kmeans::plan(Dtype::F32, d, self.backend.max_smem).is_err() {
             let host = self.backend.with_stream(|stream| {
-                let host = stream
-                    .clone_dtoh(buf)
-                    .map_err(|e| cuda_error("copying rows back", e))?;
-                stream
-                    .synchronize()
-                    .map_err(|e| cuda_error("copying rows back", e))?;
+                let host = download(stream, buf, "copying rows back")?;
+                sync(stream, "copying rows back")?;
                 Ok(host)
             })?;
             let x = MatrixRef::from_f32(&host[..n * d], n, d)?;
@@ -466,19 +454,10 @@ impl PipelineStages for CudaStages<'_> {
                     )
                 }?;
             }
-            let download = |what: &str, e| cuda_error(what, e);
-            let scores = stream
-                .clone_dtoh(&d_scores)
-                .map_err(|e| download("copying the scores back", e))?;
-            let assignment = stream
-                .clone_dtoh(&d_assign)
-                .map_err(|e| download("copying the assignments back", e))?;
-            let confidence = stream
-                .clone_dtoh(&d_conf)
-                .map_err(|e| download("copying the confidences back", e))?;
-            stream
-                .synchronize()
-                .map_err(|e| cuda_error("copying the scores back", e))?;
+            let scores = download(stream, &d_scores, "copying the scores back")?;
+            let assignment = download(stream, &d_assign, "copying the assignments back")?;
+            let confidence = download(stream, &d_conf, "copying the confidences back")?;
+            sync(stream, "copying the scores back")?;
             Ok((scores, assignment, confidence))
         })?;
         Ok(GradNormScores {
@@ -579,9 +558,7 @@ impl PipelineStages for CudaStages<'_> {
                 }?;
             }
             drop(g1);
-            stream
-                .synchronize()
-                .map_err(|e| cuda_error("joining the rows failed", e))?;
+            sync(stream, "joining the rows failed")?;
             Ok(joined)
         })?;
         self.joined = Some(joined);
