@@ -7,7 +7,7 @@
 mod stages;
 
 pub use stages::HostStages;
-pub(crate) use stages::{check_selected, gather_nouns, unit_rows};
+pub(crate) use stages::{check_selected, retrieve_selected, unit_rows};
 
 use crate::context::Context;
 use crate::error::{Error, Result};

@@ -50,6 +50,27 @@ pub(crate) fn check_selected(selected: &[u32], m: usize) -> Result<()> {
     }
 }
 
+/// Retrieval on `backend` of the images' unit rows `x` (N × D) over the nouns `selected`
+/// (checked) as f32 rows gathered on the host.
+pub(crate) fn retrieve_selected(
+    backend: &dyn Backend,
+    x: &[f32],
+    nouns: &MatrixRef<'_>,
+    selected: &[u32],
+    opts: &RetrieveOptions,
+) -> Result<Retrieved> {
+    check_selected(selected, nouns.rows())?;
+    let d = nouns.cols();
+    let n = x.len() / d;
+    let t_sel = gather_nouns(nouns, selected);
+    let xm = MatrixRef::from_f32(x, n, d)?;
+    let tm = MatrixRef::from_f32(&t_sel, selected.len(), d)?;
+    let mut r = Retrieved::zeros(n, d, opts.top_n);
+    retrieve::validate_inputs(&xm, &tm, opts, &r.as_out())?;
+    backend.retrieve(&xm, &tm, opts, r.as_out())?;
+    Ok(r)
+}
+
 /// `[x_i, t_i]` for every row: N×2D from two N×D matrices.
 pub(crate) fn join_rows(x: &[f32], t: &[f32], d: usize) -> Vec<f32> {
     let mut z = Vec::with_capacity(2 * x.len());
@@ -115,15 +136,8 @@ impl PipelineStages for HostStages<'_> {
         opts: &RetrieveOptions,
     ) -> Result<(Vec<u32>, Vec<f32>)> {
         let nouns = self.nouns()?;
-        check_selected(selected, nouns.rows())?;
-        let (n, d) = (self.input.images.rows(), self.input.images.cols());
-        let t_sel = gather_nouns(&nouns, selected);
-        let x = MatrixRef::from_f32(&self.x, n, d)?;
-        let t = MatrixRef::from_f32(&t_sel, selected.len(), d)?;
-        let mut r = Retrieved::zeros(n, d, opts.top_n);
-        retrieve::validate_inputs(&x, &t, opts, &r.as_out())?;
-        self.backend.retrieve(&x, &t, opts, r.as_out())?;
-        self.joined = Some(join_rows(&self.x, &r.features, d));
+        let r = retrieve_selected(self.backend, &self.x, &nouns, selected, opts)?;
+        self.joined = Some(join_rows(&self.x, &r.features, nouns.cols()));
         Ok((r.top_indices, r.top_weights))
     }
 

@@ -24,9 +24,9 @@ use crate::error::{Error, Result};
 use crate::gradnorm::{self, GradNormOptions, GradNormScores};
 use crate::kmeans::{self, KMeansOptions, KMeansResult, Metric, Rows};
 use crate::matrix::{DeviceGradNormOut, DeviceMatrix, Dtype, MatrixRef};
-use crate::pipeline::{PipelineInput, check_selected, gather_nouns, unit_rows};
+use crate::pipeline::{PipelineInput, check_selected, retrieve_selected, unit_rows};
 use crate::progress::{Progress, Stage};
-use crate::retrieve::{RetrieveOptions, Retrieved};
+use crate::retrieve::RetrieveOptions;
 use cudarc::driver::{
     CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr, DriverError,
     LaunchConfig,
@@ -518,12 +518,7 @@ impl PipelineStages for CudaStages<'_> {
             // The gated kernel or rows too wide: the CPU retrieves from host copies, and t̃
             // goes up to be joined.
             let x = unit_rows(&self.input.images);
-            let t_sel = gather_nouns(&self.host_nouns()?, selected);
-            let xm = MatrixRef::from_f32(&x, n, d)?;
-            let tm = MatrixRef::from_f32(&t_sel, s, d)?;
-            let mut r = Retrieved::zeros(n, d, opts.top_n);
-            crate::retrieve::validate_inputs(&xm, &tm, opts, &r.as_out())?;
-            backend.cpu.retrieve(&xm, &tm, opts, r.as_out())?;
+            let r = retrieve_selected(&backend.cpu, &x, &self.host_nouns()?, selected, opts)?;
             let t = backend.with_stream(|stream| {
                 stream
                     .clone_htod(&r.features)
