@@ -173,7 +173,7 @@ __device__ __forceinline__ void body(const GradNormParams& p) {
     using C = Ctx<TM, PLANES, NWG, STAGES, DIAG, SPLIT>;
     constexpr int STREAMS = SPLIT ? NWG : 1;
     constexpr int BM = C::BM;
-    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    LAIC_DYNAMIC_SMEM_ALIGNED(unsigned char, smem_raw, 1024);
     // Swizzled tiles need 1024-byte alignment; the host adds 1024 bytes of slack.
     unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
     const int nchunks = p.dp / BK;

@@ -182,7 +182,7 @@ template <typename TM, int XPL, int CPL, int NWG, int STAGES> struct Assign {
 template <typename TM, int XPL, int CPL, int NWG, int STAGES>
 __device__ __forceinline__ void assign_body(const AssignParams& p) {
     using A = Assign<TM, XPL, CPL, NWG, STAGES>;
-    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    LAIC_DYNAMIC_SMEM_ALIGNED(unsigned char, smem_raw, 1024);
     // Swizzled tiles need 1024-byte alignment; the host adds 1024 bytes of slack.
     unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;

@@ -2,6 +2,7 @@
 // kmeans_wgmma.cu): the 128-byte-swizzled K-major shared layout and its matrix descriptors,
 // the wgmma fences, commit/wait, and wgmma.m64n128k16 with f32 accumulation for f16 and bf16
 // operands. Include only from files compiled for sm_90a (first line `// laic-arch: sm_90a`).
+// On the CPU (tests/kernel_emu, no __CUDACC__) the emulation supplies the inline-PTX functions.
 //
 // Accumulator layout of m64n128 (what the epilogues rely on): thread (warp w of the
 // warpgroup, lane = 4 g + t) holds d[4 nt + 2 i + j] = row 16 w + g + 8 i, column 8 nt + 2 t + j,
@@ -28,6 +29,8 @@ __device__ __forceinline__ uint64_t descriptor(uint32_t addr) {
     return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) |
            ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
 }
+
+#ifdef __CUDACC__  // inline PTX; on the CPU, tests/kernel_emu/cuda_emu_wgmma.hpp supplies these
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() {
@@ -80,6 +83,8 @@ template <> struct Wgmma<__nv_bfloat16> {
             : "l"(a), "l"(b), "r"(accumulate));
     }
 };
+
+#endif  // __CUDACC__
 
 }  // namespace wg
 }  // namespace laic

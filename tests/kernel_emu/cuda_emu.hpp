@@ -8,8 +8,13 @@
 // Dynamic shared memory: `launch`'s last argument sizes it, and LAIC_DYNAMIC_SMEM (the kernels'
 // way to declare it) gives each block's threads the block's buffer.
 //
-// Not emulated: tensor cores, cp.async, half types. Build with -ffp-contract=off so that the
-// host compiler, like the _rn intrinsics, fuses nothing.
+// Named barriers (`bar.sync id, count`, which lets a block's warpgroups synchronise
+// separately): `named_barrier`, one barrier per id and block, its thread count fixed by the
+// first thread to reach it.
+//
+// Not emulated here: tensor cores, cp.async, half types (cuda_emu_mma.hpp, cuda_emu_wgmma.hpp).
+// Build with -ffp-contract=off so that the host compiler, like the _rn intrinsics, fuses
+// nothing.
 #pragma once
 
 #include <atomic>
@@ -20,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -76,9 +82,17 @@ struct Block {
     std::vector<std::unique_ptr<Warp>> warps;
     // Dynamic shared memory, NaN bytes until written (operator new aligns it to 16 bytes).
     std::vector<unsigned char> smem;
+    // Named barriers 1..15 (0 is __syncthreads'), made by the first thread that reaches one.
+    std::mutex named_mutex;
+    std::unique_ptr<std::barrier<>> named[16];
+    int named_count[16] = {};
 };
 
 inline thread_local Block* current = nullptr;
+
+// Run by every thread when its kernel body returns (registered by the emulation headers that
+// keep per-thread asynchronous state, to fail on work still in flight).
+inline std::vector<void (*)()> at_thread_exit;
 
 inline Warp& warp() { return *current->warps[threadIdx.x / 32]; }
 
@@ -129,6 +143,7 @@ void launch(dim3 grid, dim3 block, F body, size_t smem_bytes = 0) {
                         blockIdx = {x, y, z};
                         current = &b;
                         body();
+                        for (auto check : at_thread_exit) check();
                         warp().sync.arrive_and_drop();
                         b.sync.arrive_and_drop();
                     });
@@ -140,8 +155,34 @@ void launch(dim3 grid, dim3 block, F body, size_t smem_bytes = 0) {
 }  // namespace emu
 
 #define LAIC_DYNAMIC_SMEM(T, name) T* name = reinterpret_cast<T*>(emu::current->smem.data())
+// The alignment is not honoured (the shared base of cuda_emu_mma.hpp is 16-byte aligned): a
+// kernel must not rely on it for more than 16 bytes.
+#define LAIC_DYNAMIC_SMEM_ALIGNED(T, name, A) LAIC_DYNAMIC_SMEM(T, name)
 
 inline void __syncthreads() { emu::current->sync.arrive_and_wait(); }
+
+namespace emu {
+
+// bar.sync id, count: waits until `count` threads of the block have arrived at barrier `id`.
+inline void named_barrier(int id, int count) {
+    if (id < 1 || id > 15 || count <= 0 || count % 32 != 0 || count > (int)blockDim.x) {
+        fail("named barriers need an id of 1..15 and a thread count that is a multiple of 32");
+    }
+    Block& b = *current;
+    std::barrier<>* bar;
+    {
+        std::lock_guard<std::mutex> lock(b.named_mutex);
+        if (!b.named[id]) {
+            b.named[id] = std::make_unique<std::barrier<>>(count);
+            b.named_count[id] = count;
+        }
+        if (b.named_count[id] != count) fail("a named barrier used with two thread counts");
+        bar = b.named[id].get();
+    }
+    bar->arrive_and_wait();
+}
+
+}  // namespace emu
 
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
     if (mask != 0xffffffffu) emu::fail("__syncwarp needs the full mask");

@@ -3,8 +3,14 @@
 // ldmatrix, mma.sync m16n8k16, ex2), so that the mma.sync kernels' source runs on the CPU.
 // Include it before the kernels.
 //
-// cp.async copies at once (a valid schedule of an asynchronous copy that the kernel waits for;
-// a missing wait is not caught). ldmatrix and mma exchange the warp's registers through the
+// cp.async: the destination turns to NaN bytes when the copy is issued and gets its data when
+// the thread waits for the copy's group (cp.async.wait_group), the two ends of what the PTX
+// ISA allows, so that a read of a stage before its wait, a refill of a stage that is still to
+// be read, or a copy never waited for (checked when the thread returns; an empty group may
+// stay in flight) shows. Shared addresses (`smem_addr`) are offsets into the block's dynamic
+// shared memory from a base that is 16- but not 128-byte aligned (`emu::SHARED_BASE`), so
+// that kernels that align their tiles themselves must do it. ldmatrix and mma exchange the
+// warp's registers through the
 // warp barrier and compute each lane's fragment by the PTX ISA's layouts; mma adds the 16
 // exact products in f64 and rounds once into the f32 accumulator (the hardware's order of
 // additions is unspecified). ex2 is exp2f with subnormal results flushed to zero.
@@ -14,6 +20,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <deque>
 
 #define __align__(n) alignas(n)
 // Tells the kernels' headers that the half types below exist.
@@ -158,12 +165,77 @@ inline uint16_t element(unsigned long long row, int col) {
 
 }  // namespace emu
 
+namespace emu {
+
+// The shared address of the first byte of dynamic shared memory.
+constexpr uint32_t SHARED_BASE = 0x410;
+
+// The shared address of `p`, which must point into the block's dynamic shared memory.
+inline uint32_t shared_address(const void* p) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    const std::vector<unsigned char>& m = current->smem;
+    if (b < m.data() || b > m.data() + m.size()) fail("smem_addr of memory outside the dynamic shared memory");
+    return SHARED_BASE + (uint32_t)(b - m.data());
+}
+
+// The `bytes` bytes at shared address `addr`, which must lie in the dynamic shared memory.
+inline const unsigned char* shared_bytes(uint32_t addr, size_t bytes) {
+    if (addr < SHARED_BASE || addr - SHARED_BASE + bytes > current->smem.size()) {
+        fail("a shared address outside the dynamic shared memory");
+    }
+    return current->smem.data() + (addr - SHARED_BASE);
+}
+
+// A thread's cp.async copies: those not yet committed, and the committed groups, oldest first.
+struct AsyncCopy {
+    void* dst;
+    const void* src;
+};
+struct AsyncCopies {
+    std::vector<AsyncCopy> open;
+    std::deque<std::vector<AsyncCopy>> groups;
+};
+inline thread_local AsyncCopies async_copies;
+
+// Empty groups left in flight are harmless; copies are not.
+inline void copies_drained() {
+    bool pending = !async_copies.open.empty();
+    for (const auto& g : async_copies.groups) pending |= !g.empty();
+    if (pending) fail("a thread returned with cp.async copies it never committed or waited for");
+    async_copies.groups.clear();
+}
+
+// Every thread, on return, checks the asynchronous work it leaves behind.
+inline const bool copies_checked_at_exit = (at_thread_exit.push_back(copies_drained), true);
+
+}  // namespace emu
+
 namespace laic {
 
-inline void cp_async_16(void* smem, const void* gmem) { std::memcpy(smem, gmem, 16); }
-inline void cp_async_commit() {}
+inline uint32_t smem_addr(const void* p) { return emu::shared_address(p); }
+
+// The destination holds NaN bytes from the issue until the wait (its contents are undefined
+// then): a read before the wait, or a refill of bytes that are still to be read, shows.
+inline void cp_async_16(void* smem, const void* gmem) {
+    std::memset(smem, 0xff, 16);
+    emu::async_copies.open.push_back({smem, gmem});
+}
+
+inline void cp_async_commit() {
+    emu::AsyncCopies& c = emu::async_copies;
+    c.groups.push_back(std::move(c.open));
+    c.open.clear();
+}
+
+// The copies of all but the N most recent groups land now.
 template <int N>
-void cp_async_wait() {}
+void cp_async_wait() {
+    emu::AsyncCopies& c = emu::async_copies;
+    while (c.groups.size() > (size_t)N) {
+        for (const emu::AsyncCopy& a : c.groups.front()) std::memcpy(a.dst, a.src, 16);
+        c.groups.pop_front();
+    }
+}
 
 // ldmatrix .xN (not transposed): lane l gets row l/4, columns 2(l%4) and 2(l%4) + 1 of each of
 // the N matrices.

@@ -1,12 +1,14 @@
-// kernels/gradnorm.cu (mma.sync; the kernel that passed its parity tests on the H200) on the
-// emulated device (cuda_emu_mma.hpp): centre packing (`prep_body`) and the fused kernel
-// (`gradnorm_body`), launched as src/backend/cuda/gradnorm.rs launches them, against GradNorm
-// in f64 on the same rounded inputs: scores and confidences within 1e-4 relative (the GPU
-// parity tests of tests/cuda.rs allow 2e-3 against the CPU for f16/bf16), assigned centres
-// equal except near ties, every output written and nothing past them. f16, bf16 and
-// f32; M, K and D not multiples of the tiles (vectorised and element loads), K = 1; one-hot and
-// uniform targets; q = 1, 2, 3.5 and infinity; normalised or not; two block shapes. Prints one
-// line per case; exits non-zero on the first failure.
+// kernels/gradnorm.cu (mma.sync) and kernels/gradnorm_wgmma.cu (wgmma; both ran and passed
+// their parity tests on the H200, except the split-stream `wg2s`, which has not run on a GPU)
+// on the emulated device (cuda_emu_mma.hpp, cuda_emu_wgmma.hpp): centre packing (`prep_body`)
+// and the fused kernel, launched as src/backend/cuda/gradnorm.rs launches them, against
+// GradNorm in f64 on the same rounded inputs: scores and confidences within 1e-4 relative (the
+// GPU parity tests of tests/cuda.rs allow 2e-3 against the CPU for f16/bf16), assigned centres
+// equal except near ties, every output written and nothing past them. f16, bf16 and f32; M, K
+// and D not multiples of the tiles (vectorised and element loads), K = 1; one-hot and uniform
+// targets; q = 1, 2, 3.5 and infinity; normalised or not; the mma.sync block shapes 32x4 and
+// 16x2 and the wgmma shapes wg2, wg1, wg2d and wg2s. Prints one line per case; exits non-zero
+// on the first failure.
 
 #include <algorithm>
 #include <cmath>
@@ -14,10 +16,17 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
+#include <type_traits>
 #include <vector>
 
-#include "cuda_emu_mma.hpp"
+#include "cuda_emu_wgmma.hpp"
 #include "gradnorm.cu"
+// Its context is aggregate-initialised from the parameters alone (the rest zero).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#include "gradnorm_wgmma.cu"
+#pragma GCC diagnostic pop
 
 namespace {
 
@@ -26,7 +35,7 @@ struct Case {
     int m, k, d;
     float tau, q;
     bool uniform, normalize;
-    int config;  // 0: 32x4, 1: 16x2
+    const char* config;  // a block shape of gradnorm.rs's CONFIGS
 };
 
 struct Reference {
@@ -79,8 +88,56 @@ Reference reference(const std::vector<double>& t, const std::vector<double>& w, 
     return r;
 }
 
+// How a kernel is launched (src/backend/cuda/gradnorm.rs `plan` and `smem_bytes`): nouns per
+// block, threads, the centre padding, shared memory for dp columns, and the kernel itself.
+struct Shape {
+    int bm, threads, kp_align;
+    size_t smem;
+    void (*kernel)(const laic::GradNormParams);
+};
+
+// The mma.sync kernel of WM x WARPS nouns per block.
 template <class TIn, class TM, int PLANES, int WM, int WARPS>
-int run_case(const Case& c, std::mt19937_64& rng) {
+Shape mma_shape(int dp) {
+    using namespace laic;
+    constexpr int BM = WM * WARPS;
+    return {BM, WARPS * 32, BN,
+            (size_t)PLANES * BM * (dp + PAD) * 2 + (size_t)STAGES * PLANES * BN * BSTRIDE * 2 + (size_t)BM * 2 * 4,
+            [](const GradNormParams p) { gradnorm_body<TIn, TM, PLANES, WM, WARPS>(p); }};
+}
+
+// A wgmma kernel of NWG warpgroups and STAGES stages (per warpgroup when SPLIT).
+template <int NWG, int STAGES, bool SPLIT, int PLANES>
+Shape wg_shape(int dp, void (*kernel)(const laic::GradNormParams)) {
+    const int bm = 64 * NWG;
+    return {bm, 128 * NWG, laic::wg::BN,
+            1024 + (size_t)PLANES * bm * dp * 2 + (size_t)(SPLIT ? NWG : 1) * STAGES * PLANES * laic::wg::BN * 64 * 2 +
+                (size_t)bm * 2 * 4,
+            kernel};
+}
+
+template <class TIn, class TM, int PLANES>
+Shape shape_of(const char* config, int dp) {
+    const std::string c = config;
+    if (c == "32x4") return mma_shape<TIn, TM, PLANES, 32, 4>(dp);
+    if (c == "16x2") return mma_shape<TIn, TM, PLANES, 16, 2>(dp);
+    if constexpr (std::is_same_v<TIn, __half>) {
+        if (c == "wg2") return wg_shape<2, 4, false, 1>(dp, laic_gradnorm_wg_f16_wg2);
+        if (c == "wg2d") return wg_shape<2, 6, false, 1>(dp, laic_gradnorm_wg_f16_wg2d);
+        if (c == "wg1") return wg_shape<1, 4, false, 1>(dp, laic_gradnorm_wg_f16_wg1);
+        if (c == "wg2s") return wg_shape<2, 3, true, 1>(dp, laic_gradnorm_wg_f16_wg2s);
+    } else if constexpr (std::is_same_v<TIn, __nv_bfloat16>) {
+        if (c == "wg2") return wg_shape<2, 4, false, 1>(dp, laic_gradnorm_wg_bf16_wg2);
+        if (c == "wg1") return wg_shape<1, 4, false, 1>(dp, laic_gradnorm_wg_bf16_wg1);
+        if (c == "wg2s") return wg_shape<2, 3, true, 1>(dp, laic_gradnorm_wg_bf16_wg2s);
+    } else {
+        if (c == "wg1") return wg_shape<1, 3, false, 2>(dp, laic_gradnorm_wg_f32_wg1);
+    }
+    emu::fail("no such block shape for this dtype");
+}
+
+template <class TIn, class TM, int PLANES>
+int run(const Case& c, std::mt19937_64& rng) {
     using namespace laic;
     const int m = c.m, k = c.k, d = c.d;
     std::normal_distribution<float> normal(0.f, 1.f);
@@ -98,8 +155,9 @@ int run_case(const Case& c, std::mt19937_64& rng) {
     const auto t_in = emu::rounded<TIn>(tf);
     const auto w_in = emu::rounded<TIn>(wf);
 
-    constexpr int BM = WM * WARPS;
-    const int dp = (int)emu::round_up(d, BK), kp = (int)emu::round_up(k, BN);
+    const int dp = (int)emu::round_up(d, BK);
+    const Shape shape = shape_of<TIn, TM, PLANES>(c.config, dp);
+    const int kp = (int)emu::round_up(k, shape.kp_align);
     std::vector<uint16_t> packed((size_t)PLANES * kp * dp, 0xffff);
     std::vector<float> scale(kp, NAN);
     std::vector<unsigned> flags(4, 0);
@@ -116,10 +174,8 @@ int run_case(const Case& c, std::mt19937_64& rng) {
                            (unsigned long long)m, (unsigned long long)stride, k, kp, d, dp,
                            (float)(1.4426950408889634 / c.tau), c.q, power, c.normalize ? 1 : 0,
                            c.uniform ? 1 : 0, vec16 ? 1 : 0};
-    const size_t smem = (size_t)PLANES * BM * (dp + PAD) * 2 + (size_t)STAGES * PLANES * BN * BSTRIDE * 2 +
-                        (size_t)BM * 2 * 4;
-    emu::launch({(unsigned)((m + BM - 1) / BM)}, {WARPS * 32},
-                [&] { gradnorm_body<TIn, TM, PLANES, WM, WARPS>(p); }, smem);
+    emu::launch({(unsigned)((m + shape.bm - 1) / shape.bm)}, {(unsigned)shape.threads}, [&] { shape.kernel(p); },
+                shape.smem);
 
     if (flags[0] != 0) {
         std::fprintf(stderr, "%s: flags[0] = %u for finite, non-zero rows\n", c.dtype, flags[0]);
@@ -167,15 +223,10 @@ int run_case(const Case& c, std::mt19937_64& rng) {
         std::fprintf(stderr, "%s: %d near ties of %d nouns\n", c.dtype, ties, m);
         return 1;
     }
-    std::printf("gradnorm %-4s %s m=%-4d k=%-4d d=%-4d tau=%-5g q=%-4g %-7s %-6s max rel error %.2e ok\n",
-                c.dtype, c.config ? "16x2" : "32x4", m, k, d, c.tau, c.q, c.uniform ? "uniform" : "one-hot",
+    std::printf("gradnorm %-4s %-4s m=%-4d k=%-4d d=%-4d tau=%-5g q=%-4g %-7s %-6s max rel error %.2e ok\n",
+                c.dtype, c.config, m, k, d, c.tau, c.q, c.uniform ? "uniform" : "one-hot",
                 c.normalize ? "unit" : "raw", worst);
     return 0;
-}
-
-template <class TIn, class TM, int PLANES>
-int run(const Case& c, std::mt19937_64& rng) {
-    return c.config == 0 ? run_case<TIn, TM, PLANES, 32, 4>(c, rng) : run_case<TIn, TM, PLANES, 16, 2>(c, rng);
 }
 
 }  // namespace
@@ -185,12 +236,22 @@ int main() {
     const float inf = std::numeric_limits<float>::infinity();
     int bad = 0;
     // dtype, m, k, d, tau, q, uniform, normalize, config
-    bad += run<__half, __half, 1>({"f16", 300, 150, 64, 0.02f, 2.f, false, true, 0}, rng);
-    bad += run<__half, __half, 1>({"f16", 77, 1, 77, 0.02f, 2.f, false, true, 1}, rng);
-    bad += run<__half, __half, 1>({"f16", 130, 70, 130, 0.05f, 3.5f, true, true, 0}, rng);
-    bad += run<__nv_bfloat16, __nv_bfloat16, 1>({"bf16", 150, 130, 96, 0.02f, 1.f, false, true, 1}, rng);
-    bad += run<__nv_bfloat16, __nv_bfloat16, 1>({"bf16", 45, 65, 33, 1.f, inf, true, false, 0}, rng);
-    bad += run<float, __nv_bfloat16, 2>({"f32", 140, 129, 100, 0.02f, 2.f, false, true, 0}, rng);
-    bad += run<float, __nv_bfloat16, 2>({"f32", 33, 64, 65, 0.1f, 3.5f, false, false, 1}, rng);
+    bad += run<__half, __half, 1>({"f16", 300, 150, 64, 0.02f, 2.f, false, true, "32x4"}, rng);
+    bad += run<__half, __half, 1>({"f16", 77, 1, 77, 0.02f, 2.f, false, true, "16x2"}, rng);
+    bad += run<__half, __half, 1>({"f16", 130, 70, 130, 0.05f, 3.5f, true, true, "32x4"}, rng);
+    bad += run<__nv_bfloat16, __nv_bfloat16, 1>({"bf16", 150, 130, 96, 0.02f, 1.f, false, true, "16x2"}, rng);
+    bad += run<__nv_bfloat16, __nv_bfloat16, 1>({"bf16", 45, 65, 33, 1.f, inf, true, false, "32x4"}, rng);
+    bad += run<float, __nv_bfloat16, 2>({"f32", 140, 129, 100, 0.02f, 2.f, false, true, "32x4"}, rng);
+    bad += run<float, __nv_bfloat16, 2>({"f32", 33, 64, 65, 0.1f, 3.5f, false, false, "16x2"}, rng);
+    // The wgmma kernels: 128-centre tiles, so K past one and two tiles, and several chunks of
+    // 64 columns per row.
+    bad += run<__half, __half, 1>({"f16", 200, 300, 200, 0.02f, 2.f, false, true, "wg2"}, rng);
+    bad += run<__half, __half, 1>({"f16", 70, 1, 77, 0.02f, 3.5f, true, true, "wg2"}, rng);
+    bad += run<__half, __half, 1>({"f16", 100, 260, 130, 0.05f, 1.f, false, false, "wg1"}, rng);
+    bad += run<__half, __half, 1>({"f16", 150, 257, 129, 0.02f, 2.f, true, true, "wg2d"}, rng);
+    bad += run<__half, __half, 1>({"f16", 200, 300, 200, 0.02f, 2.f, false, true, "wg2s"}, rng);
+    bad += run<__nv_bfloat16, __nv_bfloat16, 1>({"bf16", 140, 200, 96, 0.02f, inf, true, false, "wg2s"}, rng);
+    bad += run<__nv_bfloat16, __nv_bfloat16, 1>({"bf16", 129, 129, 64, 0.02f, 2.f, false, true, "wg2"}, rng);
+    bad += run<float, __nv_bfloat16, 2>({"f32", 70, 200, 100, 0.02f, 2.f, false, true, "wg1"}, rng);
     return bad ? 1 : 0;
 }
