@@ -17,6 +17,11 @@
 // - Stage reuse: after issuing chunk s a warpgroup waits until only that group is in flight,
 //   so chunk s - 1 is consumed; the barrier of the next step then frees stage s - 2 for all
 //   warpgroups, which is refilled with chunk s + STAGES - 2.
+// - A step's bookkeeping is a few adds: the chunk, tile and stage of the next load and of the
+//   next products advance as counters (no division), and a thread's copies of a stage are its
+//   first copy's addresses plus constants (wgmma.cuh's ChunkCopy): ~110 SASS instructions per
+//   warp and step for f16 wg2, against ~360 when each step divided by the chunk and tile counts
+//   (NOTES.md, "The step in SASS").
 // Built for sm_90a only (build.rs reads the first line); other GPUs use gradnorm.cu.
 // - Split streams (SPLIT, `wg2s`): each warpgroup streams the centres through its own stages
 //   (3 each) and waits only for itself (a named barrier per warpgroup instead of
@@ -58,34 +63,47 @@ template <typename TM, int PLANES, int NWG, int STAGES, int DIAG, bool SPLIT> st
     uint32_t a_smem;          // shared address of this warpgroup's rows in chunk 0, plane 0
     uint32_t a_plane;         // bytes per noun plane
     unsigned char* bs;        // centre stages (split streams: this warpgroup's)
-    int stream_tid;           // this thread's index among STREAM_THREADS
+    uint32_t bs_smem;         // their shared address
     int nchunks, ntiles, steps;
     int t;
     float rs[2];              // logit scales of this thread's two rows
     RowStats st[2];
     float own, inv_k;
+    ChunkCopy<STREAM_THREADS> copy;  // this thread's share of a stage's copies
+    // The next step to load (`load_next`): its index, chunk, stage and first centre element.
+    int ld_step, ld_chunk, ld_tile, ld_stage;
+    const TM* ld_src;
+    int mma_stage;            // the stage of the next chunk to compute
 
-    __device__ __forceinline__ void load_step(int s) const {
-        if (s >= steps) return;
-        const int chunk = s % nchunks;
-        const int tile = (s / nchunks) % ntiles;
-        unsigned char* dst = bs + (s % STAGES) * B_STAGE;
-        const TM* src = static_cast<const TM*>(p.centres) + (size_t)tile * BN * p.dp + chunk * BK;
-        const size_t c_plane = (size_t)p.kp * p.dp;
-        for (int i = stream_tid; i < PLANES * BN * 8; i += STREAM_THREADS) {
-            const int pl = i / (BN * 8);
-            const int rem = i - pl * (BN * 8);
-            const int row = rem >> 3, u = rem & 7;
-            cp_async_16(dst + pl * B_PLANE + swizzled(row, u),
-                        src + pl * c_plane + (size_t)row * p.dp + u * 8);
+    __device__ __forceinline__ void start(int stream_tid) {
+        copy.init(stream_tid, p.dp);
+        ld_step = ld_chunk = ld_tile = ld_stage = mma_stage = 0;
+        ld_src = static_cast<const TM*>(p.centres);
+    }
+
+    // Loads the next step's centre chunk (nothing past the last step) into its stage, and
+    // advances the load cursor by one step: next chunk, next tile, first tile again for the
+    // second pass of the uniform target.
+    __device__ __forceinline__ void load_next() {
+        if (ld_step < steps) {
+            copy_chunk<PLANES, BN>(copy, bs + ld_stage * B_STAGE, B_PLANE, ld_src, (size_t)p.kp * p.dp, p.dp);
+        }
+        ++ld_step;
+        if (++ld_stage == STAGES) ld_stage = 0;
+        ld_src += BK;
+        if (++ld_chunk == nchunks) {
+            ld_chunk = 0;
+            if (++ld_tile == ntiles) ld_tile = 0;
+            ld_src = static_cast<const TM*>(p.centres) + (size_t)ld_tile * BN * p.dp;
         }
     }
 
-    // One chunk's products into `acc` (the first chunk of a tile overwrites it).
-    __device__ __forceinline__ void mma_chunk(float (&acc)[64], int s) const {
-        const int chunk = s % nchunks;
+    // One chunk's products into `acc` (the first chunk of a tile overwrites it), from stage
+    // `mma_stage`, which then advances.
+    __device__ __forceinline__ void mma_chunk(float (&acc)[64], int chunk) {
         const uint32_t a0 = a_smem + chunk * (BM * ROW);
-        const uint32_t b0 = smem_addr(bs) + (s % STAGES) * B_STAGE;
+        const uint32_t b0 = bs_smem + mma_stage * B_STAGE;
+        if (++mma_stage == STAGES) mma_stage = 0;
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < (DIAG == DIAG_NO_MMA ? 0 : BK / 16); ++kk) {
@@ -99,10 +117,10 @@ template <typename TM, int PLANES, int NWG, int STAGES, int DIAG, bool SPLIT> st
         wgmma_commit();
     }
 
-    // Folds a finished tile (global step index of any of its chunks: `s`) into the statistics.
-    __device__ __forceinline__ void epilogue(float (&acc)[64], int s) {
-        const int tile = (s / nchunks) % ntiles;
-        const int pass = s / (nchunks * ntiles);
+    // Folds finished tile `ts` (counting both passes of the uniform target) into the statistics.
+    __device__ __forceinline__ void epilogue(float (&acc)[64], int ts) {
+        const int pass = ts >= ntiles ? 1 : 0;
+        const int tile = ts - pass * ntiles;
         const int colbase = tile * BN + 2 * t;
         if constexpr (DIAG == DIAG_NO_FOLD) {
             float mx = st[0].mx;
@@ -150,8 +168,9 @@ template <typename TM, int PLANES, int NWG, int STAGES, int DIAG, bool SPLIT> st
         }
     }
 
-    // Chunk s: wait for it, refill the stage freed two steps ago, issue its products.
-    __device__ __forceinline__ void step(float (&cur)[64], int s) const {
+    // The next step (its chunk: `chunk`): wait for it, refill the stage freed two steps ago
+    // with the chunk STAGES - 2 steps ahead, issue its products.
+    __device__ __forceinline__ void step(float (&cur)[64], int chunk) {
         constexpr int PF = STAGES - 2;  // chunks in flight ahead of the one computed
         cp_async_wait<PF - 1>();
         fence_proxy_async();
@@ -161,9 +180,9 @@ template <typename TM, int PLANES, int NWG, int STAGES, int DIAG, bool SPLIT> st
         } else {
             __syncthreads();
         }
-        load_step(s + PF);
+        load_next();
         cp_async_commit();
-        mma_chunk(cur, s);
+        mma_chunk(cur, chunk);
         wgmma_wait<1>();  // chunk s - 1 is consumed (for this warpgroup)
     }
 };
@@ -203,18 +222,19 @@ __device__ __forceinline__ void body(const GradNormParams& p) {
     c.a_smem = smem_addr(as) + (warp >> 2) * 64 * ROW;
     c.a_plane = a_plane;
     c.bs = SPLIT ? bs + (warp >> 2) * STAGES * C::B_STAGE : bs;
-    c.stream_tid = SPLIT ? threadIdx.x & 127 : threadIdx.x;
+    c.bs_smem = smem_addr(c.bs);
     c.nchunks = nchunks;
     c.ntiles = p.kp / BN;
     c.steps = (p.uniform ? 2 : 1) * c.ntiles * nchunks;
     c.t = t;
     c.own = t == 0 ? 1.f : 0.f;
     c.inv_k = 1.f / (float)p.k;
+    c.start(SPLIT ? threadIdx.x & 127 : threadIdx.x);
 
     // ---- Phase 2: stream the centres. ----
 #pragma unroll
     for (int s = 0; s < STAGES - 2; ++s) {
-        c.load_step(s);
+        c.load_next();
         cp_async_commit();
     }
     fence_proxy_async();
@@ -223,18 +243,19 @@ __device__ __forceinline__ void body(const GradNormParams& p) {
     for (int i = 0; i < 2; ++i) c.rs[i] = row_info[2 * (warp * 16 + g + 8 * i)];
 
     float acc[64];
-    for (int s0 = 0; s0 < c.steps; s0 += nchunks) {
-        if (s0 > 0) {
+    const int tiles = c.steps / nchunks;  // both passes of the uniform target
+    for (int ts = 0; ts < tiles; ++ts) {
+        if (ts > 0) {
             // The previous tile, with no wgmma in flight.
             wgmma_wait<0>();
             fence_regs(acc);
-            c.epilogue(acc, s0 - 1);
+            c.epilogue(acc, ts - 1);
         }
-        for (int k = 0; k < nchunks; ++k) c.step(acc, s0 + k);
+        for (int k = 0; k < nchunks; ++k) c.step(acc, k);
     }
     wgmma_wait<0>();
     fence_regs(acc);
-    c.epilogue(acc, c.steps - 1);
+    c.epilogue(acc, tiles - 1);
     cp_async_wait<0>();
 
     // ---- Finalise: one lane per row writes score, assignment, confidence. ----

@@ -23,7 +23,9 @@
 //   f32 centre, 8 rows of a warp at a time: the tensor-core scores only choose the centre.
 // - Stage reuse as gradnorm_wgmma.cu: after issuing chunk s a warpgroup waits until only that
 //   group is in flight; the barrier of the next step then frees stage s - 2 for all warpgroups,
-//   which is refilled with chunk s + STAGES - 2.
+//   which is refilled with chunk s + STAGES - 2. The step's chunk, tile and stage advance as
+//   counters, and a thread's copies are its first copy's addresses plus constants
+//   (wgmma.cuh's ChunkCopy).
 // Built for sm_90a only (build.rs reads the first line); other GPUs use kmeans.cu.
 
 #include "kmeans_params.cuh"
@@ -52,48 +54,53 @@ template <typename TM, int XPL, int CPL, int NWG, int STAGES> struct Assign {
     const AssignParams& p;
     unsigned char* as;        // point planes
     unsigned char* bs;        // centre stages
+    uint32_t bs_smem;         // their shared address
     uint32_t a_plane;         // bytes per point plane
     int nchunks, ntiles, steps;
     int t;
     unsigned long long row0;
+    ChunkCopy<NTHREADS> copy;  // this thread's share of a chunk's copies (points and centres)
+    // The next step to load (`load_next`): its index, chunk, stage and first centre element.
+    int ld_step, ld_chunk, ld_stage;
+    const TM* ld_src;
+    int mma_stage;            // the stage of the next chunk to compute
 
-    // Step s's copies: centre chunk s (tile s / nchunks, columns (s % nchunks) BK ...) into
-    // stage s % STAGES and, during the first tile, the points' chunk s.
-    __device__ __forceinline__ void load_step(int s) const {
-        if (s >= steps) return;
-        const int chunk = s % nchunks;
-        const int tile = s / nchunks;
-        unsigned char* dst = bs + (s % STAGES) * B_STAGE;
-        const TM* src = static_cast<const TM*>(p.centres) + (size_t)tile * BN * p.dp + chunk * BK;
-        const size_t c_plane = (size_t)p.kp * p.dp;
-        for (int i = threadIdx.x; i < CPL * BN * 8; i += NTHREADS) {
-            const int pl = i / (BN * 8);
-            const int rem = i - pl * (BN * 8);
-            const int row = rem >> 3, u = rem & 7;
-            cp_async_16(dst + pl * B_PLANE + swizzled(row, u),
-                        src + pl * c_plane + (size_t)row * p.dp + u * 8);
-        }
-        if (s < nchunks) {
-            // Packed rows exist up to np, a multiple of BM.
-            const TM* pts = static_cast<const TM*>(p.points) + row0 * p.dp + chunk * BK;
-            const size_t p_plane = (size_t)p.np * p.dp;
-            unsigned char* adst = as + chunk * A_CHUNK;
-            for (int i = threadIdx.x; i < XPL * BM * 8; i += NTHREADS) {
-                const int pl = i / (BM * 8);
-                const int rem = i - pl * (BM * 8);
-                const int row = rem >> 3, u = rem & 7;
-                cp_async_16(adst + pl * a_plane + swizzled(row, u),
-                            pts + pl * p_plane + (size_t)row * p.dp + u * 8);
+    __device__ __forceinline__ void start() {
+        copy.init(threadIdx.x, p.dp);
+        ld_step = ld_chunk = ld_stage = mma_stage = 0;
+        ld_src = static_cast<const TM*>(p.centres);
+    }
+
+    // The next step's copies (nothing past the last step): its centre chunk into its stage
+    // and, during the first tile, the points' chunk of the same columns; then the load cursor
+    // advances by one step.
+    __device__ __forceinline__ void load_next() {
+        if (ld_step < steps) {
+            copy_chunk<CPL, BN>(copy, bs + ld_stage * B_STAGE, B_PLANE, ld_src, (size_t)p.kp * p.dp, p.dp);
+            if (ld_step < nchunks) {
+                // Packed rows exist up to np, a multiple of BM.
+                copy_chunk<XPL, BM>(copy, as + ld_chunk * A_CHUNK, a_plane,
+                                    static_cast<const TM*>(p.points) + row0 * p.dp + ld_chunk * BK,
+                                    (size_t)p.np * p.dp, p.dp);
             }
+        }
+        ++ld_step;
+        if (++ld_stage == STAGES) ld_stage = 0;
+        ld_src += BK;
+        if (++ld_chunk == nchunks) {
+            // The next tile: its rows follow this tile's.
+            ld_chunk = 0;
+            ld_src += (size_t)(BN - 1) * p.dp;
         }
     }
 
-    // One chunk's products into `acc` (the first chunk of a tile overwrites it); `a_smem` is
-    // this warpgroup's first point row in chunk 0 of plane 0.
-    __device__ __forceinline__ void mma_chunk(float (&acc)[64], int s, uint32_t a_smem) const {
-        const int chunk = s % nchunks;
+    // One chunk's products into `acc` (the first chunk of a tile overwrites it), from stage
+    // `mma_stage`, which then advances; `a_smem` is this warpgroup's first point row in chunk 0
+    // of plane 0.
+    __device__ __forceinline__ void mma_chunk(float (&acc)[64], int chunk, uint32_t a_smem) {
         const uint32_t a0 = a_smem + chunk * A_CHUNK;
-        const uint32_t b0 = smem_addr(bs) + (s % STAGES) * B_STAGE;
+        const uint32_t b0 = bs_smem + mma_stage * B_STAGE;
+        if (++mma_stage == STAGES) mma_stage = 0;
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < BK / 16; ++kk) {
@@ -109,14 +116,15 @@ template <typename TM, int XPL, int CPL, int NWG, int STAGES> struct Assign {
         wgmma_commit();
     }
 
-    // Chunk s: wait for it, refill the stage freed two steps ago, issue its products.
-    __device__ __forceinline__ void step(float (&acc)[64], int s, uint32_t a_smem) const {
+    // The next step (its chunk: `chunk`): wait for it, refill the stage freed two steps ago
+    // with the step PF ahead, issue its products.
+    __device__ __forceinline__ void step(float (&acc)[64], int chunk, uint32_t a_smem) {
         cp_async_wait<PF - 1>();
         fence_proxy_async();
-        __syncthreads();  // chunk s is in shared memory; stage (s - 2) % STAGES is free
-        load_step(s + PF);
+        __syncthreads();  // this chunk is in shared memory; the stage of two steps ago is free
+        load_next();
         cp_async_commit();
-        mma_chunk(acc, s, a_smem);
+        mma_chunk(acc, chunk, a_smem);
         wgmma_wait<1>();  // chunk s - 1 is consumed (for this warpgroup)
     }
 
@@ -195,14 +203,16 @@ __device__ __forceinline__ void assign_body(const AssignParams& p) {
     c.a_plane = (uint32_t)c.nchunks * A::A_CHUNK;
     c.as = smem;
     c.bs = smem + XPL * c.a_plane;
+    c.bs_smem = smem_addr(c.bs);
     c.t = t;
     c.row0 = (unsigned long long)blockIdx.x * A::BM;
     int* best_arg = reinterpret_cast<int*>(c.bs + STAGES * A::B_STAGE);  // BM
     const uint32_t a_smem = smem_addr(c.as) + (warp >> 2) * 64 * ROW;
 
+    c.start();
 #pragma unroll
     for (int s = 0; s < A::PF; ++s) {
-        c.load_step(s);
+        c.load_next();
         cp_async_commit();
     }
 
@@ -211,10 +221,9 @@ __device__ __forceinline__ void assign_body(const AssignParams& p) {
     float acc[64];
     float bias[A::NT][2];
     for (int tile = 0; tile < c.ntiles; ++tile) {
-        const int s0 = tile * c.nchunks;
-        c.step(acc, s0, a_smem);
+        c.step(acc, 0, a_smem);
         c.load_bias(bias, tile);  // its latency hides behind the tile's products
-        for (int k = 1; k < c.nchunks; ++k) c.step(acc, s0 + k, a_smem);
+        for (int k = 1; k < c.nchunks; ++k) c.step(acc, k, a_smem);
         wgmma_wait<0>();
         fence_regs(acc);
         c.fold(acc, bias, tile, best, arg);

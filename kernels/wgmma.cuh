@@ -1,5 +1,6 @@
 // Hopper (sm_90a) tensor-core primitives shared by the wgmma kernels (gradnorm_wgmma.cu,
-// kmeans_wgmma.cu): the 128-byte-swizzled K-major shared layout and its matrix descriptors,
+// kmeans_wgmma.cu): the 128-byte-swizzled K-major shared layout, the chunk copies into it and
+// its matrix descriptors,
 // the wgmma fences, commit/wait, and wgmma.m64n128k16 with f32 accumulation for f16 and bf16
 // operands. Include only from files compiled for sm_90a (first line `// laic-arch: sm_90a`).
 // On the CPU (tests/kernel_emu, no __CUDACC__) the emulation supplies the inline-PTX functions.
@@ -28,6 +29,39 @@ __device__ __forceinline__ uint32_t swizzled(int r, int u) {
 __device__ __forceinline__ uint64_t descriptor(uint32_t addr) {
     return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) |
            ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+
+// One thread's share of copying 64-column chunks of 16-bit rows into the swizzled layout with
+// cp.async, THREADS threads together: the thread copies 16-byte unit tid % 8 of rows tid / 8,
+// tid / 8 + THREADS / 8, ... Those rows are a multiple of 8 apart, so they share the swizzle,
+// and every copy's addresses are the first copy's plus constants: a chunk costs a few adds per
+// copy, not a division and a swizzle.
+template <int THREADS> struct ChunkCopy {
+    static constexpr int PASS_ROWS = THREADS / 8;
+    static_assert(THREADS % 64 == 0, "a thread's rows must be a multiple of 8 apart");
+    uint32_t dst;  // byte offset of the thread's first copy in a chunk's tile
+    uint32_t src;  // element offset of its first copy in rows `stride` elements apart
+
+    __device__ __forceinline__ void init(int tid, int stride) {
+        const int row = tid >> 3, u = tid & 7;
+        dst = swizzled(row, u);
+        src = (uint32_t)(row * stride + u * 8);
+    }
+};
+
+// This thread's copies of PLANES planes of ROWS rows (a multiple of PASS_ROWS) of one chunk:
+// plane pl's first row from `rows + pl * src_plane` into the tile at `tile + pl * dst_plane`.
+template <int PLANES, int ROWS, int THREADS, typename T>
+__device__ __forceinline__ void copy_chunk(const ChunkCopy<THREADS>& c, unsigned char* tile, uint32_t dst_plane,
+                                           const T* rows, size_t src_plane, int stride) {
+    constexpr int PASS_ROWS = ChunkCopy<THREADS>::PASS_ROWS;
+    static_assert(ROWS % PASS_ROWS == 0, "the threads' copies must tile the chunk");
+#pragma unroll
+    for (int pl = 0; pl < PLANES; ++pl)
+#pragma unroll
+        for (int j = 0; j < ROWS / PASS_ROWS; ++j)
+            cp_async_16(tile + pl * dst_plane + c.dst + j * PASS_ROWS * ROW,
+                        rows + pl * src_plane + c.src + (size_t)j * PASS_ROWS * stride);
 }
 
 #ifdef __CUDACC__  // inline PTX; on the CPU, tests/kernel_emu/cuda_emu_wgmma.hpp supplies these
