@@ -186,23 +186,54 @@ inline const unsigned char* shared_bytes(uint32_t addr, size_t bytes) {
     return current->smem.data() + (addr - SHARED_BASE);
 }
 
-// A thread's cp.async copies: those not yet committed, and the committed groups, oldest first.
+// Operations a thread issues asynchronously and waits for by commit groups (cp.async, wgmma):
+// those not yet committed, and the committed groups, oldest first.
+template <class Op>
+struct AsyncGroups {
+    std::vector<Op> open;
+    std::deque<std::vector<Op>> groups;
+
+    void commit() {
+        groups.push_back(std::move(open));
+        open.clear();
+    }
+
+    // Completes (`done`) the operations of all but the n most recent groups.
+    template <class Done>
+    void wait(size_t n, Done done) {
+        while (groups.size() > n) {
+            for (const Op& op : groups.front()) done(op);
+            groups.pop_front();
+        }
+    }
+
+    // Whether an operation for which `match` holds is in flight, committed or not.
+    template <class Match>
+    bool in_flight(Match match) const {
+        for (const Op& op : open)
+            if (match(op)) return true;
+        for (const auto& group : groups)
+            for (const Op& op : group)
+                if (match(op)) return true;
+        return false;
+    }
+
+    // Fails with `what` if any operation is in flight when the thread returns (empty groups
+    // are harmless).
+    void check_drained(const char* what) {
+        if (in_flight([](const Op&) { return true; })) fail(what);
+        groups.clear();
+    }
+};
+
 struct AsyncCopy {
     void* dst;
     const void* src;
 };
-struct AsyncCopies {
-    std::vector<AsyncCopy> open;
-    std::deque<std::vector<AsyncCopy>> groups;
-};
-inline thread_local AsyncCopies async_copies;
+inline thread_local AsyncGroups<AsyncCopy> async_copies;
 
-// Empty groups left in flight are harmless; copies are not.
 inline void copies_drained() {
-    bool pending = !async_copies.open.empty();
-    for (const auto& g : async_copies.groups) pending |= !g.empty();
-    if (pending) fail("a thread returned with cp.async copies it never committed or waited for");
-    async_copies.groups.clear();
+    async_copies.check_drained("a thread returned with cp.async copies it never committed or waited for");
 }
 
 // Every thread, on return, checks the asynchronous work it leaves behind.
@@ -221,20 +252,12 @@ inline void cp_async_16(void* smem, const void* gmem) {
     emu::async_copies.open.push_back({smem, gmem});
 }
 
-inline void cp_async_commit() {
-    emu::AsyncCopies& c = emu::async_copies;
-    c.groups.push_back(std::move(c.open));
-    c.open.clear();
-}
+inline void cp_async_commit() { emu::async_copies.commit(); }
 
 // The copies of all but the N most recent groups land now.
 template <int N>
 void cp_async_wait() {
-    emu::AsyncCopies& c = emu::async_copies;
-    while (c.groups.size() > (size_t)N) {
-        for (const emu::AsyncCopy& a : c.groups.front()) std::memcpy(a.dst, a.src, 16);
-        c.groups.pop_front();
-    }
+    emu::async_copies.wait(N, [](const emu::AsyncCopy& a) { std::memcpy(a.dst, a.src, 16); });
 }
 
 // ldmatrix .xN (not transposed): lane l gets row l/4, columns 2(l%4) and 2(l%4) + 1 of each of

@@ -24,7 +24,6 @@
 #include "cuda_emu_mma.hpp"
 
 #include <cstdint>
-#include <deque>
 #include <type_traits>
 #include <vector>
 
@@ -76,11 +75,7 @@ struct WgmmaOp {
     bool bf16;
     WgmmaOperands issued;
 };
-struct WgmmaQueue {
-    std::vector<WgmmaOp> open;
-    std::deque<std::vector<WgmmaOp>> groups;
-};
-inline thread_local WgmmaQueue wgmma_queue;
+inline thread_local AsyncGroups<WgmmaOp> wgmma_queue;
 
 template <class T>
 float operand(uint16_t bits) {
@@ -106,21 +101,7 @@ inline void wgmma_execute(const WgmmaOp& op) {
             }
 }
 
-inline bool wgmma_in_flight(const float* d) {
-    for (const WgmmaOp& op : wgmma_queue.open)
-        if (op.d == d) return true;
-    for (const auto& group : wgmma_queue.groups)
-        for (const WgmmaOp& op : group)
-            if (op.d == d) return true;
-    return false;
-}
-
-inline void wgmma_drained() {
-    if (!wgmma_queue.open.empty()) fail("a thread returned with wgmma products never committed");
-    for (const auto& group : wgmma_queue.groups)
-        if (!group.empty()) fail("a thread returned with wgmma products never waited for");
-    wgmma_queue.groups.clear();
-}
+inline void wgmma_drained() { wgmma_queue.check_drained("a thread returned with wgmma products in flight"); }
 
 inline const bool wgmma_checked_at_exit = (at_thread_exit.push_back(wgmma_drained), true);
 
@@ -131,20 +112,12 @@ namespace wg {
 
 inline void wgmma_fence() {}
 
-inline void wgmma_commit() {
-    emu::WgmmaQueue& q = emu::wgmma_queue;
-    q.groups.push_back(std::move(q.open));
-    q.open.clear();
-}
+inline void wgmma_commit() { emu::wgmma_queue.commit(); }
 
 // The products of all but the N most recent groups happen now.
 template <int N>
 void wgmma_wait() {
-    emu::WgmmaQueue& q = emu::wgmma_queue;
-    while (q.groups.size() > (size_t)N) {
-        for (const emu::WgmmaOp& op : q.groups.front()) emu::wgmma_execute(op);
-        q.groups.pop_front();
-    }
+    emu::wgmma_queue.wait(N, emu::wgmma_execute);
 }
 
 inline void named_barrier(int id, int count) { emu::named_barrier(id, count); }
@@ -152,7 +125,9 @@ inline void named_barrier(int id, int count) { emu::named_barrier(id, count); }
 inline void fence_proxy_async() {}
 
 inline void fence_regs(float (&d)[64]) {
-    if (emu::wgmma_in_flight(d)) emu::fail("accumulators read while their wgmma are in flight");
+    if (emu::wgmma_queue.in_flight([&](const emu::WgmmaOp& op) { return op.d == d; })) {
+        emu::fail("accumulators read while their wgmma are in flight");
+    }
 }
 
 template <typename TM>
