@@ -2,8 +2,12 @@
 // CI (no GPU) runs their real source: every thread of a block is an OS thread, blocks run one
 // after another (so `__shared__` can be a function-local static), __syncthreads and the warp
 // intrinsics are barriers over the block's or the warp's threads. Warp intrinsics need the full
-// mask and whole warps (blockDim.x a multiple of 32). A thread that returns leaves the
-// barriers, as an exited CUDA thread no longer counts for __syncthreads.
+// mask and whole warps (blockDim.x a multiple of 32), and every lane of the warp must reach the
+// same intrinsic call: one reached from different places (a shuffle inside a branch that
+// diverges within the warp, undefined on a GPU) fails, naming both places. A thread that
+// returns leaves the barriers, as an exited CUDA thread no longer counts for __syncthreads. A
+// block that has not finished after LAIC_EMU_BLOCK_TIMEOUT_S seconds (default 300) fails: some
+// barrier was not reached by every thread.
 //
 // Dynamic shared memory: `launch`'s last argument sizes it, and LAIC_DYNAMIC_SMEM (the kernels'
 // way to declare it) gives each block's threads the block's buffer.
@@ -19,13 +23,16 @@
 
 #include <atomic>
 #include <barrier>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <math.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <source_location>
 #include <thread>
 #include <vector>
 
@@ -72,6 +79,9 @@ namespace emu {
 struct Warp {
     std::barrier<> sync{32};
     unsigned long long slot[32] = {};
+    // Where each lane called the current warp intrinsic, and which lanes have returned.
+    std::source_location site[32];
+    std::atomic<bool> exited[32] = {};
 };
 
 struct Block {
@@ -113,14 +123,40 @@ T from_bits(unsigned long long b) {
     return v;
 }
 
-// Every lane of the warp publishes `v`; `all` receives the 32 values.
-inline void exchange(unsigned mask, unsigned long long v, unsigned long long all[32]) {
+// Every lane of the warp publishes `v`; `all` receives the 32 values. `site` is where the
+// lane called the intrinsic: all lanes must be at the same one.
+inline void exchange(unsigned mask, unsigned long long v, unsigned long long all[32],
+                     std::source_location site = std::source_location::current()) {
     if (mask != 0xffffffffu) fail("warp intrinsics need the full mask");
     Warp& w = warp();
-    w.slot[lane()] = v;
+    const unsigned me = lane();
+    w.slot[me] = v;
+    w.site[me] = site;
     w.sync.arrive_and_wait();
+    for (unsigned l = 0; l < 32; ++l) {
+        if (w.exited[l]) {
+            std::fprintf(stderr, "cuda_emu: lane %u calls a full-mask warp intrinsic at %s:%u after lane %u returned\n",
+                         me, site.file_name(), (unsigned)site.line(), l);
+            std::abort();
+        }
+        const std::source_location& other = w.site[l];
+        if (other.line() != site.line() ||
+            (other.file_name() != site.file_name() && std::strcmp(other.file_name(), site.file_name()) != 0)) {
+            std::fprintf(stderr,
+                         "cuda_emu: a warp intrinsic reached from two places in one warp (divergent code): "
+                         "lane %u at %s:%u, lane %u at %s:%u\n",
+                         me, site.file_name(), (unsigned)site.line(), l, other.file_name(), (unsigned)other.line());
+            std::abort();
+        }
+    }
     std::memcpy(all, w.slot, sizeof w.slot);
     w.sync.arrive_and_wait();
+}
+
+// Seconds a block may run before the emulation decides that it is stuck at a barrier.
+inline double block_timeout_s() {
+    const char* v = std::getenv("LAIC_EMU_BLOCK_TIMEOUT_S");
+    return v != nullptr ? std::atof(v) : 300.0;
 }
 
 // Runs `body` as a kernel over `grid` blocks of `block` threads with `smem_bytes` of dynamic
@@ -136,17 +172,35 @@ void launch(dim3 grid, dim3 block, F body, size_t smem_bytes = 0) {
         for (unsigned y = 0; y < grid.y; ++y)
             for (unsigned x = 0; x < grid.x; ++x) {
                 Block b(block.x, smem_bytes);
+                std::mutex done_mutex;
+                std::condition_variable done_cv;
+                unsigned done = 0;
                 std::vector<std::thread> threads;
                 for (unsigned t = 0; t < block.x; ++t) {
-                    threads.emplace_back([&b, &body, t, x, y, z] {
+                    threads.emplace_back([&, t, x, y, z] {
                         threadIdx = {t, 0, 0};
                         blockIdx = {x, y, z};
                         current = &b;
                         body();
                         for (auto check : at_thread_exit) check();
+                        warp().exited[lane()] = true;
                         warp().sync.arrive_and_drop();
                         b.sync.arrive_and_drop();
+                        std::lock_guard<std::mutex> lock(done_mutex);
+                        ++done;
+                        done_cv.notify_one();
                     });
+                }
+                {
+                    std::unique_lock<std::mutex> lock(done_mutex);
+                    const auto limit = std::chrono::duration<double>(block_timeout_s());
+                    if (!done_cv.wait_for(lock, limit, [&] { return done == block.x; })) {
+                        std::fprintf(stderr,
+                                     "cuda_emu: block (%u, %u, %u) still running after %g s: %u of %u threads "
+                                     "returned; a barrier or warp intrinsic that not every thread reaches?\n",
+                                     x, y, z, block_timeout_s(), done, block.x);
+                        std::abort();
+                    }
                 }
                 for (auto& t : threads) t.join();
             }
@@ -194,55 +248,61 @@ inline int __popc(unsigned v) { return __builtin_popcount(v); }
 inline int __ffs(int v) { return __builtin_ffs(v); }
 
 template <class T>
-T __shfl_sync(unsigned mask, T v, int src) {
+T __shfl_sync(unsigned mask, T v, int src, std::source_location site = std::source_location::current()) {
     unsigned long long all[32];
-    emu::exchange(mask, emu::bits(v), all);
+    emu::exchange(mask, emu::bits(v), all, site);
     return emu::from_bits<T>(all[src & 31]);
 }
 
 template <class T>
-T __shfl_up_sync(unsigned mask, T v, unsigned delta) {
+T __shfl_up_sync(unsigned mask, T v, unsigned delta,
+                 std::source_location site = std::source_location::current()) {
     unsigned long long all[32];
-    emu::exchange(mask, emu::bits(v), all);
+    emu::exchange(mask, emu::bits(v), all, site);
     const unsigned l = emu::lane();
     return l >= delta ? emu::from_bits<T>(all[l - delta]) : v;
 }
 
 template <class T>
-T __shfl_down_sync(unsigned mask, T v, unsigned delta) {
+T __shfl_down_sync(unsigned mask, T v, unsigned delta,
+                   std::source_location site = std::source_location::current()) {
     unsigned long long all[32];
-    emu::exchange(mask, emu::bits(v), all);
+    emu::exchange(mask, emu::bits(v), all, site);
     const unsigned l = emu::lane();
     return l + delta < 32 ? emu::from_bits<T>(all[l + delta]) : v;
 }
 
 template <class T>
-T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask,
+                  std::source_location site = std::source_location::current()) {
     unsigned long long all[32];
-    emu::exchange(mask, emu::bits(v), all);
+    emu::exchange(mask, emu::bits(v), all, site);
     return emu::from_bits<T>(all[(emu::lane() ^ lane_mask) & 31]);
 }
 
 template <class T>
-unsigned __match_any_sync(unsigned mask, T v) {
+unsigned __match_any_sync(unsigned mask, T v,
+                          std::source_location site = std::source_location::current()) {
     unsigned long long all[32];
-    emu::exchange(mask, emu::bits(v), all);
+    emu::exchange(mask, emu::bits(v), all, site);
     unsigned group = 0;
     for (unsigned l = 0; l < 32; ++l) group |= (all[l] == all[emu::lane()] ? 1u : 0u) << l;
     return group;
 }
 
-inline int __any_sync(unsigned mask, int pred) {
+inline int __any_sync(unsigned mask, int pred,
+                      std::source_location site = std::source_location::current()) {
     unsigned long long all[32];
-    emu::exchange(mask, pred != 0, all);
+    emu::exchange(mask, pred != 0, all, site);
     for (unsigned l = 0; l < 32; ++l)
         if (all[l]) return 1;
     return 0;
 }
 
-inline unsigned __ballot_sync(unsigned mask, int pred) {
+inline unsigned __ballot_sync(unsigned mask, int pred,
+                               std::source_location site = std::source_location::current()) {
     unsigned long long all[32];
-    emu::exchange(mask, pred != 0, all);
+    emu::exchange(mask, pred != 0, all, site);
     unsigned votes = 0;
     for (unsigned l = 0; l < 32; ++l) votes |= (all[l] ? 1u : 0u) << l;
     return votes;
