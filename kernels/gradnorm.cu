@@ -170,6 +170,7 @@ __device__ __forceinline__ void gradnorm_body(const GradNormParams& p) {
 
         // ---- Epilogue of one centre tile. ----
         const int colbase = tile * BN + 2 * t;
+        const bool padded = (tile + 1) * BN > p.k;  // the last tile
 #pragma unroll
         for (int i = 0; i < R; ++i) {
             const int mt = i >> 1, h = i & 1;
@@ -177,12 +178,9 @@ __device__ __forceinline__ void gradnorm_body(const GradNormParams& p) {
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-                for (int j = 0; j < 2; ++j) {
-                    const float v = acc[mt][nt][2 * h + j] * rs[i] * cs[nt][j];
-                    z[nt][j] = colbase + nt * 8 + j < p.k ? v : -INFINITY;
-                }
-            fold_tile<NT>(st[i], [&](int nt, int j) { return z[nt][j]; }, colbase, p, pass,
-                          own, inv_k);
+                for (int j = 0; j < 2; ++j) z[nt][j] = acc[mt][nt][2 * h + j] * rs[i] * cs[nt][j];
+            if (padded) mask_padding(z, colbase, p.k);
+            fold_tile(st[i], z, colbase, p, pass, own, inv_k);
         }
         if (pass == 0 && p.uniform && tile == ntiles - 1) {
 #pragma unroll

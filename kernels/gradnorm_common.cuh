@@ -252,62 +252,110 @@ struct RowStats {
     float invz = 0.f;       // uniform target: 1 / (1 + R) after the first pass
 };
 
-// Folds one tile of a row into its statistics. `z(nt, j)` is this lane's logit of column
-// colbase + 8 nt + j (base 2, -inf for padding columns); all 4 lanes of the quad call this
-// together. Pass 0 updates max, argmax, R, R_q; pass 1 (uniform target) sums |p - 1/K|^q.
-template <int NT, typename Z>
-__device__ __forceinline__ void fold_tile(RowStats& st, Z z, int colbase,
-                                          const GradNormParams& p, int pass, float own,
-                                          float inv_k) {
-    const bool two = p.power == POWER_TWO, general = p.power == POWER_GENERAL;
-    if (pass == 0) {
-        float tmax = -INFINITY;
-        int targ = 0x7fffffff;
+// Marks this lane's padding columns (colbase + 8 nt + j >= k) of a tile as -inf. Only the
+// last tile has any: callers test that once per tile, so full tiles pay nothing per element.
+template <int NT>
+__device__ __forceinline__ void mask_padding(float (&z)[NT][2], int colbase, int k) {
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
+    for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-            for (int j = 0; j < 2; ++j)
-                if (z(nt, j) > tmax) {
-                    tmax = z(nt, j);
-                    targ = colbase + nt * 8 + j;
-                }
-        quad_argmax(tmax, targ);
-        int skip = -1;
-        if (tmax > st.mx) {
-            // The old max term (1 before rescaling) joins the non-max sums, once per row.
-            const float sh = st.mx - tmax;
-            const double e = exp2_wide(sh);
-            const double eq = two ? e * e : general ? exp2_wide(p.q * sh) : e;
-            st.rest = (st.rest + own) * e;
-            st.restq = (st.restq + own) * eq;
-            st.mx = tmax;
-            st.arg = targ;
-            skip = targ;
-        }
-        // This tile's non-max terms, relative to the largest of them.
-        float ref = -INFINITY;
+        for (int j = 0; j < 2; ++j)
+            if (colbase + nt * 8 + j >= k) z[nt][j] = -INFINITY;
+}
+
+// Largest of this lane's logits.
+template <int NT>
+__device__ __forceinline__ float lane_max(const float (&z)[NT][2]) {
+    float m = -INFINITY;
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-            for (int j = 0; j < 2; ++j)
-                if (colbase + nt * 8 + j != skip) ref = fmaxf(ref, z(nt, j));
-        ref = quad_max(ref);
-        if (ref == -INFINITY) return;  // nothing but the max (and padding) in this tile
-        float s1 = 0.f, s2 = 0.f;
+    for (int nt = 0; nt < NT; ++nt) m = fmaxf(m, fmaxf(z[nt][0], z[nt][1]));
+    return m;
+}
+
+// This tile's sums of 2^(z - ref) (s1) and, for q = 2 or general q, of their q-th powers (s2),
+// in column order. The power is tested once, outside the element loop: a test per element
+// (and its predicate kept across the MUFU) was most of the fold's instructions.
+template <int NT>
+__device__ __forceinline__ void tile_sums(const float (&z)[NT][2], float ref, int power, float q,
+                                          float& s1, float& s2) {
+    s1 = 0.f;
+    s2 = 0.f;
+    if (power == POWER_TWO) {
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
             for (int j = 0; j < 2; ++j) {
-                const bool counted = colbase + nt * 8 + j != skip;
-                const float x = z(nt, j) - ref;
-                const float e = counted ? ex2(x) : 0.f;
+                const float e = ex2(z[nt][j] - ref);
                 s1 += e;
-                if (two) {
-                    s2 = fmaf(e, e, s2);
-                } else if (general) {
-                    s2 += counted ? ex2(p.q * x) : 0.f;
-                }
+                s2 = fmaf(e, e, s2);
             }
+    } else if (power == POWER_GENERAL) {
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int j = 0; j < 2; ++j) {
+                const float x = z[nt][j] - ref;
+                s1 += ex2(x);
+                s2 += ex2(q * x);
+            }
+    } else {
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int j = 0; j < 2; ++j) s1 += ex2(z[nt][j] - ref);
+    }
+}
+
+// Folds one tile of a row into its statistics. `z[nt][j]` is this lane's logit of column
+// colbase + 8 nt + j (base 2, -inf for padding columns: see mask_padding); all 4 lanes of the
+// quad call this together. Pass 0 updates max, argmax, R, R_q; pass 1 (uniform target) sums
+// |p - 1/K|^q. Pass 0 may set the new max's logit to -inf (it is not one of the tile's R terms).
+//
+// Pass 0 costs a max, one subtraction, one ex2 and one or two adds per logit: the argmax is
+// looked for only in a tile that moves the row's max (a few tiles of a row), and the new max
+// leaves the sums as a -inf logit, whose ex2 is 0, rather than as a test per element.
+template <int NT>
+__device__ __forceinline__ void fold_tile(RowStats& st, float (&z)[NT][2], int colbase,
+                                          const GradNormParams& p, int pass, float own,
+                                          float inv_k) {
+    const bool two = p.power == POWER_TWO, general = p.power == POWER_GENERAL;
+    if (pass == 0) {
+        const float tmax = quad_max(lane_max(z));
+        const bool moved = tmax > st.mx;
+        float ref = tmax;  // the largest non-max term, where the max does not move
+        // Warp-uniform branch: the shuffles below need every lane of the warp.
+        if (__any_sync(0xffffffffu, moved)) {
+            // The new max's column: the lowest that holds it (as a strict > in column order).
+            int targ = 0x7fffffff;
+#pragma unroll
+            for (int nt = NT - 1; nt >= 0; --nt)
+#pragma unroll
+                for (int j = 1; j >= 0; --j)
+                    if (z[nt][j] == tmax) targ = colbase + nt * 8 + j;
+            targ = min(targ, __shfl_xor_sync(0xffffffffu, targ, 1));
+            targ = min(targ, __shfl_xor_sync(0xffffffffu, targ, 2));
+            if (moved) {
+                // The old max term (1 before rescaling) joins the non-max sums, once per row.
+                const float sh = st.mx - tmax;
+                const double e = exp2_wide(sh);
+                const double eq = two ? e * e : general ? exp2_wide(p.q * sh) : e;
+                st.rest = (st.rest + own) * e;
+                st.restq = (st.restq + own) * eq;
+                st.mx = tmax;
+                st.arg = targ;
+                // This tile's non-max terms: all but the new max.
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                    for (int j = 0; j < 2; ++j)
+                        if (colbase + nt * 8 + j == targ) z[nt][j] = -INFINITY;
+            }
+            ref = quad_max(lane_max(z));
+        }
+        if (ref == -INFINITY) return;  // nothing but the max (and padding) in this tile
+        // Relative to the largest of them.
+        float s1, s2;
+        tile_sums(z, ref, p.power, p.q, s1, s2);
         const float sh = ref - st.mx;
         const double w = exp2_wide(sh);
         st.rest += (double)s1 * w;
@@ -324,7 +372,7 @@ __device__ __forceinline__ void fold_tile(RowStats& st, Z z, int colbase,
             for (int j = 0; j < 2; ++j) {
                 // Padding columns add |0 - 0| = 0: p is 0 there and so is the target.
                 const float dd = colbase + nt * 8 + j < p.k
-                                     ? fabsf(ex2(z(nt, j) - st.mx) * st.invz - inv_k)
+                                     ? fabsf(ex2(z[nt][j] - st.mx) * st.invz - inv_k)
                                      : 0.f;
                 ps.add(dd, general, p.q);
             }

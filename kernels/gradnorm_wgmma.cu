@@ -122,6 +122,7 @@ template <typename TM, int PLANES, int NWG, int STAGES, int DIAG, bool SPLIT> st
         const int pass = ts >= ntiles ? 1 : 0;
         const int tile = ts - pass * ntiles;
         const int colbase = tile * BN + 2 * t;
+        const bool padded = (tile + 1) * BN > p.k;  // the last tile
         if constexpr (DIAG == DIAG_NO_FOLD) {
             float mx = st[0].mx;
 #pragma unroll
@@ -153,13 +154,10 @@ template <typename TM, int PLANES, int NWG, int STAGES, int DIAG, bool SPLIT> st
 #pragma unroll
                 for (int nt = 0; nt < HT; ++nt)
 #pragma unroll
-                    for (int j = 0; j < 2; ++j) {
-                        const int col = colbase + (half * HT + nt) * 8 + j;
-                        const float v = acc[4 * (half * HT + nt) + 2 * i + j] * rs[i] * sc[nt][j];
-                        z[nt][j] = col < p.k ? v : -INFINITY;
-                    }
-                fold_tile<HT>(st[i], [&](int nt, int j) { return z[nt][j]; },
-                              colbase + half * HT * 8, p, pass, own, inv_k);
+                    for (int j = 0; j < 2; ++j)
+                        z[nt][j] = acc[4 * (half * HT + nt) + 2 * i + j] * rs[i] * sc[nt][j];
+                if (padded) mask_padding(z, colbase + half * HT * 8, p.k);
+                fold_tile(st[i], z, colbase + half * HT * 8, p, pass, own, inv_k);
             }
         }
         if (pass == 0 && p.uniform && tile == ntiles - 1) {
