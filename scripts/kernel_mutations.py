@@ -124,7 +124,9 @@ def build_and_run(kernels, driver, workdir):
         return False, "timed out"
     if ran.returncode == 0:
         return True, ""
-    lines = [l for l in (ran.stderr + ran.stdout).splitlines() if l.strip() and not l.endswith(" ok")]
+    # The first line that says something (not a passing case, not a sanitizer's rule of '=').
+    lines = [l for l in (ran.stderr + ran.stdout).splitlines()
+             if l.strip().strip("=") and not l.endswith(" ok")]
     return False, (lines or ["exit status %d" % ran.returncode])[0][:160]
 
 
