@@ -252,7 +252,7 @@ int main() {
     std::mt19937_64 rng(20261127);
     const float inf = std::numeric_limits<float>::infinity();
     int bad = 0;
-    // dtype, m, k, d, tau, q, uniform, normalize, config
+    // dtype, m, k, d, tau, q, uniform, normalize, config[, confident]
     bad += run<__half, __half, 1>({"f16", 300, 150, 64, 0.02f, 2.f, false, true, "32x4"}, rng);
     bad += run<__half, __half, 1>({"f16", 77, 1, 77, 0.02f, 2.f, false, true, "16x2"}, rng);
     bad += run<__half, __half, 1>({"f16", 130, 70, 130, 0.05f, 3.5f, true, true, "32x4"}, rng);
