@@ -29,6 +29,7 @@
 // rows of f32 input.
 
 #include "operands.cuh"
+#include "retrieve_params.cuh"
 
 namespace laic {
 namespace rt {
@@ -37,22 +38,6 @@ constexpr int BN = 32;              // nouns per tile
 constexpr int WC = 4;               // column warps (each: 8 nouns of a tile, dp/4 columns)
 constexpr int PAD = 8;              // operand elements of padding per shared row
 constexpr int PSTRIDE = BN + PAD;   // shared row stride of the weights
-
-// Mirrored by `RetrieveParams` in src/backend/cuda/retrieve.rs.
-struct RetrieveParams {
-    const void* images;           // XPL planes of np x dp operands (packed)
-    const float* image_scale;     // np: (1/||x|| or 1) * log2(e) / tau
-    const void* nouns;            // XPL planes of mp x dp operands (packed)
-    const float* noun_scale;      // mp: 1/||t|| or 1
-    float* features;              // n x d
-    unsigned long long n;
-    unsigned long long np;        // multiple of every block's BM
-    unsigned long long mp;        // multiple of BN
-    int m;
-    int d;
-    int dp;                       // multiple of 64
-    int reserved;
-};
 
 template <typename TM, int XPL, int PPL, int MT, int WR, int NTO>
 __device__ __forceinline__ void retrieve_body(const RetrieveParams& p) {

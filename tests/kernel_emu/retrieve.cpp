@@ -1,16 +1,19 @@
 // kernels/retrieve.cu's fused retrieval (tensor cores; its fix of the session-3 parity failure
-// has not run on a GPU) on the emulated device (cuda_emu_mma.hpp), packed by its own packing
+// has not run on a GPU) and retrieve_wgmma.cu's (Hopper wgmma, not yet run on a GPU either) on
+// the emulated device (cuda_emu_mma.hpp, cuda_emu_wgmma.hpp), packed by its own packing
 // kernels exactly as src/backend/cuda/retrieve.rs `retrieve_host` packs them, against
 // t~ = normalize(softmax(x . T^T / tau) . T) in f64 from the same rounded inputs; then the top
 // nouns per image (`laic_retrieve_top_*`) against the f64 softmax weights. f16, bf16
 // and f32 (unit rows in f16 hi + lo), with and without normalisation, noun norms spread 16x
 // apart (what the fix is about), N, M and D not multiples of the tiles, and both block shapes
-// (D <= 512 and D <= 1024). The kernel before the fix (commit cca695c, which failed on the H200)
+// (D <= 512 and D <= 1024); the wgmma kernel at both of its widths (256 and 512 packed columns),
+// odd D among them. The kernel before the fix (commit cca695c, which failed on the H200)
 // fails every normalised case here by 0.1-0.2 per unit feature. Prints one line per case; exits
 // non-zero on the first failure.
 
-#include "cuda_emu_mma.hpp"
+#include "cuda_emu_wgmma.hpp"
 #include "retrieve.cu"
+#include "retrieve_wgmma.cu"
 #include "packing.hpp"
 
 #include <algorithm>
@@ -28,8 +31,21 @@ struct Config {
     int bm, threads;
 };
 
+// Which retrieval kernel a case runs: retrieve.cu's (and its top nouns), or retrieve_wgmma.cu's.
+enum class Kernel { Mma, Wgmma };
+
+// The wgmma kernel for `dp` packed columns, as src/backend/cuda/retrieve.rs `wg_plan` picks it,
+// and its shared memory (1024 bytes of alignment slack, images, two noun stages, the partial
+// logits, the column table).
+Config wgmma_config(Dt dt, int dp, size_t& smem) {
+    smem = 1024 + 3 * (size_t)(dp / 64) * 64 * 128 + 2 * 8 * 128 * 16 + 2 * 32 * 16;
+    if (dt == Dt::F16) return {dp == 512 ? laic_retrieve_wg_f16_d512 : laic_retrieve_wg_f16_d256, 64, 256};
+    return {dp == 512 ? laic_retrieve_wg_bf16_d512 : laic_retrieve_wg_bf16_d256, 64, 256};
+}
+
 template <class TIn>
-int run(const char* name, Dt dt, size_t n, size_t m, int d, bool normalize, std::mt19937_64& rng) {
+int run(const char* name, Dt dt, size_t n, size_t m, int d, bool normalize, std::mt19937_64& rng,
+        Kernel kernel = Kernel::Mma) {
     const float tau = 0.01f;
     std::normal_distribution<float> normal(0.0f, 1.0f);
     std::uniform_real_distribution<float> spread(-2.0f, 2.0f);
@@ -60,8 +76,15 @@ int run(const char* name, Dt dt, size_t n, size_t m, int d, bool normalize, std:
     if (dt == Dt::F16) cfg = wide ? Config{laic_retrieve_f16_16x2_d1024, 32, 256} : Config{laic_retrieve_f16_32x2_d512, 64, 256};
     else if (dt == Dt::Bf16) cfg = wide ? Config{laic_retrieve_bf16_16x2_d1024, 32, 256} : Config{laic_retrieve_bf16_32x2_d512, 64, 256};
     else cfg = wide ? Config{laic_retrieve_f32_16x2_d1024, 32, 256} : Config{laic_retrieve_f32_32x2_d512, 64, 256};
-    const size_t smem = (size_t)planes * cfg.bm * (dp + 8) * 2 + 2 * (size_t)planes * 32 * (dp + 8) * 2 +
-                        (size_t)ppl * cfg.bm * (32 + 8) * 2 + 4 * (size_t)cfg.bm * 4;
+    size_t smem = (size_t)planes * cfg.bm * (dp + 8) * 2 + 2 * (size_t)planes * 32 * (dp + 8) * 2 +
+                  (size_t)ppl * cfg.bm * (32 + 8) * 2 + 4 * (size_t)cfg.bm * 4;
+    if (kernel == Kernel::Wgmma) {
+        if (dt == Dt::F32 || (dp != 256 && dp != 512)) {
+            std::fprintf(stderr, "%s: no wgmma retrieval kernel for this case\n", name);
+            return 1;
+        }
+        cfg = wgmma_config(dt, dp, smem);
+    }
     std::vector<float> out(n * d, NAN);
     const laic::rt::RetrieveParams p{xp.data.data(), xp.row_value.data(), tp.data.data(), tp.row_value.data(),
                                      out.data(), n, xp.rows_padded, tp.rows_padded, (int)m, d, dp, 0};
@@ -110,6 +133,13 @@ int run(const char* name, Dt dt, size_t n, size_t m, int d, bool normalize, std:
             max_err = std::max(max_err, std::abs(got - f[c] / fn));
         }
     }
+    const double tol = dt == Dt::F32 ? 1e-4 : 2e-3;
+    if (kernel == Kernel::Wgmma) {
+        const bool ok = max_err <= tol;
+        std::printf("retrieve %-5s n=%-3zu m=%-3zu d=%-3d dp=%-4d %-10s wgmma  error %.1e (bound %.0e) %s\n", name, n,
+                    m, d, dp, normalize ? "normalised" : "as given", max_err, tol, ok ? "ok" : "TOO LARGE");
+        return ok ? 0 : 1;
+    }
     // The top nouns (naming): `laic_retrieve_top_*` on the same packed operands.
     const int top_n = m % 2 ? 5 : 8;
     std::vector<unsigned> top_index(n * top_n, 0xdeadbeefu);
@@ -148,9 +178,8 @@ int run(const char* name, Dt dt, size_t n, size_t m, int d, bool normalize, std:
         }
     }
 
-    const double tol = dt == Dt::F32 ? 1e-4 : 2e-3;
     const bool ok = max_err <= tol && top_err <= 2e-3;
-    std::printf("retrieve %-5s n=%-3zu m=%-3zu d=%-3d dp=%-4d %-10s error %.1e (bound %.0e), top %d: weights %.1e, %d near ties %s\n",
+    std::printf("retrieve %-5s n=%-3zu m=%-3zu d=%-3d dp=%-4d %-10s mma    error %.1e (bound %.0e), top %d: weights %.1e, %d near ties %s\n",
                 name, n, m, d, dp, normalize ? "normalised" : "as given", max_err, tol, top_n, top_err, swapped,
                 ok ? "ok" : "TOO LARGE");
     return ok ? 0 : 1;
@@ -167,5 +196,11 @@ int main() {
     bad += run<float>("f32", Dt::F32, 77, 101, 100, true, rng);
     bad += run<float>("f32", Dt::F32, 33, 65, 77, false, rng);
     bad += run<__half>("f16", Dt::F16, 20, 40, 600, true, rng);  // the D <= 1024 shape
+    // The wgmma kernel: both widths, partial blocks and tiles, three tiles, odd D, one noun.
+    bad += run<__half>("f16", Dt::F16, 77, 101, 512, true, rng, Kernel::Wgmma);
+    bad += run<__half>("f16", Dt::F16, 130, 150, 200, false, rng, Kernel::Wgmma);
+    bad += run<__nv_bfloat16>("bf16", Dt::Bf16, 65, 130, 459, true, rng, Kernel::Wgmma);
+    bad += run<__nv_bfloat16>("bf16", Dt::Bf16, 40, 64, 256, true, rng, Kernel::Wgmma);
+    bad += run<__half>("f16", Dt::F16, 20, 1, 255, true, rng, Kernel::Wgmma);
     return bad ? 1 : 0;
 }
