@@ -133,7 +133,10 @@ int run(const char* name, Dt dt, size_t n, size_t m, int d, bool normalize, std:
             max_err = std::max(max_err, std::abs(got - f[c] / fn));
         }
     }
-    const double tol = dt == Dt::F32 ? 1e-4 : 2e-3;
+    // The bounds are 1e-4 (f32) and 2e-3 (f16, bf16). bf16 is held to 1e-4 here: its
+    // weights enter as bf16 hi + lo (~1e-6 off in practice), and the bf16 hi alone is ~2.6e-4
+    // off, within 2e-3 but a lost lo plane all the same.
+    const double tol = dt == Dt::F16 ? 2e-3 : 1e-4;
     if (kernel == Kernel::Wgmma) {
         const bool ok = max_err <= tol;
         std::printf("retrieve %-5s n=%-3zu m=%-3zu d=%-3d dp=%-4d %-10s wgmma  error %.1e (bound %.0e) %s\n", name, n,
@@ -196,11 +199,13 @@ int main() {
     bad += run<float>("f32", Dt::F32, 77, 101, 100, true, rng);
     bad += run<float>("f32", Dt::F32, 33, 65, 77, false, rng);
     bad += run<__half>("f16", Dt::F16, 20, 40, 600, true, rng);  // the D <= 1024 shape
-    // The wgmma kernel: both widths, partial blocks and tiles, three tiles, odd D, one noun.
+    // The wgmma kernel: both widths, partial blocks and tiles, three and five tiles, odd D,
+    // one noun.
     bad += run<__half>("f16", Dt::F16, 77, 101, 512, true, rng, Kernel::Wgmma);
     bad += run<__half>("f16", Dt::F16, 130, 150, 200, false, rng, Kernel::Wgmma);
     bad += run<__nv_bfloat16>("bf16", Dt::Bf16, 65, 130, 459, true, rng, Kernel::Wgmma);
     bad += run<__nv_bfloat16>("bf16", Dt::Bf16, 40, 64, 256, true, rng, Kernel::Wgmma);
     bad += run<__half>("f16", Dt::F16, 20, 1, 255, true, rng, Kernel::Wgmma);
+    bad += run<__half>("f16", Dt::F16, 64, 300, 512, true, rng, Kernel::Wgmma);  // 5 tiles
     return bad ? 1 : 0;
 }
