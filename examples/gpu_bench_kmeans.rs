@@ -15,7 +15,9 @@
 //! without a CUDA device it prints `SKIPPED` and exits 0 (1 when `LAIC_REQUIRE_CUDA=1`). The
 //! label (default `default`) and the assignment kernel that ran (`assign_kernel`: `wg2`/`wg1`
 //! for the wgmma kernels that `LAIC_CUDA_KMEANS_WGMMA=1` enables, else the mma.sync block
-//! shape) go into each k-means line.
+//! shape) go into each k-means line; the label and the retrieval kernel that ran (`kernel`:
+//! `wg_d512` for the wgmma kernel that `LAIC_CUDA_RETRIEVE_WGMMA=1` enables, else the mma.sync
+//! block shape) into the retrieval line.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -25,8 +27,8 @@ use common::median;
 use half::f16;
 use laic::backend::cpu::CpuBackend;
 use laic::backend::cuda::{
-    last_kmeans_assign_kernel, last_kmeans_assign_ms, last_kmeans_sums_ms, last_retrieve_kernel_ms,
-    set_kmeans_on_device,
+    last_kmeans_assign_kernel, last_kmeans_assign_ms, last_kmeans_sums_ms, last_retrieve_kernel,
+    last_retrieve_kernel_ms, set_kmeans_on_device,
 };
 use laic::backend::{Backend, KMeansSteps};
 use laic::kmeans::{AssignOut, HostRows};
@@ -245,7 +247,7 @@ fn kmeans_iteration(
     );
 }
 
-fn retrieval(ctx: &Context, n: usize, m: usize, reps: usize, seed: u64) {
+fn retrieval(ctx: &Context, n: usize, m: usize, reps: usize, seed: u64, label: &str) {
     let x: Vec<f16> = random_unit_rows(seed, n, D)
         .into_iter()
         .map(f16::from_f32)
@@ -308,8 +310,9 @@ fn retrieval(ctx: &Context, n: usize, m: usize, reps: usize, seed: u64) {
         .fold(0f64, f64::max);
     let kernel_ms = median(kernel);
     let tflops = 4.0 * n as f64 * m as f64 * D as f64 / (kernel_ms * 1e-3) / 1e12;
+    let kernel = last_retrieve_kernel().unwrap_or("cpu");
     println!(
-        "{{\"bench\":\"retrieve\",\"dtype\":\"F16\",\"n\":{n},\"m\":{m},\"d\":{D},\"kernel_ms\":{kernel_ms:.4},\"call_ms\":{:.4},\"tflops\":{tflops:.1},\"max_rel_err\":{max_err:.3e},\"checked_rows\":{rows}}}",
+        "{{\"bench\":\"retrieve\",\"label\":\"{label}\",\"kernel\":\"{kernel}\",\"dtype\":\"F16\",\"n\":{n},\"m\":{m},\"d\":{D},\"kernel_ms\":{kernel_ms:.4},\"call_ms\":{:.4},\"tflops\":{tflops:.1},\"max_rel_err\":{max_err:.3e},\"checked_rows\":{rows}}}",
         median(call)
     );
 }
@@ -343,5 +346,5 @@ fn main() {
     } else {
         (50_000, 10_000)
     };
-    retrieval(&ctx, n, m, 10, seed);
+    retrieval(&ctx, n, m, 10, seed, label);
 }

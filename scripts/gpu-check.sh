@@ -48,8 +48,10 @@ section "1. GPU tests"
 # 1. GPU tests (parity with the CPU on awkward sizes, device-pointer path, errors), with the
 #    default kernels, again with each alternative GradNorm kernel forced (wg2d, wg2s: split
 #    centre streams, not yet run; 32x4), cuda_kmeans again
-#    with the wgmma k-means assignment enabled (kmwg: LAIC_CUDA_KMEANS_WGMMA=1; its assignment
-#    test then checks both kernels against the CPU) and with k-means++ and the Lloyd iterations
+#    with the wgmma k-means assignment and retrieval enabled (kmwg: LAIC_CUDA_KMEANS_WGMMA=1,
+#    whose assignment test then checks both kernels against the CPU, and
+#    LAIC_CUDA_RETRIEVE_WGMMA=1, whose cases of 129..=512 f16/bf16 columns then run the wgmma
+#    kernel) and with k-means++ and the Lloyd iterations
 #    on the device (kmdev: LAIC_CUDA_KMEANS_DEVICE=1, not yet run), and cuda_clip again with each fused
 #    attention kernel (attn: LAIC_CLIP_ATTENTION=fused, tensor cores for f16/bf16 and CUDA
 #    cores for f32; simt: fused-simt, CUDA cores for all).
@@ -62,12 +64,12 @@ for t in gpu-bin/tests/*; do
       attn | simt) [[ "${name}" == cuda_clip ]] || continue ;;
       *) [[ "${name}" == cuda ]] || continue ;;
     esac
-    unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA LAIC_CUDA_KMEANS_DEVICE LAIC_CLIP_ATTENTION LAIC_FEATURES_DIR
+    unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA LAIC_CUDA_RETRIEVE_WGMMA LAIC_CUDA_KMEANS_DEVICE LAIC_CLIP_ATTENTION LAIC_FEATURES_DIR
     limit=150
     case "${cfg}" in
       # The pipeline test runs DTD and UCF101 too (build-gpu-bin.sh copied their features).
       default) export LAIC_FEATURES_DIR=gpu-bin/data; [[ "${name}" == cuda_kmeans ]] && limit=300 ;;
-      kmwg) export LAIC_CUDA_KMEANS_WGMMA=1 ;;
+      kmwg) export LAIC_CUDA_KMEANS_WGMMA=1 LAIC_CUDA_RETRIEVE_WGMMA=1 ;;
       kmdev) export LAIC_CUDA_KMEANS_DEVICE=1 ;;
       attn) export LAIC_CLIP_ATTENTION=fused ;;
       simt) export LAIC_CLIP_ATTENTION=fused-simt ;;
@@ -82,7 +84,7 @@ for t in gpu-bin/tests/*; do
     grep -E 'max relative error|max abs|panicked|FAILED|SKIPPED|mismatch|NMI|objective|wgmma kernel|device lloyd|device seeding' "${log}" | tail -n 40
   done
 done
-unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA LAIC_CUDA_KMEANS_DEVICE LAIC_CLIP_ATTENTION LAIC_FEATURES_DIR
+unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA LAIC_CUDA_RETRIEVE_WGMMA LAIC_CUDA_KMEANS_DEVICE LAIC_CLIP_ATTENTION LAIC_FEATURES_DIR
 # On a failure of the CLIP parity tests, the per-step trace of the random model.
 for cfg in default:cublas attn:fused simt:fused-simt; do
   if ! grep -q "^cuda_clip \[${cfg%%:*}\]: rc=0 " "${OUT}/tests.txt" 2>/dev/null; then
@@ -122,11 +124,12 @@ done
 unset LAIC_CUDA_GRADNORM_CONFIG
 
 section "2b. k-means and retrieval benchmarks"
-# 2b. k-means iteration and retrieval at issue 8's sizes; then the k-means iteration again with
-#     the wgmma assignment kernel (kernels/kmeans_wgmma.cu, LAIC_CUDA_KMEANS_WGMMA=1).
+# 2b. k-means iteration and retrieval at issue 8's sizes; then both again with the wgmma
+#     kernels (kernels/kmeans_wgmma.cu, LAIC_CUDA_KMEANS_WGMMA=1; kernels/retrieve_wgmma.cu,
+#     LAIC_CUDA_RETRIEVE_WGMMA=1).
 timeout 120 gpu-bin/gpu_bench_kmeans ${QUICK} >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" ||
   echo "gpu_bench_kmeans: rc=$?" | tee -a "${OUT}/bench.err"
-LAIC_CUDA_KMEANS_WGMMA=1 timeout 90 gpu-bin/gpu_bench_kmeans ${QUICK} --label wgmma --kmeans-only \
+LAIC_CUDA_KMEANS_WGMMA=1 LAIC_CUDA_RETRIEVE_WGMMA=1 timeout 100 gpu-bin/gpu_bench_kmeans ${QUICK} --label wgmma \
   >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" ||
   echo "gpu_bench_kmeans wgmma: rc=$?" | tee -a "${OUT}/bench.err"
 

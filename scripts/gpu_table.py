@@ -111,6 +111,8 @@ for b in all_bench:
     work = b["bench"]
     if km and "assign_kernel" in b:
         work += f" [{b.get('label', '')}: {b['assign_kernel']}]"
+    elif not km and "kernel" in b:
+        work += f" [{b.get('label', '')}: {b['kernel']}]"
     print(
         f"| {work} | {b['dtype']} | {b['n']} | {second} | {b['d']} | {b['kernel_ms']:.3f} | {parts} | "
         f"{b['call_ms']:.2f} | {tf} | {eager if eager else '-'} | {ratio} | {err} |"

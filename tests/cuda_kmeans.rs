@@ -567,8 +567,10 @@ fn spread_norms(rng: &mut StdRng, mut v: Vec<f32>, d: usize) -> Vec<f32> {
 }
 
 /// One retrieval case on the GPU and the CPU: `None` when it agrees, else what went wrong.
+/// `wgmma`: the wgmma kernels are on (and loaded), so every case they take must run on them.
 fn retrieval_case(
     gpu: &dyn Backend,
+    wgmma: bool,
     rng: &mut StdRng,
     (n, m, d): (usize, usize, usize),
     dtype: Dtype,
@@ -610,6 +612,11 @@ fn retrieval_case(
     )
     .unwrap();
     let fallback = laic::backend::cuda::last_retrieve_kernel_ms().is_none();
+    let kernel = if fallback {
+        "cpu"
+    } else {
+        laic::backend::cuda::last_retrieve_kernel().unwrap_or("?")
+    };
     let mut cf = vec![0f32; n * d];
     let mut ci = vec![0u32; n * top_n];
     let mut cw = vec![0f32; n * top_n];
@@ -683,7 +690,7 @@ fn retrieval_case(
         }
     }
     report(&format!(
-        "{case}: max relative error {max_err:.2e}, top weights max error {max_w:.2e}, top nouns swapped (near ties) {swapped}{}",
+        "{case} [{kernel}]: max relative error {max_err:.2e}, top weights max error {max_w:.2e}, top nouns swapped (near ties) {swapped}{}",
         if fallback {
             " (CPU fallback: no GPU kernel ran)"
         } else {
@@ -695,6 +702,12 @@ fn retrieval_case(
     let gated = std::env::var_os("LAIC_CUDA_RETRIEVE_UNVERIFIED").is_some();
     if gated && fallback && !(dtype == Dtype::F32 && d > 512) {
         return Some(format!("{case}: ran on the CPU although the kernel is on"));
+    }
+    // The wgmma kernels take f16 and bf16 rows of 129..=512 columns (retrieve.rs `wg_plan`).
+    if wgmma && dtype != Dtype::F32 && d > 128 && d <= 512 && !kernel.starts_with("wg") {
+        return Some(format!(
+            "{case}: ran {kernel} although the wgmma kernel is on"
+        ));
     }
     if max_err > tol {
         return Some(format!(
@@ -716,12 +729,21 @@ fn retrieval_matches_the_cpu() {
         return;
     };
     let mut rng = rng("retrieval");
-    // (N, M, D): N and M not multiples of the 64-image blocks and 32-noun tiles; M = 33 puts
-    // one noun in the last tile and N = 70 six images in the last block; one noun; D ∈ {64,
-    // 128, 512, 768} (f32 at 768 runs on the CPU).
+    // With LAIC_CUDA_RETRIEVE_WGMMA=1 on an H100/H200 the f16 and bf16 cases of 129..=512
+    // columns run the wgmma kernel (retrieve_wgmma.cu), the rest the mma.sync one.
+    let device = ctx.backend().as_cuda().map(|c| c.device_name().to_string());
+    let hopper = device
+        .as_deref()
+        .is_some_and(|n| n.contains("H100") || n.contains("H200"));
+    let wgmma = hopper && std::env::var("LAIC_CUDA_RETRIEVE_WGMMA").as_deref() == Ok("1");
+    report(&format!("retrieve: wgmma kernels on: {wgmma} ({device:?})"));
+    // (N, M, D): N and M not multiples of the 64-image blocks and 32- or 64-noun tiles; M = 33
+    // puts one noun in the last tile and N = 70 six images in the last block; one noun; D ∈
+    // {64, 128, 300, 512, 768} (f32 at 768 runs on the CPU; 300 packs to 512 on wgmma).
     let sizes = [
         (333, 1001, 64),
         (130, 517, 512),
+        (77, 130, 300),
         (65, 300, 768),
         (1, 1, 64),
         (70, 33, 64),
@@ -742,7 +764,7 @@ fn retrieval_matches_the_cpu() {
     for size in sizes {
         for dtype in DTYPES {
             for opt in options {
-                if let Some(f) = retrieval_case(ctx.backend(), &mut rng, size, dtype, opt) {
+                if let Some(f) = retrieval_case(ctx.backend(), wgmma, &mut rng, size, dtype, opt) {
                     report(&format!("FAILED: {f}"));
                     failures.push(f);
                 }

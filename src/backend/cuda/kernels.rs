@@ -80,6 +80,11 @@ hopper_cubin!(
     "`kernels/kmeans_wgmma.cu` assembled for sm_90a: the Hopper (wgmma) k-means assignment \
      kernels."
 );
+hopper_cubin!(
+    RETRIEVE_WGMMA_SM90A,
+    "retrieve_wgmma",
+    "`kernels/retrieve_wgmma.cu` assembled for sm_90a: the Hopper (wgmma) retrieval kernels."
+);
 
 /// Whether this build of the library carries compiled CUDA kernels.
 pub fn kernels_built() -> bool {

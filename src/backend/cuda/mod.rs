@@ -25,7 +25,7 @@ pub use kmeans::{
     last_kmeans_assign_kernel, last_kmeans_assign_ms, last_kmeans_sums_ms, set_kmeans_on_device,
     set_kmeans_wgmma_disabled,
 };
-pub use retrieve::last_retrieve_kernel_ms;
+pub use retrieve::{last_retrieve_kernel, last_retrieve_kernel_ms};
 
 use super::cpu::CpuBackend;
 use super::{Backend, BackendKind, HostSteps, KMeansSteps, PipelineStages};
@@ -165,9 +165,12 @@ impl CudaBackend {
         )
         .map_err(missing)?;
         let rows = pipeline::RowKernels::load(&km_module).map_err(missing)?;
-        let retrieve =
-            retrieve::RetrieveKernels::load(&module(rt_ptx, kernels::RETRIEVE_SM90, "retrieve")?)
-                .map_err(missing)?;
+        // The wgmma retrieval kernels are used when LAIC_CUDA_RETRIEVE_WGMMA=1.
+        let retrieve = retrieve::RetrieveKernels::load(
+            &module(rt_ptx, kernels::RETRIEVE_SM90, "retrieve")?,
+            hopper_module(kernels::RETRIEVE_WGMMA_SM90A).as_ref(),
+        )
+        .map_err(missing)?;
         let stream = ctx
             .new_stream()
             .map_err(|e| no_device("cannot create a CUDA stream", e))?;

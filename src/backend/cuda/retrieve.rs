@@ -7,6 +7,11 @@
 //! 1e-4 parity at τ_r = 0.01 (`scripts/emulate_retrieve.py`). The top
 //! nouns per image (`0 < top_n <= 8`) come from a second kernel over the same packed operands
 //! (`laic_retrieve_top_<dt>`); larger `top_n` runs on the CPU.
+//!
+//! On compute capability 9.0, and only when `LAIC_CUDA_RETRIEVE_WGMMA=1` is set (it has not yet
+//! run on a GPU), f16 and bf16 rows of 129 to 512 columns run `laic_retrieve_wg_*`
+//! (retrieve_wgmma.cu, wgmma) instead: same parameters, same result, rows packed to 256 or 512
+//! columns.
 
 use super::operands::{self, Layout, PackKernels, Packed, RowValue};
 use super::{CudaBackend, cuda_error};
@@ -17,6 +22,7 @@ use cudarc::driver::{
     CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
     LaunchConfig, PushKernelArg, sys,
 };
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -39,6 +45,34 @@ const CONFIGS: [(usize, usize, usize, &str); 4] = [
     (1, 2, 1024, "16x2_d1024"),
     (1, 1, 1024, "16x1_d1024"),
 ];
+
+/// Images per block of the wgmma kernels (`wg::rt::BM` in retrieve_wgmma.cu); their noun tile
+/// (`wg::rt::BN`) is [`TBN`], to which the nouns are packed anyway.
+const WG_BM: usize = 64;
+/// Packed widths of the wgmma kernels (`laic_retrieve_wg_<dt>_d<width>`), narrowest first.
+const WG_WIDTHS: [usize; 2] = [256, 512];
+/// Rows of at most this many columns stay on the mma.sync kernel: packing them to 256 columns
+/// would more than double the work.
+const WG_MIN_COLS: usize = 128;
+/// The environment variable that enables the wgmma kernels.
+const WGMMA_ENV: &str = "LAIC_CUDA_RETRIEVE_WGMMA";
+
+thread_local! {
+    /// Set by each retrieval kernel launch on this thread: see [`last_retrieve_kernel`].
+    static LAST_KERNEL: Cell<Option<&'static str>> = const { Cell::new(None) };
+}
+
+/// The block shape of the most recent CUDA retrieval kernel launched on this thread
+/// (`"wg_d256"`, `"wg_d512"`: the wgmma kernels; `"32x2_d512"`, `"32x1_d512"`, `"16x2_d1024"`,
+/// `"16x1_d1024"`: mma.sync), or `None` before the first. For tests and benchmarks.
+pub fn last_retrieve_kernel() -> Option<&'static str> {
+    LAST_KERNEL.with(Cell::get)
+}
+
+/// Whether retrievals on this process may use the wgmma kernels.
+fn wgmma_requested() -> bool {
+    std::env::var(WGMMA_ENV).as_deref() == Ok("1")
+}
 
 /// Most top nouns per image the GPU kernel keeps (`TOPK` in retrieve.cu).
 const TOPK: usize = 8;
@@ -113,11 +147,14 @@ fn top_smem_bytes(dp: usize, xpl: usize) -> usize {
     xpl * TOP_BM * (dp + PAD) * 2 + TSTAGES * xpl * TBN * (64 + PAD) * 2
 }
 
-/// The kernels of retrieve.cu; indexed by dtype (f32, f16, bf16), then config.
+/// The kernels of retrieve.cu and retrieve_wgmma.cu; indexed by dtype (f32, f16, bf16), then
+/// config (`main`) or width (`wg`, by [`WG_WIDTHS`]).
 pub(super) struct RetrieveKernels {
     pack: PackKernels,
     main: [[CudaFunction; 4]; 3],
     top: [CudaFunction; 3],
+    /// `None`: no such kernel (f32), or the wgmma module is not loaded.
+    wg: [[Option<CudaFunction>; 2]; 3],
 }
 
 const DTYPES: [&str; 3] = ["f32", "f16", "bf16"];
@@ -150,9 +187,17 @@ fn dtype_index(d: Dtype) -> usize {
     }
 }
 
+/// The name of the wgmma kernel for `dtype` rows packed to `width` columns, if there is one.
+fn wg_kernel_name(dtype: Dtype, width: usize) -> Option<String> {
+    (dtype != Dtype::F32)
+        .then(|| format!("laic_retrieve_wg_{}_d{width}", DTYPES[dtype_index(dtype)]))
+}
+
 impl RetrieveKernels {
+    /// The kernels of `module` (retrieve.cu) and, when given, `wgmma` (retrieve_wgmma.cu).
     pub(super) fn load(
         module: &Arc<CudaModule>,
+        wgmma: Option<&Arc<CudaModule>>,
     ) -> std::result::Result<Self, cudarc::driver::DriverError> {
         let f = |name: String| module.load_function(&name);
         let row = |dt: &str| -> std::result::Result<[CudaFunction; 4], _> {
@@ -163,7 +208,20 @@ impl RetrieveKernels {
                 f(format!("laic_retrieve_{dt}_{}", CONFIGS[3].3))?,
             ])
         };
+        // Optional (and off unless asked for): a module that lacks one leaves them all out.
+        let wg = |m: &Arc<CudaModule>| {
+            let mut k: [[Option<CudaFunction>; 2]; 3] = Default::default();
+            for dtype in [Dtype::F16, Dtype::Bf16] {
+                for (wi, &width) in WG_WIDTHS.iter().enumerate() {
+                    if let Some(name) = wg_kernel_name(dtype, width) {
+                        k[dtype_index(dtype)][wi] = Some(m.load_function(&name)?);
+                    }
+                }
+            }
+            Ok::<_, cudarc::driver::DriverError>(k)
+        };
         Ok(RetrieveKernels {
+            wg: wgmma.and_then(|m| wg(m).ok()).unwrap_or_default(),
             pack: PackKernels::load(module, "laic_rt_pack")?,
             main: [row(DTYPES[0])?, row(DTYPES[1])?, row(DTYPES[2])?],
             top: [
@@ -175,14 +233,73 @@ impl RetrieveKernels {
     }
 }
 
+/// Which retrieval kernel a call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// retrieve.cu (mma.sync), index into [`CONFIGS`].
+    Mma(usize),
+    /// retrieve_wgmma.cu (wgmma, sm_90a), index into [`WG_WIDTHS`].
+    Wgmma(usize),
+}
+
 /// How one call runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Plan {
-    config: usize,
+    kernel: Kernel,
     bm: usize,
     threads: u32,
     smem: usize,
+    /// The packed width of both operands.
     dp: usize,
+}
+
+impl Plan {
+    /// The kernel's block-shape name (see [`last_retrieve_kernel`]).
+    fn name(&self) -> &'static str {
+        match self.kernel {
+            Kernel::Mma(c) => CONFIGS[c].3,
+            Kernel::Wgmma(0) => "wg_d256",
+            Kernel::Wgmma(_) => "wg_d512",
+        }
+    }
+}
+
+/// Shared memory of a wgmma block: 1024 bytes of slack for aligning the swizzled tiles, the
+/// images, two noun stages (64 rows of `dp` 16-bit operands each), the two warpgroups' partial
+/// logits (64 × 64 f32 each) and the column table (two tiles of 64 (s, log₂ s) pairs).
+fn wg_smem_bytes(dp: usize) -> usize {
+    1024 + 3 * WG_BM * dp * 2 + 2 * WG_BM * TBN * 4 + 2 * TBN * 2 * 4
+}
+
+/// The wgmma plan for `d` columns of `dtype` when a kernel for them is `available` (by dtype
+/// index and [`WG_WIDTHS`]) and fits.
+fn wg_plan(dtype: Dtype, d: usize, max_smem: usize, available: [bool; 2]) -> Option<Plan> {
+    if dtype == Dtype::F32 || d <= WG_MIN_COLS {
+        return None;
+    }
+    let wi = WG_WIDTHS.iter().position(|&w| d <= w)?;
+    let dp = WG_WIDTHS[wi];
+    let plan = Plan {
+        kernel: Kernel::Wgmma(wi),
+        bm: WG_BM,
+        threads: 256,
+        smem: wg_smem_bytes(dp),
+        dp,
+    };
+    (available[wi] && plan.smem <= max_smem).then_some(plan)
+}
+
+impl RetrieveKernels {
+    /// The plan of a call on `d` columns of `dtype`: a wgmma kernel when one is loaded, fits
+    /// and `LAIC_CUDA_RETRIEVE_WGMMA=1` asks for it, else [`plan`]'s.
+    fn choose(&self, dtype: Dtype, d: usize, max_smem: usize) -> Result<Plan> {
+        let wg = &self.wg[dtype_index(dtype)];
+        let available = [wg[0].is_some(), wg[1].is_some()];
+        match wg_plan(dtype, d, max_smem, available).filter(|_| wgmma_requested()) {
+            Some(p) => Ok(p),
+            None => plan(dtype, d, max_smem),
+        }
+    }
 }
 
 /// Shared memory of a block: images, two noun stages, the weights, the row exchange.
@@ -206,7 +323,7 @@ pub(super) fn plan(dtype: Dtype, d: usize, max_smem: usize) -> Result<Plan> {
         .map(|(config, &(mt, wr, _, _))| {
             let bm = wr * mt * 16;
             Plan {
-                config,
+                kernel: Kernel::Mma(config),
                 bm,
                 threads: (wr * WC * 32) as u32,
                 smem: smem_bytes(bm, dp, xpl, ppl),
@@ -298,7 +415,13 @@ fn launch_packed(
         dp: plan.dp as i32,
         reserved: 0,
     };
-    let f = &kernels.main[dtype_index(dtype)][plan.config];
+    let f = match plan.kernel {
+        Kernel::Mma(c) => &kernels.main[dtype_index(dtype)][c],
+        Kernel::Wgmma(w) => kernels.wg[dtype_index(dtype)][w]
+            .as_ref()
+            .ok_or_else(|| Error::Cuda("the wgmma retrieval kernel is not loaded".into()))?,
+    };
+    LAST_KERNEL.with(|k| k.set(Some(plan.name())));
     f.set_attribute(
         sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
         plan.smem as i32,
@@ -312,7 +435,8 @@ fn launch_packed(
     let start = event(stream)?;
     // SAFETY: the parameters match the kernel's struct: images packed to np rows (a
     // multiple of every block's rows) and plan.dp columns with np scales, nouns to mp
-    // rows (multiple of BN) with mp scales, features hold n × d f32.
+    // rows (multiple of both kernels' noun tiles) with mp scales, features hold n × d f32.
+    debug_assert!(x.rows_padded.is_multiple_of(plan.bm) && t.rows_padded.is_multiple_of(TBN));
     unsafe { stream.launch_builder(f).arg(&params).launch(cfg) }
         .map_err(|e| cuda_error("launching the retrieval kernel", e))?;
     let end = event(stream)?;
@@ -400,8 +524,8 @@ pub(super) fn retrieve_host(
 ) -> Result<()> {
     let (n, d) = (images.rows(), images.cols());
     let dtype = images.dtype();
-    let plan = plan(dtype, d, backend.max_smem)?;
     let kernels = &backend.retrieve;
+    let plan = kernels.choose(dtype, d, backend.max_smem)?;
     let layout = layout(dtype);
     let kind = row_value(layout, opts.normalize);
     let logit_scale = (std::f64::consts::LOG2_E / opts.tau as f64) as f32;
@@ -412,7 +536,7 @@ pub(super) fn retrieve_host(
             images,
             layout,
             ROW_MULTIPLE,
-            COL_MULTIPLE,
+            plan.dp,
             kind,
             logit_scale,
         )?;
@@ -422,7 +546,7 @@ pub(super) fn retrieve_host(
             nouns,
             layout,
             TBN,
-            COL_MULTIPLE,
+            plan.dp,
             kind,
             1.0,
         )?;
@@ -477,7 +601,7 @@ pub(super) fn retrieve_device(
         d,
         layout,
         ROW_MULTIPLE,
-        COL_MULTIPLE,
+        plan.dp,
         kind,
         logit_scale,
     )?;
@@ -489,7 +613,7 @@ pub(super) fn retrieve_device(
         d,
         layout,
         TBN,
-        COL_MULTIPLE,
+        plan.dp,
         kind,
         1.0,
     )?;
@@ -569,6 +693,47 @@ mod tests {
         assert!(ptx.contains("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16"));
         for dt in DTYPES {
             assert!(ptx.contains(&format!(".entry laic_retrieve_top_{dt}(")));
+        }
+        // The sm_90a cubin of retrieve_wgmma.cu: exactly the kernels `load` asks for.
+        let cubin = super::super::kernels::RETRIEVE_WGMMA_SM90A.expect("built with the PTX");
+        let has = |name: &str| cubin.windows(name.len()).any(|w| w == name.as_bytes());
+        for dtype in [Dtype::F32, Dtype::F16, Dtype::Bf16] {
+            for width in WG_WIDTHS {
+                let name = format!("laic_retrieve_wg_{}_d{width}\0", DTYPES[dtype_index(dtype)]);
+                assert_eq!(has(&name), wg_kernel_name(dtype, width).is_some(), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn wgmma_plans_fit_the_shared_memory_of_an_h100_and_pack_to_their_width() {
+        let h100 = 227 * 1024;
+        let both = [true; 2];
+        let p = wg_plan(Dtype::F16, 512, h100, both).unwrap();
+        assert_eq!((p.name(), p.bm, p.threads, p.dp), ("wg_d512", 64, 256, 512));
+        // 1 KB slack, 64 KB of images, two 64 KB noun stages, 32 KB of partial logits, 1 KB of
+        // column pairs: 1 KB under the H100's limit.
+        assert_eq!(p.smem, 1024 + 65_536 + 131_072 + 32_768 + 1024);
+        assert!(p.smem <= h100);
+        let p = wg_plan(Dtype::Bf16, 300, h100, both).unwrap();
+        assert_eq!((p.name(), p.dp), ("wg_d512", 512));
+        let p = wg_plan(Dtype::Bf16, 129, h100, both).unwrap();
+        assert_eq!((p.name(), p.dp), ("wg_d256", 256));
+        // f32, narrow or wide rows, a kernel not loaded, too little shared memory: mma.sync.
+        assert_eq!(wg_plan(Dtype::F32, 512, h100, both), None);
+        assert_eq!(wg_plan(Dtype::F16, 128, h100, both), None);
+        assert_eq!(wg_plan(Dtype::F16, 513, h100, both), None);
+        assert_eq!(wg_plan(Dtype::F16, 512, h100, [true, false]), None);
+        assert_eq!(wg_plan(Dtype::F16, 512, 160 * 1024, both), None);
+        // The images are packed to whole blocks, the nouns to whole tiles.
+        assert!(ROW_MULTIPLE.is_multiple_of(WG_BM));
+        // Packing to the plan's width is packing to COL_MULTIPLE for the mma.sync plans.
+        for d in [1, 64, 100, 512, 700] {
+            let p = plan(Dtype::F16, d, h100).unwrap();
+            assert_eq!(
+                operands::round_up(d, p.dp),
+                operands::round_up(d, COL_MULTIPLE)
+            );
         }
     }
 }
