@@ -129,7 +129,7 @@ section "2b. k-means and retrieval benchmarks"
 #     LAIC_CUDA_RETRIEVE_WGMMA=1).
 timeout 120 gpu-bin/gpu_bench_kmeans ${QUICK} >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" ||
   echo "gpu_bench_kmeans: rc=$?" | tee -a "${OUT}/bench.err"
-LAIC_CUDA_KMEANS_WGMMA=1 LAIC_CUDA_RETRIEVE_WGMMA=1 timeout 100 gpu-bin/gpu_bench_kmeans ${QUICK} --label wgmma \
+LAIC_CUDA_KMEANS_WGMMA=1 LAIC_CUDA_RETRIEVE_WGMMA=1 timeout 120 gpu-bin/gpu_bench_kmeans ${QUICK} --label wgmma \
   >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" ||
   echo "gpu_bench_kmeans wgmma: rc=$?" | tee -a "${OUT}/bench.err"
 
