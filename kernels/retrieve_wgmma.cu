@@ -264,6 +264,58 @@ __device__ __forceinline__ void retrieve_body(const RetrieveParams& p) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// A probe of the two operand forms that only this kernel uses, A in registers and B N-major, so
+// that a device run tells a misread layout from any other parity failure: one warpgroup, one
+// m64n128k16 product of A[m][k] = (k == pi(m % 16)), from registers, by B[k][n] = 128 k + n
+// (exact in f16), so D[m][n] = 128 pi(m % 16) + n, for the permutation
+// pi(r) = ((7 r + 3) % 16) ^ (2 [r >= 8]) (its ones fall in all four 8 x 8 blocks of A, on even
+// and odd k, and pi(r + 8) != pi(r) + 8, so a swapped register or half of one shows; the
+// identity, or any affine permutation, would not). B is stored K-major (b_n_major = 0: the layout the
+// other wgmma kernels read, verified on the H200, so this form checks register A alone) or
+// N-major (1). D is written as out[128 m + n] by the accumulator layout (also verified).
+// ---------------------------------------------------------------------------------------------
+__device__ __forceinline__ void probe_body(float* out, int b_n_major) {
+    LAIC_DYNAMIC_SMEM_ALIGNED(unsigned char, smem_raw, 1024);
+    unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+    // K-major: 128 rows n of k 0..15 (the first two 16-byte units of each row); N-major: 16 rows
+    // k of 64 n per 2048-byte atom, two atoms.
+    for (int i = threadIdx.x; i < 16 * 128; i += 128) {
+        const int k = i / 128, n = i % 128;
+        const uint32_t off = b_n_major ? (uint32_t)(n / 64) * 2048 + swizzled(k, (n % 64) / 8) + (n % 8) * 2
+                                       : swizzled(n, k / 8) + (k % 8) * 2;
+        *reinterpret_cast<__half*>(smem + off) = __float2half_rn((float)(128 * k + n));
+    }
+    fence_proxy_async();
+    __syncthreads();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2, t = lane & 3;
+    uint32_t a[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+        const int row = 16 * warp + g + 8 * (q & 1), col = 8 * (q >> 1) + 2 * t;
+        const int r = row % 16, one = ((7 * r + 3) % 16) ^ ((r >> 3) << 1);  // pi(r)
+        a[q] = pack2<__half>(col == one ? 1.f : 0.f, col + 1 == one ? 1.f : 0.f);
+    }
+    float d[64];
+    const uint32_t b = smem_addr(smem);
+    wgmma_fence();
+    if (b_n_major) {
+        WgmmaRegA<__half, 1>::run(d, a, descriptor_n_major(b, 2048), 0);
+    } else {
+        WgmmaRegA<__half, 0>::run(d, a, descriptor(b), 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(d);
+#pragma unroll
+    for (int nt = 0; nt < 16; ++nt)
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+            for (int j = 0; j < 2; ++j) out[(16 * warp + g + 8 * i) * 128 + 8 * nt + 2 * t + j] = d[4 * nt + 2 * i + j];
+}
+
 }  // namespace rt
 }  // namespace wg
 }  // namespace laic
@@ -280,3 +332,8 @@ LAIC_RETRIEVE_WG(laic_retrieve_wg_f16_d512, __half, 1, 512)
 LAIC_RETRIEVE_WG(laic_retrieve_wg_f16_d256, __half, 1, 256)
 LAIC_RETRIEVE_WG(laic_retrieve_wg_bf16_d512, __nv_bfloat16, 2, 512)
 LAIC_RETRIEVE_WG(laic_retrieve_wg_bf16_d256, __nv_bfloat16, 2, 256)
+
+// The operand-layout probe: 128 threads, 17 KB of dynamic shared memory, out holds 64 x 128.
+extern "C" __global__ void __launch_bounds__(128, 1) laic_retrieve_wg_probe(float* out, int b_n_major) {
+    laic::wg::rt::probe_body(out, b_n_major);
+}

@@ -81,7 +81,7 @@ for t in gpu-bin/tests/*; do
     { echo "=== ${name} [${cfg}] rc=${rc}"; cat "${log}"; } >>"${OUT}/tests.log"
     summary="$(grep -E '^test result:' "${log}" | tail -n 1)"
     echo "${name} [${cfg}]: rc=${rc} ${summary}" | tee -a "${OUT}/tests.txt"
-    grep -E 'max relative error|max abs|panicked|FAILED|SKIPPED|mismatch|NMI|objective|wgmma kernel|device lloyd|device seeding' "${log}" | tail -n 40
+    grep -E 'max relative error|max abs|panicked|FAILED|SKIPPED|mismatch|NMI|objective|wgmma kernel|wgmma probe|device lloyd|device seeding' "${log}" | tail -n 40
   done
 done
 unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA LAIC_CUDA_RETRIEVE_WGMMA LAIC_CUDA_KMEANS_DEVICE LAIC_CLIP_ATTENTION LAIC_FEATURES_DIR

@@ -724,6 +724,36 @@ fn retrieval_case(
 }
 
 #[test]
+fn wgmma_operand_layouts_read_as_the_emulation_reads_them() {
+    let Some(ctx) = cuda_context("wgmma probe") else {
+        return;
+    };
+    let cuda = ctx.backend().as_cuda().expect("a CUDA context");
+    let Some(probes) = cuda.wgmma_layout_probe().unwrap() else {
+        report(&format!(
+            "wgmma probe: not run, no wgmma kernels on {:?}",
+            cuda.device_name()
+        ));
+        return;
+    };
+    for p in &probes {
+        report(&format!(
+            "wgmma probe: {}: {} of 8192 elements differ{}",
+            p.form,
+            p.mismatches,
+            p.first
+                .as_deref()
+                .map(|f| format!(", first {f}"))
+                .unwrap_or_default()
+        ));
+    }
+    assert!(
+        probes.iter().all(|p| p.mismatches == 0),
+        "the wgmma operand layouts differ from the emulation's: {probes:?}"
+    );
+}
+
+#[test]
 fn retrieval_matches_the_cpu() {
     let Some(ctx) = cuda_context("retrieval") else {
         return;

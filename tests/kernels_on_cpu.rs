@@ -108,7 +108,7 @@ fn the_clip_passes_match_f64() {
 
 #[test]
 fn the_tensor_core_retrieval_matches_f64_retrieval() {
-    run("retrieve", 12);
+    run("retrieve", 14);
 }
 
 #[test]

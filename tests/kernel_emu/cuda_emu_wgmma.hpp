@@ -201,12 +201,12 @@ struct Wgmma64 {
     }
 };
 
-template <typename TM>
+template <typename TM, int B_N_MAJOR = 1>
 struct WgmmaRegA {
     static void run(float (&d)[64], const uint32_t (&a)[4], uint64_t b, int accumulate,
                     std::source_location site = std::source_location::current()) {
         if (blockDim.x % 128 != 0) emu::fail("wgmma needs whole warpgroups");
-        emu::WgmmaOp op{d, 128, 0, b, true, true, accumulate != 0, std::is_same_v<TM, __nv_bfloat16>, {}};
+        emu::WgmmaOp op{d, 128, 0, b, true, B_N_MAJOR != 0, accumulate != 0, std::is_same_v<TM, __nv_bfloat16>, {}};
         emu::gather_register_a(a, op.issued, site);
         emu::read_operands(op, op.issued);
         emu::wgmma_queue.open.push_back(op);

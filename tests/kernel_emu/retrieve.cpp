@@ -188,11 +188,25 @@ int run(const char* name, Dt dt, size_t n, size_t m, int d, bool normalize, std:
     return ok ? 0 : 1;
 }
 
+// retrieve_wgmma.cu's operand-layout probe (what a device run reads first if the wgmma kernel
+// fails): D[m][n] = 128 pi(m % 16) + n, pi(r) = ((7 r + 3) % 16) ^ (2 [r >= 8]), for B K-major
+// and N-major.
+int probe(int b_n_major) {
+    std::vector<float> out(64 * 128, NAN);
+    emu::launch({1}, {128}, [&] { laic_retrieve_wg_probe(out.data(), b_n_major); }, 17 * 1024);
+    int bad = 0;
+    for (int m = 0; m < 64; ++m)
+        for (int n = 0; n < 128; ++n) bad += out[m * 128 + n] != (float)(128 * (((7 * (m % 16) + 3) % 16) ^ (((m % 16) >> 3) << 1)) + n);
+    std::printf("retrieve wgmma probe: register A x %s B: %d of 8192 elements differ %s\n",
+                b_n_major ? "N-major" : "K-major", bad, bad ? "WRONG" : "ok");
+    return bad ? 1 : 0;
+}
+
 }  // namespace
 
 int main() {
     std::mt19937_64 rng(20261127);
-    int bad = 0;
+    int bad = probe(0) + probe(1);
     bad += run<__half>("f16", Dt::F16, 77, 101, 100, true, rng);
     bad += run<__half>("f16", Dt::F16, 40, 70, 64, false, rng);
     bad += run<__nv_bfloat16>("bf16", Dt::Bf16, 77, 101, 100, true, rng);

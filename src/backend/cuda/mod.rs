@@ -25,7 +25,7 @@ pub use kmeans::{
     last_kmeans_assign_kernel, last_kmeans_assign_ms, last_kmeans_sums_ms, set_kmeans_on_device,
     set_kmeans_wgmma_disabled,
 };
-pub use retrieve::{last_retrieve_kernel, last_retrieve_kernel_ms};
+pub use retrieve::{WgmmaProbe, last_retrieve_kernel, last_retrieve_kernel_ms};
 
 use super::cpu::CpuBackend;
 use super::{Backend, BackendKind, HostSteps, KMeansSteps, PipelineStages};
@@ -191,6 +191,14 @@ impl CudaBackend {
     /// The device's name as the driver reports it.
     pub fn device_name(&self) -> &str {
         &self.device_name
+    }
+
+    /// Runs the wgmma operand-layout probe of `kernels/retrieve_wgmma.cu` (A in registers, B
+    /// K-major and N-major) and compares each product with what the CPU emulation computes:
+    /// `None` when the wgmma kernels are not loaded (not an H100/H200). For device checks: a
+    /// misread layout shows here by name, where the retrieval parity test only shows errors.
+    pub fn wgmma_layout_probe(&self) -> Result<Option<Vec<WgmmaProbe>>> {
+        retrieve::wgmma_layout_probe(self)
     }
 
     /// Runs `f` with the context bound to this thread and the stream to itself; panics inside

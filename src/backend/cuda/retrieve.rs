@@ -155,6 +155,8 @@ pub(super) struct RetrieveKernels {
     top: [CudaFunction; 3],
     /// `None`: no such kernel (f32), or the wgmma module is not loaded.
     wg: [[Option<CudaFunction>; 2]; 3],
+    /// retrieve_wgmma.cu's operand-layout probe (with the wgmma kernels).
+    probe: Option<CudaFunction>,
 }
 
 const DTYPES: [&str; 3] = ["f32", "f16", "bf16"];
@@ -218,10 +220,15 @@ impl RetrieveKernels {
                     }
                 }
             }
-            Ok::<_, cudarc::driver::DriverError>(k)
+            Ok::<_, cudarc::driver::DriverError>((k, m.load_function("laic_retrieve_wg_probe")?))
+        };
+        let (wg, probe) = match wgmma.and_then(|m| wg(m).ok()) {
+            Some((k, probe)) => (k, Some(probe)),
+            None => Default::default(),
         };
         Ok(RetrieveKernels {
-            wg: wgmma.and_then(|m| wg(m).ok()).unwrap_or_default(),
+            wg,
+            probe,
             pack: PackKernels::load(module, "laic_rt_pack")?,
             main: [row(DTYPES[0])?, row(DTYPES[1])?, row(DTYPES[2])?],
             top: [
@@ -300,6 +307,93 @@ impl RetrieveKernels {
             None => plan(dtype, d, max_smem),
         }
     }
+}
+
+/// One form of the wgmma operand-layout probe (`laic_retrieve_wg_probe`): a product whose every
+/// element names the element of B it should be, read back and compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WgmmaProbe {
+    /// The operand form: `"register A x K-major B"` (register A alone: K-major B is the layout
+    /// the other wgmma kernels read) or `"register A x N-major B"`.
+    pub form: &'static str,
+    /// Elements of the 64 × 128 product that differ from what the emulation computes.
+    pub mismatches: usize,
+    /// The first of them, as the element of B it holds against the one it should hold.
+    pub first: Option<String>,
+}
+
+/// The element of the probe's B (128 k + n, k < 16, n < 128) that a product value holds.
+fn probe_element(v: f32) -> String {
+    if v.fract() == 0.0 && (0.0..2048.0).contains(&v) {
+        format!("B[{}][{}]", v as u32 / 128, v as u32 % 128)
+    } else {
+        format!("{v} (no single element of B)")
+    }
+}
+
+/// Runs the probe in both forms (None: the wgmma kernels are not loaded). Expected: D[m][n] =
+/// 128 π(m mod 16) + n, π(r) = ((7r + 3) mod 16) xor (2 if r ≥ 8), as retrieve_wgmma.cu builds
+/// A.
+pub(super) fn wgmma_layout_probe(backend: &CudaBackend) -> Result<Option<Vec<WgmmaProbe>>> {
+    let Some(f) = backend.retrieve.probe.as_ref() else {
+        return Ok(None);
+    };
+    const SMEM: usize = 17 * 1024;
+    let pi = |r: usize| ((7 * r + 3) % 16) ^ ((r >> 3) << 1);
+    let mut probes = Vec::new();
+    for (b_n_major, form) in [
+        (0i32, "register A x K-major B"),
+        (1, "register A x N-major B"),
+    ] {
+        let got = backend.with_stream(|stream: &Arc<CudaStream>| {
+            let out = stream
+                .alloc_zeros::<f32>(64 * 128)
+                .map_err(|e| cuda_error("probe output", e))?;
+            f.set_attribute(
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                SMEM as i32,
+            )
+            .map_err(|e| cuda_error("raising the kernel's shared-memory limit", e))?;
+            let cfg = LaunchConfig {
+                grid_dim: (1, 1, 1),
+                block_dim: (128, 1, 1),
+                shared_mem_bytes: SMEM as u32,
+            };
+            // SAFETY: the probe writes exactly 64 × 128 f32 to `out` and reads nothing else.
+            unsafe {
+                stream
+                    .launch_builder(f)
+                    .arg(&out)
+                    .arg(&b_n_major)
+                    .launch(cfg)
+            }
+            .map_err(|e| cuda_error("launching the wgmma probe", e))?;
+            stream
+                .clone_dtoh(&out)
+                .map_err(|e| cuda_error("copying the probe back", e))
+        })?;
+        let mut probe = WgmmaProbe {
+            form,
+            mismatches: 0,
+            first: None,
+        };
+        for (i, &v) in got.iter().enumerate() {
+            let (m, n) = (i / 128, i % 128);
+            let want = (128 * pi(m % 16) + n) as f32;
+            if v != want {
+                probe.mismatches += 1;
+                probe.first.get_or_insert_with(|| {
+                    format!(
+                        "D[{m}][{n}] = {}, expected {}",
+                        probe_element(v),
+                        probe_element(want)
+                    )
+                });
+            }
+        }
+        probes.push(probe);
+    }
+    Ok(Some(probes))
 }
 
 /// Shared memory of a block: images, two noun stages, the weights, the row exchange.
@@ -703,6 +797,15 @@ mod tests {
                 assert_eq!(has(&name), wg_kernel_name(dtype, width).is_some(), "{name}");
             }
         }
+        assert!(has("laic_retrieve_wg_probe\0"));
+    }
+
+    #[test]
+    fn probe_values_name_their_element_of_b() {
+        assert_eq!(probe_element(130.0), "B[1][2]");
+        assert_eq!(probe_element(2047.0), "B[15][127]");
+        assert_eq!(probe_element(0.5), "0.5 (no single element of B)");
+        assert_eq!(probe_element(4096.0), "4096 (no single element of B)");
     }
 
     #[test]
