@@ -30,14 +30,6 @@ __device__ __forceinline__ uint32_t swizzled(int r, int u) {
     return (uint32_t)(r * ROW + ((u ^ (r & 7)) << 4));
 }
 
-// wgmma matrix descriptor of a K-major, 128-byte-swizzled operand starting at shared address
-// `addr`: 8-row groups 1024 bytes apart (stride byte offset); the leading byte offset is unused
-// by swizzled K-major layouts (set to 16 bytes, encoded 1).
-__device__ __forceinline__ uint64_t descriptor(uint32_t addr) {
-    return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) |
-           ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
-}
-
 // wgmma matrix descriptor of an N-major (MN-major, `imm-trans-b` = 1), 128-byte-swizzled B
 // operand starting at shared address `addr`, stored [k][n]: each k row holds 64 consecutive n
 // (128 bytes) in the same swizzled 8-row groups as above, so 8-row groups of k are 1024 bytes
@@ -47,6 +39,11 @@ __device__ __forceinline__ uint64_t descriptor_n_major(uint32_t addr, uint32_t l
     return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo & 0x3FFFF) >> 4) << 16) |
            ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
 }
+
+// wgmma matrix descriptor of a K-major, 128-byte-swizzled operand starting at shared address
+// `addr`: the same fields, the leading byte offset unused by swizzled K-major layouts (set to
+// 16 bytes, encoded 1).
+__device__ __forceinline__ uint64_t descriptor(uint32_t addr) { return descriptor_n_major(addr, 16); }
 
 // One thread's share of copying 64-column chunks of 16-bit rows into the swizzled layout with
 // cp.async, THREADS threads together: the thread copies 16-byte unit tid % 8 of rows tid / 8,
