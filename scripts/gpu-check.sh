@@ -5,6 +5,8 @@
 #
 # Usage (GPU machine, repository root): bash scripts/gpu-check.sh [--quick] [--part tests|bench]
 #   --quick: 16,384 nouns instead of 146,347 (a smoke run).
+#   --parallel: section 1 runs every test binary and configuration at once (one GPU, 16 cores:
+#   the tests check results, never times), its wall time that of the slowest.
 #   --part tests: only section 1 (the GPU tests); --part bench: only sections 2-4 (benchmarks,
 #   with the PyTorch anchors); default both. The whole run may approach the device tool's
 #   10-minute limit per command: two calls on the same warm machine, one part each, stay
@@ -15,10 +17,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d)}"
 QUICK=""
+PARALLEL=""
 PART="all"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK="--quick" ;;
+    --parallel) PARALLEL=1 ;;
     --part) PART="${2:-}"; shift ;;
     *) echo "gpu-check: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -55,6 +59,26 @@ section "1. GPU tests"
 #    on the device (kmdev: LAIC_CUDA_KMEANS_DEVICE=1, not yet run), and cuda_clip again with each fused
 #    attention kernel (attn: LAIC_CLIP_ATTENTION=fused, tensor cores for f16/bf16 and CUDA
 #    cores for f32; simt: fused-simt, CUDA cores for all).
+# One test binary under one configuration; its log goes to $3. Runs in a subshell so that the
+# configurations' environments never mix (--parallel runs them side by side).
+run_config() (
+  t="$1" cfg="$2" log="$3"
+  name="$(basename "${t}")"
+  limit=150
+  case "${cfg}" in
+    # The pipeline test runs DTD and UCF101 too (build-gpu-bin.sh copied their features).
+    default) export LAIC_FEATURES_DIR=gpu-bin/data; [[ "${name}" == cuda_kmeans ]] && limit=300 ;;
+    kmwg) export LAIC_CUDA_KMEANS_WGMMA=1 LAIC_CUDA_RETRIEVE_WGMMA=1 ;;
+    kmdev) export LAIC_CUDA_KMEANS_DEVICE=1 ;;
+    attn) export LAIC_CLIP_ATTENTION=fused ;;
+    simt) export LAIC_CLIP_ATTENTION=fused-simt ;;
+    *) export LAIC_CUDA_GRADNORM_CONFIG="${cfg}" ;;
+  esac
+  timeout "${limit}" "${t}" --test-threads=1 --nocapture >"${log}" 2>&1
+  echo "rc=$?" >>"${log}.rc"
+)
+# Every (binary, configuration) pair this section runs.
+configs=()
 for t in gpu-bin/tests/*; do
   name="$(basename "${t}")"
   for cfg in default wg2d wg2s 32x4 kmwg kmdev attn simt; do
@@ -64,25 +88,25 @@ for t in gpu-bin/tests/*; do
       attn | simt) [[ "${name}" == cuda_clip ]] || continue ;;
       *) [[ "${name}" == cuda ]] || continue ;;
     esac
-    unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA LAIC_CUDA_RETRIEVE_WGMMA LAIC_CUDA_KMEANS_DEVICE LAIC_CLIP_ATTENTION LAIC_FEATURES_DIR
-    limit=150
-    case "${cfg}" in
-      # The pipeline test runs DTD and UCF101 too (build-gpu-bin.sh copied their features).
-      default) export LAIC_FEATURES_DIR=gpu-bin/data; [[ "${name}" == cuda_kmeans ]] && limit=300 ;;
-      kmwg) export LAIC_CUDA_KMEANS_WGMMA=1 LAIC_CUDA_RETRIEVE_WGMMA=1 ;;
-      kmdev) export LAIC_CUDA_KMEANS_DEVICE=1 ;;
-      attn) export LAIC_CLIP_ATTENTION=fused ;;
-      simt) export LAIC_CLIP_ATTENTION=fused-simt ;;
-      *) export LAIC_CUDA_GRADNORM_CONFIG="${cfg}" ;;
-    esac
-    log="$(mktemp)"
-    timeout "${limit}" "${t}" --test-threads=1 --nocapture >"${log}" 2>&1
-    rc=$?
-    { echo "=== ${name} [${cfg}] rc=${rc}"; cat "${log}"; } >>"${OUT}/tests.log"
-    summary="$(grep -E '^test result:' "${log}" | tail -n 1)"
-    echo "${name} [${cfg}]: rc=${rc} ${summary}" | tee -a "${OUT}/tests.txt"
-    grep -E 'max relative error|max abs|panicked|FAILED|SKIPPED|mismatch|NMI|objective|wgmma kernel|wgmma probe|device lloyd|device seeding' "${log}" | tail -n 40
+    configs+=("${t}:${cfg}")
   done
+done
+logs="$(mktemp -d)"
+for i in "${!configs[@]}"; do
+  if [[ -n "${PARALLEL}" ]]; then
+    run_config "${configs[i]%%:*}" "${configs[i]#*:}" "${logs}/${i}" &
+  else
+    run_config "${configs[i]%%:*}" "${configs[i]#*:}" "${logs}/${i}"
+  fi
+done
+wait
+for i in "${!configs[@]}"; do
+  name="$(basename "${configs[i]%%:*}")" cfg="${configs[i]#*:}" log="${logs}/${i}"
+  rc="$(sed -n 's/^rc=//p' "${log}.rc" 2>/dev/null)"
+  { echo "=== ${name} [${cfg}] rc=${rc}"; cat "${log}"; } >>"${OUT}/tests.log"
+  summary="$(grep -E '^test result:' "${log}" | tail -n 1)"
+  echo "${name} [${cfg}]: rc=${rc} ${summary}" | tee -a "${OUT}/tests.txt"
+  grep -E 'max relative error|max abs|panicked|FAILED|SKIPPED|mismatch|NMI|objective|wgmma kernel|wgmma probe|device lloyd|device seeding' "${log}" | tail -n 40
 done
 unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA LAIC_CUDA_RETRIEVE_WGMMA LAIC_CUDA_KMEANS_DEVICE LAIC_CLIP_ATTENTION LAIC_FEATURES_DIR
 # On a failure of the CLIP parity tests, the per-step trace of the random model.
