@@ -6,7 +6,7 @@
 //! One JSON line per case: device time of the kernels (median of CUDA-event timings), the
 //! whole call's wall time (host↔device copies included), and the error against the CPU backend
 //! on a sample of rows; then, per dtype, the wall time per iteration of whole Lloyd iterations
-//! with the host loop and with the device loop (`LAIC_CUDA_KMEANS_DEVICE`), and of k-means++
+//! with the host loop and with the device loop (the default), and of k-means++
 //! seeding of 200 centres with each. Run by
 //! `scripts/gpu-check.sh`; PyTorch's times for the same work come from
 //! `scripts/torch_kmeans_anchor.py` in the same call.
@@ -14,10 +14,10 @@
 //! `cargo run --release --example gpu_bench_kmeans -- [--quick] [--label NAME] [--kmeans-only]`;
 //! without a CUDA device it prints `SKIPPED` and exits 0 (1 when `LAIC_REQUIRE_CUDA=1`). The
 //! label (default `default`) and the assignment kernel that ran (`assign_kernel`: `wg2`/`wg1`
-//! for the wgmma kernels that `LAIC_CUDA_KMEANS_WGMMA=1` enables, else the mma.sync block
-//! shape) go into each k-means line; the label and the retrieval kernel that ran (`kernel`:
-//! `wg_d512` for the wgmma kernel that `LAIC_CUDA_RETRIEVE_WGMMA=1` enables, else the mma.sync
-//! block shape) into the retrieval line.
+//! for the wgmma kernels, the default on an H100/H200 unless `LAIC_CUDA_KMEANS_WGMMA=0`, else
+//! the mma.sync block shape) go into each k-means line; the label and the retrieval kernel that
+//! ran (`kernel`: `wg_d512` for the wgmma kernel, the default there unless
+//! `LAIC_CUDA_RETRIEVE_WGMMA=0`, else the mma.sync block shape) into the retrieval line.
 
 #[path = "common/mod.rs"]
 mod common;

@@ -40,8 +40,6 @@ if [[ -f gpu-bin/bins.tar.xz ]]; then
   fi || echo "gpu-check: cannot unpack gpu-bin/bins.tar.xz"
 fi
 export LAIC_REQUIRE_CUDA=1
-# The CUDA retrieval kernel is off by default until its parity failure is fixed: test and time it.
-export LAIC_CUDA_RETRIEVE_UNVERIFIED=1
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader |
@@ -50,15 +48,13 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 if [[ "${PART}" != bench ]]; then
 section "1. GPU tests"
 # 1. GPU tests (parity with the CPU on awkward sizes, device-pointer path, errors), with the
-#    default kernels, again with each alternative GradNorm kernel forced (wg2d, wg2s: split
-#    centre streams, not yet run; 32x4), cuda_kmeans again
-#    with the wgmma k-means assignment and retrieval enabled (kmwg: LAIC_CUDA_KMEANS_WGMMA=1,
-#    whose assignment test then checks both kernels against the CPU, and
-#    LAIC_CUDA_RETRIEVE_WGMMA=1, whose cases of 129..=512 f16/bf16 columns then run the wgmma
-#    kernel) and with k-means++ and the Lloyd iterations
-#    on the device (kmdev: LAIC_CUDA_KMEANS_DEVICE=1, not yet run), and cuda_clip again with each fused
-#    attention kernel (attn: LAIC_CLIP_ATTENTION=fused, tensor cores for f16/bf16 and CUDA
-#    cores for f32; simt: fused-simt, CUDA cores for all).
+#    default kernels (on an H100/H200: wgmma GradNorm, k-means assignment and retrieval,
+#    k-means++ and Lloyd loops on the device, CLIP attention fused on tensor cores for f16/bf16),
+#    again with each alternative GradNorm kernel forced (wg2d, wg2s: split centre streams; 32x4),
+#    cuda_kmeans again with the mma.sync k-means assignment and retrieval (mma:
+#    LAIC_CUDA_KMEANS_WGMMA=0 LAIC_CUDA_RETRIEVE_WGMMA=0) and with the host loops of k-means++
+#    and Lloyd (host: LAIC_CUDA_KMEANS_DEVICE=0), and cuda_clip again with each other attention
+#    (cublas: LAIC_CLIP_ATTENTION=cublas; simt: fused-simt, CUDA cores for all).
 # One test binary under one configuration; its log goes to $3. Runs in a subshell so that the
 # configurations' environments never mix (--parallel runs them side by side).
 run_config() (
@@ -68,9 +64,9 @@ run_config() (
   case "${cfg}" in
     # The pipeline test runs DTD and UCF101 too (build-gpu-bin.sh copied their features).
     default) export LAIC_FEATURES_DIR=gpu-bin/data; [[ "${name}" == cuda_kmeans ]] && limit=300 ;;
-    kmwg) export LAIC_CUDA_KMEANS_WGMMA=1 LAIC_CUDA_RETRIEVE_WGMMA=1 ;;
-    kmdev) export LAIC_CUDA_KMEANS_DEVICE=1 ;;
-    attn) export LAIC_CLIP_ATTENTION=fused ;;
+    mma) export LAIC_CUDA_KMEANS_WGMMA=0 LAIC_CUDA_RETRIEVE_WGMMA=0 ;;
+    host) export LAIC_CUDA_KMEANS_DEVICE=0 ;;
+    cublas) export LAIC_CLIP_ATTENTION=cublas ;;
     simt) export LAIC_CLIP_ATTENTION=fused-simt ;;
     *) export LAIC_CUDA_GRADNORM_CONFIG="${cfg}" ;;
   esac
@@ -81,11 +77,11 @@ run_config() (
 configs=()
 for t in gpu-bin/tests/*; do
   name="$(basename "${t}")"
-  for cfg in default wg2d wg2s 32x4 kmwg kmdev attn simt; do
+  for cfg in default wg2d wg2s 32x4 mma host cublas simt; do
     case "${cfg}" in
       default) ;;
-      kmwg | kmdev) [[ "${name}" == cuda_kmeans ]] || continue ;;
-      attn | simt) [[ "${name}" == cuda_clip ]] || continue ;;
+      mma | host) [[ "${name}" == cuda_kmeans ]] || continue ;;
+      cublas | simt) [[ "${name}" == cuda_clip ]] || continue ;;
       *) [[ "${name}" == cuda ]] || continue ;;
     esac
     configs+=("${t}:${cfg}")
@@ -110,7 +106,7 @@ for i in "${!configs[@]}"; do
 done
 unset LAIC_CUDA_GRADNORM_CONFIG LAIC_CUDA_KMEANS_WGMMA LAIC_CUDA_RETRIEVE_WGMMA LAIC_CUDA_KMEANS_DEVICE LAIC_CLIP_ATTENTION LAIC_FEATURES_DIR
 # On a failure of the CLIP parity tests, the per-step trace of the random model.
-for cfg in default:cublas attn:fused simt:fused-simt; do
+for cfg in default:default cublas:cublas simt:fused-simt; do
   if ! grep -q "^cuda_clip \[${cfg%%:*}\]: rc=0 " "${OUT}/tests.txt" 2>/dev/null; then
     trace="$(mktemp)"
     LAIC_CLIP_ATTENTION="${cfg#*:}" LAIC_CLIP_TRACE=1 timeout 60 gpu-bin/tests/cuda_clip \
@@ -148,14 +144,13 @@ done
 unset LAIC_CUDA_GRADNORM_CONFIG
 
 section "2b. k-means and retrieval benchmarks"
-# 2b. k-means iteration and retrieval at issue 8's sizes; then both again with the wgmma
-#     kernels (kernels/kmeans_wgmma.cu, LAIC_CUDA_KMEANS_WGMMA=1; kernels/retrieve_wgmma.cu,
-#     LAIC_CUDA_RETRIEVE_WGMMA=1).
+# 2b. k-means iteration and retrieval at issue 8's sizes (wgmma kernels on an H100/H200); then
+#     both again with the mma.sync kernels (kernels/kmeans.cu, kernels/retrieve.cu).
 timeout 120 gpu-bin/gpu_bench_kmeans ${QUICK} >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" ||
   echo "gpu_bench_kmeans: rc=$?" | tee -a "${OUT}/bench.err"
-LAIC_CUDA_KMEANS_WGMMA=1 LAIC_CUDA_RETRIEVE_WGMMA=1 timeout 120 gpu-bin/gpu_bench_kmeans ${QUICK} --label wgmma \
+LAIC_CUDA_KMEANS_WGMMA=0 LAIC_CUDA_RETRIEVE_WGMMA=0 timeout 120 gpu-bin/gpu_bench_kmeans ${QUICK} --label mma \
   >>"${OUT}/bench.jsonl" 2>>"${OUT}/bench.err" ||
-  echo "gpu_bench_kmeans wgmma: rc=$?" | tee -a "${OUT}/bench.err"
+  echo "gpu_bench_kmeans mma: rc=$?" | tee -a "${OUT}/bench.err"
 
 section "3. PyTorch anchors"
 # 3. PyTorch eager and torch.compile on the same card, in the same call.

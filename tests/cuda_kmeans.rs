@@ -4,11 +4,12 @@
 //! the pipeline's steps on data kept on the device against the same steps on host copies, and
 //! the pipeline on real CLIP features (Oxford-IIIT Pets, DTD, UCF101) against the CPU's.
 //!
-//! With `LAIC_CUDA_KMEANS_WGMMA=1` the assignment parity test runs twice, with the mma.sync
-//! kernel and with the wgmma kernel (H100/H200; kernels/kmeans_wgmma.cu), and every other test
-//! uses the wgmma kernel. `LAIC_CUDA_KMEANS_DEVICE=1` seeds and iterates every other k-means
-//! run on the device; the device seeding and Lloyd loop are compared with the host loops in any
-//! case.
+//! The assignment parity test runs twice, with the mma.sync kernel and with the default one
+//! (the wgmma kernel on an H100/H200; kernels/kmeans_wgmma.cu), and every other test uses the
+//! default; `LAIC_CUDA_KMEANS_WGMMA=0` keeps every test on mma.sync. Every other k-means run
+//! seeds and iterates on the device unless `LAIC_CUDA_KMEANS_DEVICE=0`; the device seeding and
+//! Lloyd loop are compared with the host loops in any case. Retrieval runs the wgmma kernel on
+//! an H100/H200 unless `LAIC_CUDA_RETRIEVE_WGMMA=0`.
 //!
 //! Runs where a CUDA device is usable; elsewhere each test prints "SKIPPED: no CUDA device"
 //! and returns, or fails when `LAIC_REQUIRE_CUDA=1` (set by `scripts/gpu-check.sh`). Every
@@ -141,8 +142,8 @@ fn assignment_matches_the_cpu_on_awkward_sizes() {
         return;
     };
     let mut rng = rng("assignment");
-    if std::env::var("LAIC_CUDA_KMEANS_WGMMA").as_deref() != Ok("1") {
-        assignment_parity(&ctx, &mut rng, "default");
+    if std::env::var("LAIC_CUDA_KMEANS_WGMMA").as_deref() == Ok("0") {
+        assignment_parity(&ctx, &mut rng, "mma.sync");
         return;
     }
     set_kmeans_wgmma_disabled(true);
@@ -160,7 +161,7 @@ fn assignment_matches_the_cpu_on_awkward_sizes() {
     if hopper {
         assert!(
             wg > 0,
-            "LAIC_CUDA_KMEANS_WGMMA=1 on {device:?} but no wgmma kernel ran"
+            "the wgmma kernel is on by default on {device:?} but none ran"
         );
     }
 }
@@ -697,11 +698,12 @@ fn retrieval_case(
             ""
         }
     ));
-    // Where the kernel is switched on (scripts/gpu-check.sh), every case it supports must run
-    // on it: f32 rows wider than 512 are the only CPU fallback here.
-    let gated = std::env::var_os("LAIC_CUDA_RETRIEVE_UNVERIFIED").is_some();
-    if gated && fallback && !(dtype == Dtype::F32 && d > 512) {
-        return Some(format!("{case}: ran on the CPU although the kernel is on"));
+    // Every case the kernels support must run on them: f32 rows wider than 512 are the only
+    // CPU fallback here.
+    if fallback && !(dtype == Dtype::F32 && d > 512) {
+        return Some(format!(
+            "{case}: ran on the CPU although a GPU kernel takes it"
+        ));
     }
     // The wgmma kernels take f16 and bf16 rows of 129..=512 columns (retrieve.rs `wg_plan`).
     if wgmma && dtype != Dtype::F32 && d > 128 && d <= 512 && !kernel.starts_with("wg") {
@@ -759,13 +761,13 @@ fn retrieval_matches_the_cpu() {
         return;
     };
     let mut rng = rng("retrieval");
-    // With LAIC_CUDA_RETRIEVE_WGMMA=1 on an H100/H200 the f16 and bf16 cases of 129..=512
+    // On an H100/H200, unless LAIC_CUDA_RETRIEVE_WGMMA=0, the f16 and bf16 cases of 129..=512
     // columns run the wgmma kernel (retrieve_wgmma.cu), the rest the mma.sync one.
     let device = ctx.backend().as_cuda().map(|c| c.device_name().to_string());
     let hopper = device
         .as_deref()
         .is_some_and(|n| n.contains("H100") || n.contains("H200"));
-    let wgmma = hopper && std::env::var("LAIC_CUDA_RETRIEVE_WGMMA").as_deref() == Ok("1");
+    let wgmma = hopper && std::env::var("LAIC_CUDA_RETRIEVE_WGMMA").as_deref() != Ok("0");
     report(&format!("retrieve: wgmma kernels on: {wgmma} ({device:?})"));
     // (N, M, D): N and M not multiples of the 64-image blocks and 32- or 64-noun tiles; M = 33
     // puts one noun in the last tile and N = 70 six images in the last block; one noun; D ∈

@@ -14,9 +14,9 @@
 //!   stream (`beta = 1`): the residual adds are free.
 //! - attention runs per head as two strided-batched GEMMs (scores in f32 with the 1/√d scale
 //!   as alpha; probabilities times values) around one softmax launch over all heads; with the
-//!   causal mask the masked probabilities are exact zeros. Sequences of up to 128 tokens can
-//!   instead take one fused kernel per layer (`LAIC_CLIP_ATTENTION`, see
-//!   [`super::clip_attention`]).
+//!   causal mask the masked probabilities are exact zeros. Sequences of up to 128 tokens
+//!   instead take one fused kernel per layer where the operands are f16/bf16, or where
+//!   `LAIC_CLIP_ATTENTION` asks (see [`super::clip_attention`]).
 //! - a text batch is only as long as its longest prompt (to its end-of-text token): exact under
 //!   the causal mask, and the caller sorts prompts by length so batches carry little padding.
 //!

@@ -10,12 +10,13 @@
 //! update, empty-cluster repair and k-means++ bookkeeping stay on the host (`src/kmeans.rs`),
 //! so the GPU and the CPU run the same algorithm from the same seeds.
 //!
-//! The assignment runs `laic_km_assign_*` (kmeans.cu, mma.sync, any sm_80+ device) or, on
-//! compute capability 9.0 and only when `LAIC_CUDA_KMEANS_WGMMA=1` is set (it has not yet run on
-//! a GPU), `laic_km_wg_assign_*` (kmeans_wgmma.cu, wgmma): same parameters, same results.
+//! The assignment runs `laic_km_wg_assign_*` (kmeans_wgmma.cu, wgmma) on compute capability 9.0
+//! unless `LAIC_CUDA_KMEANS_WGMMA=0`, else `laic_km_assign_*` (kmeans.cu, mma.sync, any sm_80+
+//! device): same parameters, same results (on an H200 the wgmma kernel assigned 1,281,167 f16
+//! points to 2000 centres 3.6x faster, 5.1 against 18.5 ms).
 
 use super::operands::{self, Layout, PackKernels, Packed, RowValue};
-use super::{CudaBackend, cuda_error, download, launch_kernel, sync};
+use super::{CudaBackend, cuda_error, download, launch_kernel, switched_on, sync};
 use crate::backend::KMeansSteps;
 use crate::error::{Error, Result};
 use crate::kmeans::{
@@ -69,9 +70,10 @@ const WG_BN: usize = 128;
 /// Block shapes of the wgmma assignment kernels: (warpgroups of 64 points, name suffix), tried
 /// in order.
 const WG_CONFIGS: [(usize, &str); 2] = [(2, "wg2"), (1, "wg1")];
-/// The environment variable that enables the wgmma assignment kernels.
+/// The environment variable that, set to `0`, disables the wgmma assignment kernels.
 const WGMMA_ENV: &str = "LAIC_CUDA_KMEANS_WGMMA";
-/// The environment variable that runs k-means++ and the Lloyd loop on the device.
+/// The environment variable that, set to `0`, runs k-means++ and the Lloyd loop on the host
+/// over the device primitives.
 const ON_DEVICE_ENV: &str = "LAIC_CUDA_KMEANS_DEVICE";
 
 // Every block's points lie inside the packed rows.
@@ -100,9 +102,10 @@ thread_local! {
 /// Chooses for k-means calls started on this thread whether the k-means++ seeding and the
 /// Lloyd iterations keep their state (nearest distances; centres and labels) on the device
 /// (`Some(true)`) or loop on the host over the device primitives (`Some(false)`), or, with
-/// `None` (the default), whichever `LAIC_CUDA_KMEANS_DEVICE=1` asks for (the device loops have
-/// not yet run on a GPU, so they are off unless asked for). For tests and benchmarks that
-/// compare the two in one process.
+/// `None` (the default), on the device unless `LAIC_CUDA_KMEANS_DEVICE=0` (on an H200 the device
+/// loops gave the host loops' seeds, labels and centres bit for bit, k-means++ 25x and a Lloyd
+/// iteration 2.8x faster at 1,281,167 × 2000 × 512 f16). For tests and benchmarks that compare
+/// the two in one process.
 pub fn set_kmeans_on_device(choice: Option<bool>) {
     ON_DEVICE.with(|c| c.set(choice));
 }
@@ -111,11 +114,11 @@ pub fn set_kmeans_on_device(choice: Option<bool>) {
 fn on_device_requested() -> bool {
     ON_DEVICE
         .with(Cell::get)
-        .unwrap_or_else(|| std::env::var(ON_DEVICE_ENV).as_deref() == Ok("1"))
+        .unwrap_or_else(|| switched_on(ON_DEVICE_ENV))
 }
 
-/// Keeps (`true`) k-means calls started on this thread on the mma.sync assignment kernel even
-/// when `LAIC_CUDA_KMEANS_WGMMA=1` enables the wgmma one; `false` restores the default. For
+/// Keeps (`true`) k-means calls started on this thread on the mma.sync assignment kernel where
+/// the wgmma one would run; `false` restores the default. For
 /// tests and benchmarks that compare the two kernels in one process.
 pub fn set_kmeans_wgmma_disabled(disabled: bool) {
     WGMMA_DISABLED.with(|c| c.set(disabled));
@@ -130,7 +133,7 @@ pub fn last_kmeans_assign_kernel() -> Option<&'static str> {
 
 /// Whether k-means calls started on this thread may use the wgmma assignment kernels.
 fn wgmma_requested() -> bool {
-    std::env::var(WGMMA_ENV).as_deref() == Ok("1") && !WGMMA_DISABLED.with(Cell::get)
+    switched_on(WGMMA_ENV) && !WGMMA_DISABLED.with(Cell::get)
 }
 
 /// Device time of the last assignment kernel, f32 bits (NaN: none yet).
@@ -520,8 +523,8 @@ fn store_ms(cell: &AtomicU32, start: &CudaEvent, end: &CudaEvent) {
 }
 
 impl KMeansKernels {
-    /// The assignment plan for `d` columns of `dtype`: a wgmma kernel when one is loaded, fits,
-    /// and `LAIC_CUDA_KMEANS_WGMMA=1` asks for it (see [`set_kmeans_wgmma_disabled`]), else
+    /// The assignment plan for `d` columns of `dtype`: a wgmma kernel when one is loaded and fits,
+    /// unless `LAIC_CUDA_KMEANS_WGMMA=0` (or [`set_kmeans_wgmma_disabled`]) says no, else
     /// the mma.sync kernel of [`plan`].
     fn choose(&self, dtype: Dtype, d: usize, max_smem: usize) -> Result<Plan> {
         let row = &self.wg_assign[dtype_index(dtype)];
@@ -1657,19 +1660,15 @@ mod tests {
     }
 
     #[test]
-    fn the_wgmma_kernel_is_used_only_when_asked_for() {
-        // The environment variable is not set in `cargo test` (CI); a thread-local switch can
-        // still turn the kernel off.
-        if std::env::var(WGMMA_ENV).as_deref() != Ok("1") {
-            assert!(!wgmma_requested());
-        }
+    fn the_wgmma_kernel_is_used_unless_switched_off() {
+        // The environment variable is not set in `cargo test` (CI): the kernel is on; a
+        // thread-local switch can still turn it off.
+        let env_off = std::env::var(WGMMA_ENV).as_deref() == Ok("0");
+        assert_eq!(wgmma_requested(), !env_off);
         set_kmeans_wgmma_disabled(true);
         assert!(!wgmma_requested());
         set_kmeans_wgmma_disabled(false);
-        assert_eq!(
-            wgmma_requested(),
-            std::env::var(WGMMA_ENV).as_deref() == Ok("1")
-        );
+        assert_eq!(wgmma_requested(), !env_off);
         assert_eq!(last_kmeans_assign_kernel(), None);
     }
 }

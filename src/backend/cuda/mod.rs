@@ -157,7 +157,7 @@ impl CudaBackend {
         let (Some(km_ptx), Some(rt_ptx)) = (kernels::KMEANS_PTX, kernels::RETRIEVE_PTX) else {
             return Err(Error::NoDevice("this build of laic lacks kernels".into()));
         };
-        // The wgmma assignment kernels are used when LAIC_CUDA_KMEANS_WGMMA=1.
+        // The wgmma assignment kernels are used unless LAIC_CUDA_KMEANS_WGMMA=0.
         let km_module = module(km_ptx, kernels::KMEANS_SM90, "kmeans")?;
         let kmeans = kmeans::KMeansKernels::load(
             &km_module,
@@ -165,7 +165,7 @@ impl CudaBackend {
         )
         .map_err(missing)?;
         let rows = pipeline::RowKernels::load(&km_module).map_err(missing)?;
-        // The wgmma retrieval kernels are used when LAIC_CUDA_RETRIEVE_WGMMA=1.
+        // The wgmma retrieval kernels are used unless LAIC_CUDA_RETRIEVE_WGMMA=0.
         let retrieve = retrieve::RetrieveKernels::load(
             &module(rt_ptx, kernels::RETRIEVE_SM90, "retrieve")?,
             hopper_module(kernels::RETRIEVE_WGMMA_SM90A).as_ref(),
@@ -343,6 +343,13 @@ impl Backend for CudaBackend {
             }
         })
     }
+}
+
+/// Whether the path that the environment variable `name` switches is on: it is unless `name`
+/// is `0`. The kernels and loops switched so passed the GPU tests and were the faster ones
+/// (H200, 2026-11-28); `0` selects the path before them, kept for comparison and as a fallback.
+pub(crate) fn switched_on(name: &str) -> bool {
+    std::env::var(name).as_deref() != Ok("0")
 }
 
 /// A driver error as a laic error: out-of-memory becomes [`Error::OutOfMemory`], anything else

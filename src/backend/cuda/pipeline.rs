@@ -11,8 +11,8 @@
 //! tolerance: blocks × D f64).
 //!
 //! A step the device cannot take runs on the CPU on host copies, as `CudaBackend`'s per-call
-//! primitives do: rows too wide for the kernels' shared memory, and retrieval while its kernel
-//! is gated (`retrieve::supported_shape`); then the CPU's t̃ goes up to be joined. A training
+//! primitives do: rows too wide for the kernels' shared memory, and retrieval of more top nouns
+//! than its kernel keeps (`retrieve::supported_shape`); then the CPU's t̃ goes up to be joined. A training
 //! set, or a Euclidean centres metric, makes the centres k-means pack the training rows from
 //! the host (an input, uploaded once).
 
