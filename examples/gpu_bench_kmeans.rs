@@ -11,7 +11,9 @@
 //! `scripts/gpu-check.sh`; PyTorch's times for the same work come from
 //! `scripts/torch_kmeans_anchor.py` in the same call.
 //!
-//! `cargo run --release --example gpu_bench_kmeans -- [--quick] [--label NAME] [--kmeans-only]`;
+//! `cargo run --release --example gpu_bench_kmeans -- [--quick] [--label NAME] [--kmeans-only]
+//! [--retrieve-only] [--iteration-only]` (`--iteration-only`: no Lloyd loops and no seeding, for
+//! a profiler);
 //! without a CUDA device it prints `SKIPPED` and exits 0 (1 when `LAIC_REQUIRE_CUDA=1`). The
 //! label (default `default`) and the assignment kernel that ran (`assign_kernel`: `wg2`/`wg1`
 //! for the wgmma kernels, the default on an H100/H200 unless `LAIC_CUDA_KMEANS_WGMMA=0`, else
@@ -43,13 +45,19 @@ use std::time::Instant;
 const D: usize = 512;
 const CHECK_ROWS: usize = 4096;
 
+/// Timed assignment + update-sum calls per dtype (after one warm-up call).
+const ITERATION_REPS: usize = 5;
+
 /// Lloyd iterations run through [`laic::backend::KMeansSteps::lloyd`].
 const LLOYD_ITERS: usize = 6;
 
 /// Whole Lloyd iterations (assignment, update, convergence test: what one iteration of a
 /// k-means call costs) with the host loop and with the device loop, from the same centres: one
 /// JSON line each with the wall time per iteration (the initial upload and the final
-/// assignment and copies included, spread over the iterations). `data` is the f32 rows.
+/// assignment and copies included, spread over the iterations). Then the device loop's
+/// marginal iteration, what PyTorch's iteration is timed as: the difference between runs of
+/// 2 × [`LLOYD_ITERS`] and [`LLOYD_ITERS`] iterations over the difference in iterations (loop
+/// `"device, marginal"`). `data` is the f32 rows.
 fn lloyd_iterations(
     steps: &mut dyn KMeansSteps,
     data: &[f32],
@@ -58,13 +66,13 @@ fn lloyd_iterations(
     label: &str,
 ) {
     let (n, k) = (data.len() / D, centres.len() / D);
-    let opts = KMeansOptions {
-        n_clusters: k,
-        metric: Metric::Spherical,
-        max_iter: LLOYD_ITERS,
-        ..Default::default()
-    };
-    for (device, name) in [(false, "host"), (true, "device")] {
+    let mut run = |device: bool, max_iter: usize| {
+        let opts = KMeansOptions {
+            n_clusters: k,
+            metric: Metric::Spherical,
+            max_iter,
+            ..Default::default()
+        };
         set_kmeans_on_device(Some(device));
         let t0 = Instant::now();
         let r = steps.lloyd(
@@ -76,15 +84,38 @@ fn lloyd_iterations(
         );
         let wall = t0.elapsed().as_secs_f64() * 1e3;
         set_kmeans_on_device(None);
-        match r {
+        r.map(|r| (wall, r))
+    };
+    let line = |name: &str, iterations: usize, ms_per_iter: f64, objective: f64| {
+        println!(
+            "{{\"bench\":\"kmeans_lloyd\",\"label\":\"{label}\",\"loop\":\"{name}\",\"dtype\":\"{dtype:?}\",\"n\":{n},\"k\":{k},\"d\":{D},\"iterations\":{iterations},\"ms_per_iter\":{ms_per_iter:.4},\"objective\":{objective:.6}}}"
+        )
+    };
+    let mut device_run = None;
+    for (device, name) in [(false, "host"), (true, "device")] {
+        match run(device, LLOYD_ITERS) {
             Err(e) => json_error("kmeans_lloyd", dtype, &e),
-            Ok(r) => println!(
-                "{{\"bench\":\"kmeans_lloyd\",\"label\":\"{label}\",\"loop\":\"{name}\",\"dtype\":\"{dtype:?}\",\"n\":{n},\"k\":{k},\"d\":{D},\"iterations\":{},\"ms_per_iter\":{:.4},\"objective\":{:.6}}}",
-                r.n_iter,
-                wall / r.n_iter as f64,
-                r.objective
-            ),
+            Ok((wall, r)) => {
+                line(name, r.n_iter, wall / r.n_iter as f64, r.objective);
+                if device {
+                    device_run = Some((wall, r.n_iter));
+                }
+            }
         }
+    }
+    let Some((wall, iters)) = device_run else {
+        return;
+    };
+    match run(true, 2 * LLOYD_ITERS) {
+        Err(e) => json_error("kmeans_lloyd", dtype, &e),
+        // Converged within the shorter run: no marginal iteration to time.
+        Ok((_, r)) if r.n_iter <= iters => {}
+        Ok((wall2, r)) => line(
+            "device, marginal",
+            r.n_iter - iters,
+            (wall2 - wall) / (r.n_iter - iters) as f64,
+            r.objective,
+        ),
     }
 }
 
@@ -155,8 +186,8 @@ fn kmeans_iteration(
     n: usize,
     k: usize,
     dtype: Dtype,
-    reps: usize,
     label: &str,
+    iteration_only: bool,
 ) {
     let xh: Vec<f16>;
     let xm = match dtype {
@@ -185,7 +216,7 @@ fn kmeans_iteration(
     let mut sums = vec![0f64; k * D];
     let mut counts = vec![0u64; k];
     let (mut kernel, mut assign, mut upd, mut call) = (vec![], vec![], vec![], vec![]);
-    for rep in 0..reps + 1 {
+    for rep in 0..ITERATION_REPS + 1 {
         let t0 = Instant::now();
         let r = steps
             .assign(
@@ -211,8 +242,10 @@ fn kmeans_iteration(
         }
     }
     let assign_kernel = last_kmeans_assign_kernel().unwrap_or("none");
-    lloyd_iterations(steps.as_mut(), x32, &centres, dtype, label);
-    if label == "default" {
+    if !iteration_only {
+        lloyd_iterations(steps.as_mut(), x32, &centres, dtype, label);
+    }
+    if label == "default" && !iteration_only {
         // The seeding does not use the assignment kernel that other labels choose.
         seeding(steps.as_mut(), x32, dtype, label);
     }
@@ -321,6 +354,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let kmeans_only = args.iter().any(|a| a == "--kmeans-only");
+    let retrieve_only = args.iter().any(|a| a == "--retrieve-only");
+    let iteration_only = args.iter().any(|a| a == "--iteration-only");
     let label = args
         .iter()
         .position(|a| a == "--label")
@@ -333,11 +368,12 @@ fn main() {
     } else {
         (1_281_167, 2000)
     };
-    let x = random_unit_rows(seed, n, D);
-    for dtype in [Dtype::F16, Dtype::F32] {
-        kmeans_iteration(&ctx, &x, n, k, dtype, 5, label);
+    if !retrieve_only {
+        let x = random_unit_rows(seed, n, D);
+        for dtype in [Dtype::F16, Dtype::F32] {
+            kmeans_iteration(&ctx, &x, n, k, dtype, label, iteration_only);
+        }
     }
-    drop(x);
     if kmeans_only {
         return;
     }

@@ -7,6 +7,7 @@
 #   --quick: 16,384 nouns instead of 146,347 (a smoke run).
 #   --parallel: section 1 runs every test binary and configuration at once (one GPU, 16 cores:
 #   the tests check results, never times), its wall time that of the slowest.
+#   --no-clip-bench: benchmarks without section 4 (CLIP; ~160 s on an H200).
 #   --part tests: only section 1 (the GPU tests); --part bench: only sections 2-4 (benchmarks,
 #   with the PyTorch anchors); default both. The whole run may approach the device tool's
 #   10-minute limit per command: two calls on the same warm machine, one part each, stay
@@ -18,11 +19,13 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d)}"
 QUICK=""
 PARALLEL=""
+CLIP=1
 PART="all"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) QUICK="--quick" ;;
     --parallel) PARALLEL=1 ;;
+    --no-clip-bench) CLIP="" ;;
     --part) PART="${2:-}"; shift ;;
     *) echo "gpu-check: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -159,6 +162,7 @@ timeout 150 python3 scripts/torch_gradnorm_anchor.py ${QUICK} >"${OUT}/torch.jso
 timeout 90 python3 scripts/torch_kmeans_anchor.py ${QUICK} >>"${OUT}/torch.jsonl" 2>>"${OUT}/torch.err" ||
   { echo "torch k-means anchor: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
 
+if [[ -n "${CLIP}" ]]; then
 section "4. CLIP"
 # 4. CLIP: the throughput of a random ViT-B/32 (cuBLAS attention, then each fused attention kernel)
 #    and PyTorch + transformers fp16 on the same work; then where the device time goes
@@ -179,6 +183,7 @@ timeout 120 gpu-bin/clip_folder_bench --device cuda ${QUICK} >>"${OUT}/clip.json
   { echo "clip_folder_bench: rc=$?"; tail -n 5 "${OUT}/bench.err"; }
 timeout 80 python3 scripts/clip_torch_gpu_bench.py ${QUICK} >"${OUT}/clip_torch.jsonl" 2>>"${OUT}/torch.err" ||
   { echo "clip torch: rc=$?"; tail -n 5 "${OUT}/torch.err"; }
+fi
 
 fi
 
