@@ -311,38 +311,63 @@ struct SumsParams {
 };
 
 constexpr int SUM_THREADS = 128;
+constexpr int SUM_COLS = 4;     // adjacent columns per thread of the partial sums
+constexpr int SUM_UNROLL = 8;   // members whose loads a thread has in flight at once
 
-// Partial sums of the update step: block (task, column group) adds its task's members in
-// index order in f64 (a fixed order: the result does not depend on scheduling).
+// SUM_COLS adjacent operands of a packed row, read with one load (8 bytes of 16-bit operands).
+template <typename TM>
+struct alignas(SUM_COLS * sizeof(TM)) SumCols {
+    TM v[SUM_COLS];
+};
+
+// Partial sums of the update step: block (task, column group of SUM_THREADS * SUM_COLS) adds its
+// task's members in index order in f64 (a fixed order: the result does not depend on
+// scheduling). A thread owns SUM_COLS adjacent columns and reads them with one load per plane
+// and member: dp is a multiple of SUM_COLS (kmeans.rs packs to a multiple of BK), so the load
+// is aligned and stays inside the packed row. It issues the loads of SUM_UNROLL members before
+// adding them; every column still adds its members one at a time in index order, each as the
+// f32 value to_f32(hi) (+ to_f32(lo)), so the sums do not depend on SUM_COLS or SUM_UNROLL.
 template <typename TM, int XPL>
 __device__ __forceinline__ void sums_body(const SumsParams& p) {
     const int task = blockIdx.x;
-    const int col = blockIdx.y * SUM_THREADS + threadIdx.x;
-    if (col >= p.d) return;
+    const int col0 = (blockIdx.y * SUM_THREADS + threadIdx.x) * SUM_COLS;
+    if (col0 >= p.d) return;
     const TM* pts = static_cast<const TM*>(p.points);
     const size_t plane = (size_t)p.np * p.dp;
     const unsigned b = p.task_begin[task], e = p.task_end[task];
-    double s = 0.0;
-    unsigned m = b;
-    // Four loads in flight, added in member order.
-    for (; m + 4 <= e; m += 4) {
-        float v[4];
+    double s[SUM_COLS];
 #pragma unroll
-        for (int u = 0; u < 4; ++u) {
-            const size_t off = (size_t)p.members[m + u] * p.dp + col;
-            v[u] = to_f32(pts[off]);
-            if constexpr (XPL == 2) v[u] += to_f32(pts[plane + off]);
+    for (int j = 0; j < SUM_COLS; ++j) s[j] = 0.0;
+    for (unsigned m = b; m < e; m += SUM_UNROLL) {
+        float v[SUM_UNROLL][SUM_COLS];
+#pragma unroll
+        for (int u = 0; u < SUM_UNROLL; ++u) {
+            // Past the task's end the last member is read again (not added): no branches
+            // between the loads.
+            const unsigned mu = m + u < e ? m + u : e - 1;
+            const size_t off = (size_t)p.members[mu] * p.dp + col0;
+            const SumCols<TM> hi = *reinterpret_cast<const SumCols<TM>*>(pts + off);
+#pragma unroll
+            for (int j = 0; j < SUM_COLS; ++j) v[u][j] = to_f32(hi.v[j]);
+            if constexpr (XPL == 2) {
+                const SumCols<TM> lo = *reinterpret_cast<const SumCols<TM>*>(pts + plane + off);
+#pragma unroll
+                for (int j = 0; j < SUM_COLS; ++j) v[u][j] += to_f32(lo.v[j]);
+            }
         }
 #pragma unroll
-        for (int u = 0; u < 4; ++u) s += (double)v[u];
+        for (int u = 0; u < SUM_UNROLL; ++u) {
+            if (m + u < e) {
+#pragma unroll
+                for (int j = 0; j < SUM_COLS; ++j) s[j] += (double)v[u][j];
+            }
+        }
     }
-    for (; m < e; ++m) {
-        const size_t off = (size_t)p.members[m] * p.dp + col;
-        float v = to_f32(pts[off]);
-        if constexpr (XPL == 2) v += to_f32(pts[plane + off]);
-        s += (double)v;
+    // Columns from d on (packing zeros) are not written: in `partial` they are the next task's.
+#pragma unroll
+    for (int j = 0; j < SUM_COLS; ++j) {
+        if (col0 + j < p.d) p.partial[(size_t)task * p.d + col0 + j] = s[j];
     }
-    p.partial[(size_t)task * p.d + col] = s;
 }
 
 // Mirrored by `ReduceParams` in src/backend/cuda/kmeans.rs.

@@ -37,7 +37,7 @@ profile() {
   shift 2
   local log
   log="$(mktemp)"
-  timeout 150 "${NCU}" --clock-control none "${sections[@]}" -k "regex:${regex}" \
+  timeout 75 "${NCU}" --clock-control none "${sections[@]}" -k "regex:${regex}" \
     --launch-skip 1 --launch-count 1 "$@" >"${log}" 2>&1
   echo "=== ncu ${name} rc=$?"
   { echo "=== ncu ${name}"; cat "${log}"; } >>"${OUT}/ncu.txt"

@@ -2,11 +2,11 @@
 //! compiler builds their real source (`kernels/*.cuh`) against a small emulation of CUDA's
 //! thread model (`tests/kernel_emu/cuda_emu.hpp`) with AddressSanitizer and UBSan, and a
 //! driver checks them against a sequential or f64 reference: the k-means update's counting
-//! sort, the fused k-means assignment (mma.sync and wgmma), the device Lloyd step and k-means++
-//! kernels, the GradNorm kernels (mma.sync and wgmma) with their centre packing, the CLIP
-//! encoders' CUDA-core passes, both fused attention kernels (CUDA cores for f32, tensor cores
-//! for f16 and bf16), the tensor-core retrieval with its top nouns, and the row gathers and
-//! column sums of the pipeline's device-resident matrices
+//! sort and partial sums, the fused k-means assignment (mma.sync and wgmma), the device Lloyd
+//! step and k-means++ kernels, the GradNorm kernels (mma.sync and wgmma) with their centre
+//! packing, the CLIP encoders' CUDA-core passes, both fused attention kernels (CUDA cores for
+//! f32, tensor cores for f16 and bf16), the tensor-core retrieval with its top nouns, and the
+//! row gathers and column sums of the pipeline's device-resident matrices
 //! (`tests/kernel_emu/cuda_emu_mma.hpp` emulates the half types, cp.async, ldmatrix and
 //! mma.sync; `cuda_emu_wgmma.hpp` Hopper's wgmma through its matrix descriptors and the
 //! 128-byte swizzle, and named barriers). This is how CI, which has no GPU, tests their
@@ -84,6 +84,11 @@ fn run(driver: &str, cases: usize) {
 #[test]
 fn the_counting_sort_kernels_group_points_stably_by_label() {
     run("counting_sort", 10);
+}
+
+#[test]
+fn the_update_sums_kernels_add_members_in_index_order() {
+    run("kmeans_sums", 15);
 }
 
 #[test]

@@ -43,6 +43,8 @@ const PAD: usize = 8;
 const DIST_CENTRES: usize = 16;
 /// Threads per block of the sums kernels (`SUM_THREADS`).
 const SUM_THREADS: usize = 128;
+/// Adjacent columns per thread of the partial sums (`SUM_COLS`; the reduction has one).
+const SUM_COLS: usize = 4;
 /// Members per partial sum of the update.
 const SUM_CHUNK: usize = 256;
 /// Points per warp of the counting sort, at least (`chunk` in counting_sort.cuh).
@@ -78,6 +80,9 @@ const ON_DEVICE_ENV: &str = "LAIC_CUDA_KMEANS_DEVICE";
 
 // Every block's points lie inside the packed rows.
 const _: () = assert!(ROW_MULTIPLE.is_multiple_of(64 * WG_CONFIGS[0].0));
+// The partial sums read SUM_COLS columns at once: the packed width (a multiple of BK) holds
+// whole groups of them.
+const _: () = assert!(BK.is_multiple_of(SUM_COLS));
 
 /// The centre pipeline depth of the wgmma kernel with `groups` warpgroups for `dtype` points,
 /// or `None` when kmeans_wgmma.cu has no such kernel (f32 points, two planes, only fit one
@@ -747,6 +752,7 @@ impl<'a> CudaKMeans<'a> {
         let u = self.update.as_mut().expect("update buffers allocated");
         let k = u.k;
         let col_groups = d.div_ceil(SUM_THREADS) as u32;
+        let sum_col_groups = d.div_ceil(SUM_THREADS * SUM_COLS) as u32;
         stream
             .memset_zeros(&mut u.counts)
             .map_err(|e| cuda_error("clearing the label counts", e))?;
@@ -820,13 +826,14 @@ impl<'a> CudaKMeans<'a> {
                 reserved: 0,
             };
             let cfg = LaunchConfig {
-                grid_dim: (u.max_tasks as u32, col_groups, 1),
+                grid_dim: (u.max_tasks as u32, sum_col_groups, 1),
                 block_dim: (SUM_THREADS as u32, 1, 1),
                 shared_mem_bytes: 0,
             };
             // SAFETY: task t < max_tasks reads members[begin[t]..end[t]] (< n, points
-            // packed; unused tasks are empty) and writes row t of the max_tasks × d
-            // partial sums.
+            // packed; unused tasks are empty), columns below plan.dp (a multiple of BK, so of
+            // SUM_COLS) of their packed rows, and writes row t of the max_tasks × d partial
+            // sums.
             unsafe {
                 launch_kernel(
                     stream,
