@@ -3,12 +3,16 @@
 //!
 //! [`CudaKMeans`] uploads and packs the rows once (f16/bf16 as they are, f32 split into
 //! bf16 hi + lo) and keeps them, the label and distance buffers on the device for the seeding
-//! and every Lloyd iteration. Per assignment only the centres (K×D f32) go up and the labels
-//! and distances (N each) come back; per update the labels go up, the device groups the points
-//! by label (a stable counting sort, `kernels/counting_sort.cuh`) and adds each cluster's
-//! members in index order, and the K×D f64 sums and the cluster sizes come back. The centre
-//! update, empty-cluster repair and k-means++ bookkeeping stay on the host (`src/kmeans.rs`),
-//! so the GPU and the CPU run the same algorithm from the same seeds.
+//! and every Lloyd iteration. By default (see [`set_kmeans_on_device`]) k-means++ keeps the
+//! nearest distances on the device, and the Lloyd loop the centres and labels: per iteration
+//! assignment, the grouping of the points by label (a stable counting sort,
+//! `kernels/counting_sort.cuh`), each cluster's members added in index order in f64 and the
+//! centre update run there, and only the iteration's counters and centre moves come back. An
+//! iteration that empties a cluster repairs it on the host as `src/kmeans.rs` does. With
+//! `LAIC_CUDA_KMEANS_DEVICE=0` both loops run on the host (`src/kmeans.rs`) over the device
+//! primitives: per assignment the centres go up and the labels and distances come back, per
+//! update the K×D f64 sums and the cluster sizes. Either way the GPU and the CPU run the same
+//! algorithm from the same seeds.
 //!
 //! The assignment runs `laic_km_wg_assign_*` (kmeans_wgmma.cu, wgmma) on compute capability 9.0
 //! unless `LAIC_CUDA_KMEANS_WGMMA=0`, else `laic_km_assign_*` (kmeans.cu, mma.sync, any sm_80+
