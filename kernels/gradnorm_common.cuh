@@ -306,79 +306,121 @@ __device__ __forceinline__ void tile_sums(const float (&z)[NT][2], float ref, in
     }
 }
 
-// Folds one tile of a row into its statistics. `z[nt][j]` is this lane's logit of column
-// colbase + 8 nt + j (base 2, -inf for padding columns: see mask_padding); all 4 lanes of the
-// quad call this together. Pass 0 updates max, argmax, R, R_q; pass 1 (uniform target) sums
-// |p - 1/K|^q. Pass 0 may set the new max's logit to -inf (it is not one of the tile's R terms).
+// Folds one tile of R rows into their statistics. `z[r][nt][j]` is this lane's logit of row r
+// and column colbase + 8 nt + j (base 2, -inf for padding columns: see mask_padding); all 4
+// lanes of the quad call this together. Pass 0 updates max, argmax, R, R_q; pass 1 (uniform
+// target) sums |p - 1/K|^q. Pass 0 may set the new max's logit to -inf (it is not one of the
+// tile's R terms).
 //
 // Pass 0 costs a max, one subtraction, one ex2 and one or two adds per logit: the argmax is
-// looked for only in a tile that moves the row's max (a few tiles of a row), and the new max
+// looked for only in a tile that moves a row's max (a few tiles of a row), and the new max
 // leaves the sums as a -inf logit, whose ex2 is 0, rather than as a test per element.
-template <int NT>
-__device__ __forceinline__ void fold_tile(RowStats& st, float (&z)[NT][2], int colbase,
+//
+// Each row takes the same operations in the same order whatever R is (the same results bit
+// for bit), but the rows' steps are interleaved: their maxima, shuffles, exponentials and sums
+// are independent chains that can overlap, and one warp vote covers all R rows, where R calls
+// of one row each would wait out each other's latencies.
+template <int R, int NT>
+__device__ __forceinline__ void fold_rows(RowStats (&st)[R], float (&z)[R][NT][2], int colbase,
                                           const GradNormParams& p, int pass, float own,
                                           float inv_k) {
     const bool two = p.power == POWER_TWO, general = p.power == POWER_GENERAL;
     if (pass == 0) {
-        const float tmax = quad_max(lane_max(z));
-        const bool moved = tmax > st.mx;
-        float ref = tmax;  // the largest non-max term, where the max does not move
-        // Warp-uniform branch: the shuffles below need every lane of the warp.
-        if (__any_sync(0xffffffffu, moved)) {
-            // The new max's column: the lowest that holds it (as a strict > in column order).
-            int targ = 0x7fffffff;
+        float tmax[R], ref[R];  // ref: the largest non-max term, where the max does not move
+        bool moved[R];
+        bool any_moved = false;
 #pragma unroll
-            for (int nt = NT - 1; nt >= 0; --nt)
+        for (int r = 0; r < R; ++r) tmax[r] = lane_max(z[r]);
 #pragma unroll
-                for (int j = 1; j >= 0; --j)
-                    if (z[nt][j] == tmax) targ = colbase + nt * 8 + j;
-            targ = min(targ, __shfl_xor_sync(0xffffffffu, targ, 1));
-            targ = min(targ, __shfl_xor_sync(0xffffffffu, targ, 2));
-            if (moved) {
+        for (int r = 0; r < R; ++r) {
+            tmax[r] = quad_max(tmax[r]);
+            moved[r] = tmax[r] > st[r].mx;
+            ref[r] = tmax[r];
+            any_moved |= moved[r];
+        }
+        // Warp-uniform branch: the shuffles below need every lane of the warp. A row that no
+        // lane moved goes through it unchanged (its ref is its tmax again).
+        if (__any_sync(0xffffffffu, any_moved)) {
+            // Each new max's column: the lowest that holds it (as a strict > in column order).
+            int targ[R];
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                targ[r] = 0x7fffffff;
+#pragma unroll
+                for (int nt = NT - 1; nt >= 0; --nt)
+#pragma unroll
+                    for (int j = 1; j >= 0; --j)
+                        if (z[r][nt][j] == tmax[r]) targ[r] = colbase + nt * 8 + j;
+            }
+#pragma unroll
+            for (int r = 0; r < R; ++r) targ[r] = min(targ[r], __shfl_xor_sync(0xffffffffu, targ[r], 1));
+#pragma unroll
+            for (int r = 0; r < R; ++r) targ[r] = min(targ[r], __shfl_xor_sync(0xffffffffu, targ[r], 2));
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                if (!moved[r]) continue;
                 // The old max term (1 before rescaling) joins the non-max sums, once per row.
-                const float sh = st.mx - tmax;
+                const float sh = st[r].mx - tmax[r];
                 const double e = exp2_wide(sh);
                 const double eq = two ? e * e : general ? exp2_wide(p.q * sh) : e;
-                st.rest = (st.rest + own) * e;
-                st.restq = (st.restq + own) * eq;
-                st.mx = tmax;
-                st.arg = targ;
+                st[r].rest = (st[r].rest + own) * e;
+                st[r].restq = (st[r].restq + own) * eq;
+                st[r].mx = tmax[r];
+                st[r].arg = targ[r];
                 // This tile's non-max terms: all but the new max.
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
                     for (int j = 0; j < 2; ++j)
-                        if (colbase + nt * 8 + j == targ) z[nt][j] = -INFINITY;
+                        if (colbase + nt * 8 + j == targ[r]) z[r][nt][j] = -INFINITY;
             }
-            ref = quad_max(lane_max(z));
+#pragma unroll
+            for (int r = 0; r < R; ++r) ref[r] = quad_max(lane_max(z[r]));
         }
-        if (ref == -INFINITY) return;  // nothing but the max (and padding) in this tile
-        // Relative to the largest of them.
-        float s1, s2;
-        tile_sums(z, ref, p.power, p.q, s1, s2);
-        const float sh = ref - st.mx;
-        const double w = exp2_wide(sh);
-        st.rest += (double)s1 * w;
-        if (two) {
-            st.restq += (double)s2 * (w * w);
-        } else if (general) {
-            st.restq += (double)s2 * exp2_wide(p.q * sh);
+        // Relative to the largest of them. A row with nothing but the max (and padding) in
+        // this tile (ref = -inf) gets garbage sums here and adds nothing below.
+        float s1[R], s2[R];
+#pragma unroll
+        for (int r = 0; r < R; ++r) tile_sums(z[r], ref[r], p.power, p.q, s1[r], s2[r]);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            if (ref[r] == -INFINITY) continue;
+            const float sh = ref[r] - st[r].mx;
+            const double w = exp2_wide(sh);
+            st[r].rest += (double)s1[r] * w;
+            if (two) {
+                st[r].restq += (double)s2[r] * (w * w);
+            } else if (general) {
+                st[r].restq += (double)s2[r] * exp2_wide(p.q * sh);
+            }
         }
     } else {
-        PowerSums ps;
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
+        for (int r = 0; r < R; ++r) {
+            PowerSums ps;
 #pragma unroll
-            for (int j = 0; j < 2; ++j) {
-                // Padding columns add |0 - 0| = 0: p is 0 there and so is the target.
-                const float dd = colbase + nt * 8 + j < p.k
-                                     ? fabsf(ex2(z[nt][j] - st.mx) * st.invz - inv_k)
-                                     : 0.f;
-                ps.add(dd, general, p.q);
-            }
-        const float su = ps.pick(p.power);
-        st.uacc = p.power == POWER_INF ? fmax(st.uacc, (double)su) : st.uacc + (double)su;
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int j = 0; j < 2; ++j) {
+                    // Padding columns add |0 - 0| = 0: p is 0 there and so is the target.
+                    const float dd = colbase + nt * 8 + j < p.k
+                                         ? fabsf(ex2(z[r][nt][j] - st[r].mx) * st[r].invz - inv_k)
+                                         : 0.f;
+                    ps.add(dd, general, p.q);
+                }
+            const float su = ps.pick(p.power);
+            st[r].uacc = p.power == POWER_INF ? fmax(st[r].uacc, (double)su) : st[r].uacc + (double)su;
+        }
     }
+}
+
+// fold_rows of one row.
+template <int NT>
+__device__ __forceinline__ void fold_tile(RowStats& st, float (&z)[NT][2], int colbase,
+                                          const GradNormParams& p, int pass, float own,
+                                          float inv_k) {
+    fold_rows<1, NT>(reinterpret_cast<RowStats(&)[1]>(st), reinterpret_cast<float(&)[1][NT][2]>(z),
+                     colbase, p, pass, own, inv_k);
 }
 
 __device__ __forceinline__ double quad_sum_f64(double v) {

@@ -9,7 +9,7 @@
 // - Packed centres stream through a STAGES-deep cp.async pipeline in BN x 64 chunks, stored in
 //   the same swizzled layout; each chunk is 4 (f32 input: 12) wgmma.m64n128k16 per warpgroup,
 //   issued asynchronously with f32 accumulation.
-// - A tile is folded into the statistics (fold_tile) when its products are complete, before
+// - A tile is folded into the statistics (fold_rows) when its products are complete, before
 //   the next tile's first chunk is issued. Folding it while the next tile's products run into
 //   a second accumulator set (measured on an H200, 2026-11-27: 2.09 ms against 1.90 ms at
 //   K = 2000) makes ptxas serialise every wgmma (warning C7514: accumulator registers read
@@ -148,17 +148,18 @@ template <typename TM, int PLANES, int NWG, int STAGES, int DIAG, bool SPLIT> st
                 sc[nt][0] = c2.x;
                 sc[nt][1] = c2.y;
             }
+            // Both rows of the thread at once (fold_rows interleaves their latencies).
+            float z[2][HT][2];
 #pragma unroll
             for (int i = 0; i < 2; ++i) {
-                float z[HT][2];
 #pragma unroll
                 for (int nt = 0; nt < HT; ++nt)
 #pragma unroll
                     for (int j = 0; j < 2; ++j)
-                        z[nt][j] = acc[4 * (half * HT + nt) + 2 * i + j] * rs[i] * sc[nt][j];
-                if (padded) mask_padding(z, colbase + half * HT * 8, p.k);
-                fold_tile(st[i], z, colbase + half * HT * 8, p, pass, own, inv_k);
+                        z[i][nt][j] = acc[4 * (half * HT + nt) + 2 * i + j] * rs[i] * sc[nt][j];
+                if (padded) mask_padding(z[i], colbase + half * HT * 8, p.k);
             }
+            fold_rows(st, z, colbase + half * HT * 8, p, pass, own, inv_k);
         }
         if (pass == 0 && p.uniform && tile == ntiles - 1) {
             start_uniform_pass(st[0]);
