@@ -3,7 +3,7 @@
 # driver and CUDA but no Rust: the CUDA test executables (tests/cuda*.rs) and the GPU benchmark
 # examples, built here with the kernels compiled in and stripped of debug info.
 #
-# The binaries are packed into gpu-bin/bins.tar.xz (gpu-check.sh unpacks it): the device tool
+# The binaries are packed into gpu-bin/bins.tar.xz (scripts/unpack-gpu-bin.sh unpacks it): the device tool
 # carries at most 64 MiB with the working tree (~20 MB), and each of the seven binaries embeds
 # the same ~20 MB of PTX and cubins. gzip (a 32 KB window) compressed them to 54 MB; xz with a
 # dictionary larger than two binaries stores the repeated kernels once: ~6 MB (measured

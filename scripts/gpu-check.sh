@@ -33,15 +33,7 @@ while [[ $# -gt 0 ]]; do
 done
 case "${PART}" in all | tests | bench) ;; *) echo "gpu-check: --part tests|bench" >&2; exit 2 ;; esac
 section() { echo "[gpu-check t=${SECONDS}s] $*"; }
-# scripts/build-gpu-bin.sh packs the binaries (the carry limit): unpack them.
-# xz where it is installed, else Python's lzma (the GPU machine has Python for PyTorch).
-if [[ -f gpu-bin/bins.tar.xz ]]; then
-  if command -v xz >/dev/null 2>&1; then
-    tar -C gpu-bin -xJf gpu-bin/bins.tar.xz
-  else
-    python3 -c 'import tarfile; tarfile.open("gpu-bin/bins.tar.xz").extractall("gpu-bin")'
-  fi || echo "gpu-check: cannot unpack gpu-bin/bins.tar.xz"
-fi
+bash scripts/unpack-gpu-bin.sh
 export LAIC_REQUIRE_CUDA=1
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 

@@ -13,13 +13,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d)}"
-if [[ -f gpu-bin/bins.tar.xz && ! -x gpu-bin/gpu_bench ]]; then
-  if command -v xz >/dev/null 2>&1; then
-    tar -C gpu-bin -xJf gpu-bin/bins.tar.xz
-  else
-    python3 -c 'import tarfile; tarfile.open("gpu-bin/bins.tar.xz").extractall("gpu-bin")'
-  fi || echo "gpu-profile: cannot unpack gpu-bin/bins.tar.xz"
-fi
+bash scripts/unpack-gpu-bin.sh
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 NCU="$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)"
 if [[ -z "${NCU}" ]]; then
